@@ -1,0 +1,41 @@
+// Linear SVMs trained by SGD (hinge loss + L2), many binary problems over one feature matrix at once.
+// The multiclass coding (one-vs-one / one-vs-all, MATLAB fitcecoc style) is decided by the caller, which
+// passes one target column per binary learner; this kernel only trains the binary learners.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "loupe/session.h"
+#include "loupe/status.h"
+
+namespace loupe {
+
+enum class SgdSchedule {
+  kPegasos = 0,  // eta_t = 1 / (lambda * t), Shalev-Shwartz et al. 2007
+  kAveraged,     // Pegasos steps, returns the average of the iterates over the last half of training
+};
+
+struct SgdSvmOptions {
+  double lambda = 1e-4;    // L2 strength (per sample, Pegasos convention)
+  int epochs = 20;
+  uint64_t seed = 0;       // sample order: same seed -> bit-identical model on the same backend
+  SgdSchedule schedule = SgdSchedule::kAveraged;
+  BackendKind backend = BackendKind::kCpu;  // kCuda: same algorithm and sample order on the GPU
+  int num_threads = 0;     // CPU: learners trained in parallel
+  int device_id = 0;
+  std::function<void(int epoch, int epochs)> progress;  // optional, called from the calling thread
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+// X: [n][d] row-major (already standardised by the caller).
+// targets: [k][n], +1 / -1 for samples in learner j, 0 = sample not used by learner j (OvO).
+// Out: w [k][d], b [k]. Scores are w·x + b; positive means the +1 side.
+Status TrainLinearSvms(const float* X, int64_t n, int64_t d, const int8_t* targets, int k,
+                       const SgdSvmOptions& opts, std::vector<float>* w, std::vector<float>* b);
+
+// The permutation of [0, n) used in epoch `epoch` (shared by every backend: same seed semantics).
+void SgdSampleOrder(uint64_t seed, int epoch, int64_t n, std::vector<int64_t>* order);
+
+}  // namespace loupe
