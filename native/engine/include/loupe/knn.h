@@ -3,6 +3,8 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "loupe/session.h"
@@ -22,6 +24,25 @@ struct KnnOptions {
 Status KnnSearch(const float* bank, int64_t nb, const float* queries, int64_t nq, int64_t d, int k,
                  const KnnOptions& opts, float* dist, int64_t* idx);
 
+// A bank kept ready for repeated searches (the one-class scorer queries the same bank for every image):
+// the CPU index packs the bank once for the blocked GEMM; the CUDA index keeps it in device memory.
+// Search is thread-safe (concurrent calls are serialised on the CUDA index) and gives exactly what
+// KnnSearch gives for the same bank and options.
+class KnnIndex {
+ public:
+  virtual ~KnnIndex() = default;
+  // The bank is copied; the caller's buffer can be freed after Create. opts.backend as for KnnSearch.
+  static Status Create(const float* bank, int64_t nb, int64_t d, const KnnOptions& opts,
+                       std::unique_ptr<KnnIndex>* out);
+  virtual Status Search(const float* queries, int64_t nq, int k, float* dist, int64_t* idx) = 0;
+  virtual int64_t size() const = 0;          // nb
+  virtual int64_t dim() const = 0;           // d
+  virtual BackendKind backend() const = 0;   // kCpu or kCuda (never kAuto)
+};
+// Limits: 1 <= k <= nb on every backend; the CUDA backend supports k <= kKnnMaxKCuda (kAuto falls back
+// to the CPU above it).
+constexpr int kKnnMaxKCuda = 64;
+
 struct CoresetOptions {
   uint64_t seed = 0;           // picks the first centre
   int projection_dim = 128;    // distances computed on a seeded random projection (0 = full features)
@@ -33,6 +54,9 @@ struct CoresetOptions {
 };
 
 // Greedy k-center (farthest point) selection of m rows of X [n][d] (PatchCore's coreset).
+// selected[0] is drawn from the seed; each next one is the row farthest (squared L2 on the projection)
+// from those already selected, ties to the lower index; 1 <= m <= n. progress(done, m) about every 1%.
+// The CUDA backend uses the same projection and arithmetic order, so it selects the same rows.
 Status GreedyCoreset(const float* X, int64_t n, int64_t d, int64_t m, const CoresetOptions& opts,
                      std::vector<int64_t>* selected);
 

@@ -22,6 +22,9 @@ struct SgdSvmOptions {
   int epochs = 20;
   uint64_t seed = 0;       // sample order: same seed -> bit-identical model on the same backend
   SgdSchedule schedule = SgdSchedule::kAveraged;
+  // Pegasos projection: after each step, w is scaled back onto the ball ||w|| <= 1/sqrt(lambda) (where
+  // the optimum lies); keeps the large early steps (eta_1 = 1/lambda) from blowing w up.
+  bool project = true;
   BackendKind backend = BackendKind::kCpu;  // kCuda: same algorithm and sample order on the GPU
   int num_threads = 0;     // CPU: learners trained in parallel
   int device_id = 0;
@@ -29,6 +32,13 @@ struct SgdSvmOptions {
   const std::atomic<bool>* cancel = nullptr;
 };
 
+// The step (identical on every backend; only the rounding of the dot products differs). Per learner, t
+// counts its own samples (target != 0) from 1 over all epochs, eta_t = 1 / (lambda t), w = s v:
+//   score = w.x + b;  violated = y score < 1;  w <- (1 - 1/t) w;  if violated: w += eta_t y x and
+//   b += y min(eta_t, 1 - y score)  (the bias is not regularised nor shrunk; its step is the proximal
+//   hinge step: the plain subgradient step, stopped where the sample's margin is met, so the huge early
+//   steps cannot throw it far off);  if project: w <- min(1, 1 / (sqrt(lambda) ||w||)) w.
+// kAveraged returns the mean of (w_t, b_t) over the steps t in (T/2, T], T = epochs * (samples used).
 // X: [n][d] row-major (already standardised by the caller).
 // targets: [k][n], +1 / -1 for samples in learner j, 0 = sample not used by learner j (OvO).
 // Out: w [k][d], b [k]. Scores are w·x + b; positive means the +1 side.

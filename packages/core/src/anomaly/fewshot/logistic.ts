@@ -1,0 +1,132 @@
+// Class-balanced, L2-regularised logistic regression on Float32Array rows (mini-batch Adam, seeded).
+// Loss: sum_i w_i * BCE(sigmoid(w.x_i + b), y_i) / sum_i w_i + (l2 / 2) * ||w||^2, with w_i = 1/(2 n_pos)
+// for positives and 1/(2 n_neg) for negatives (each class weighs half), on standardised features.
+import { createRng } from '../../datasets/random.js';
+import { LoupeError } from '../../errors.js';
+
+export interface LogisticModel {
+  d: number;
+  /** Weights on standardised features. */
+  w: Float32Array;
+  b: number;
+  mean: Float32Array;
+  std: Float32Array;
+}
+
+export interface LogisticOptions {
+  l2?: number;
+  epochs?: number;
+  batchSize?: number;
+  learningRate?: number;
+  seed?: number;
+}
+
+/** Per-feature mean and std (std floored at 1e-6). */
+export function featureStats(X: Float32Array, n: number, d: number): { mean: Float32Array; std: Float32Array } {
+  const mean = new Float64Array(d);
+  const sq = new Float64Array(d);
+  for (let i = 0; i < n; i++) {
+    const o = i * d;
+    for (let j = 0; j < d; j++) {
+      const v = X[o + j]!;
+      mean[j] = mean[j]! + v;
+      sq[j] = sq[j]! + v * v;
+    }
+  }
+  const m = new Float32Array(d);
+  const s = new Float32Array(d);
+  for (let j = 0; j < d; j++) {
+    const mu = mean[j]! / n;
+    m[j] = mu;
+    s[j] = Math.max(1e-6, Math.sqrt(Math.max(0, sq[j]! / n - mu * mu)));
+  }
+  return { mean: m, std: s };
+}
+
+function sigmoid(z: number): number {
+  return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
+}
+
+/** Trains on rows X [n][d] with labels y (0/1). */
+export function trainLogistic(X: Float32Array, n: number, d: number, y: Uint8Array, options: LogisticOptions = {}): LogisticModel {
+  if (X.length < n * d || y.length !== n) throw new LoupeError('INVALID_ARGUMENT', `logistic: expected ${n} x ${d} rows and ${n} labels`);
+  let nPos = 0;
+  for (let i = 0; i < n; i++) if (y[i]) nPos++;
+  const nNeg = n - nPos;
+  if (nPos === 0 || nNeg === 0) throw new LoupeError('INVALID_ARGUMENT', `logistic regression needs both classes (got ${nPos} positive, ${nNeg} negative rows)`);
+  const l2 = options.l2 ?? 1e-2;
+  const epochs = options.epochs ?? 30;
+  const bs = Math.max(1, options.batchSize ?? 256);
+  const lr = options.learningRate ?? 1e-2;
+  const { mean, std } = featureStats(X, n, d);
+  const Z = new Float32Array(n * d);
+  const inv = new Float32Array(d);
+  for (let j = 0; j < d; j++) inv[j] = 1 / std[j]!;
+  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) Z[i * d + j] = (X[i * d + j]! - mean[j]!) * inv[j]!;
+  const wPos = 1 / (2 * nPos);
+  const wNeg = 1 / (2 * nNeg);
+
+  const w = new Float64Array(d);
+  let b = 0;
+  const mW = new Float64Array(d), vW = new Float64Array(d);
+  let mB = 0, vB = 0;
+  const g = new Float64Array(d);
+  const beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  const rng = createRng(`logistic:${options.seed ?? 0}`);
+  const order = Array.from({ length: n }, (_, i) => i);
+  let step = 0;
+  for (let ep = 0; ep < epochs; ep++) {
+    rng.shuffle(order);
+    for (let start = 0; start < n; start += bs) {
+      const end = Math.min(n, start + bs);
+      g.fill(0);
+      let gb = 0;
+      let wsum = 0;
+      for (let k = start; k < end; k++) {
+        const i = order[k]!;
+        const o = i * d;
+        let z = b;
+        for (let j = 0; j < d; j++) z += w[j]! * Z[o + j]!;
+        const yi = y[i] ? 1 : 0;
+        const wi = yi ? wPos : wNeg;
+        const r = wi * (sigmoid(z) - yi);
+        wsum += wi;
+        gb += r;
+        for (let j = 0; j < d; j++) g[j] = g[j]! + r * Z[o + j]!;
+      }
+      step++;
+      const c1 = 1 - beta1 ** step, c2 = 1 - beta2 ** step;
+      for (let j = 0; j < d; j++) {
+        const gj = g[j]! / wsum + l2 * w[j]!;
+        mW[j] = beta1 * mW[j]! + (1 - beta1) * gj;
+        vW[j] = beta2 * vW[j]! + (1 - beta2) * gj * gj;
+        w[j] = w[j]! - (lr * (mW[j]! / c1)) / (Math.sqrt(vW[j]! / c2) + eps);
+      }
+      const gbn = gb / wsum;
+      mB = beta1 * mB + (1 - beta1) * gbn;
+      vB = beta2 * vB + (1 - beta2) * gbn * gbn;
+      b -= (lr * (mB / c1)) / (Math.sqrt(vB / c2) + eps);
+    }
+  }
+  return { d, w: Float32Array.from(w), b, mean, std };
+}
+
+/** Logits of rows X [n][d]. */
+export function logisticLogits(model: LogisticModel, X: Float32Array, n: number, out: Float32Array = new Float32Array(n)): Float32Array {
+  const { d, w, b, mean, std } = model;
+  if (X.length < n * d) throw new LoupeError('INVALID_ARGUMENT', `logistic: expected ${n} x ${d} rows`);
+  // Fold the standardisation into the weights: w'_j = w_j / std_j, b' = b - sum_j w'_j * mean_j.
+  const wf = new Float32Array(d);
+  let bf = b;
+  for (let j = 0; j < d; j++) {
+    wf[j] = w[j]! / std[j]!;
+    bf -= wf[j]! * mean[j]!;
+  }
+  for (let i = 0; i < n; i++) {
+    const o = i * d;
+    let z = bf;
+    for (let j = 0; j < d; j++) z += wf[j]! * X[o + j]!;
+    out[i] = z;
+  }
+  return out;
+}

@@ -1,0 +1,71 @@
+// PatchCore in the Loupe model file (kind 'one-class', method 'patchcore'): the JSON header carries the
+// config, thresholds and provenance; the payload holds the memory bank (float32 [n, d], or fp16 bits as
+// uint8 [n, d, 2] little-endian) and, optionally, a fused few-shot head (JSON, it is small).
+import { ModelFileError } from '../../modelfile/errors.js';
+import { readModelFile, writeModelFile } from '../../modelfile/format.js';
+import type { FewShotHeadState, FusionState } from '../fewshot/head.js';
+import { PATCHCORE_FORMAT, PatchCoreModel, type PatchCoreHeader } from './model.js';
+
+const BANK_SECTION = 'patchcore.bank';
+
+export interface PatchCoreFileExtras {
+  /** Optional supervised head and its fusion with the memory-bank score. */
+  fewShot?: { head: FewShotHeadState; fusion: FusionState };
+  /** Image preprocessing description (JSON) for readers of the header. */
+  preprocessing?: Record<string, unknown>;
+  /** Default now. */
+  createdAt?: string;
+}
+
+export interface LoadedPatchCore {
+  file: string;
+  model: PatchCoreModel;
+  fewShot?: { head: FewShotHeadState; fusion: FusionState };
+}
+
+/** Writes the model atomically; returns bytes written and the payload sha256. */
+export async function savePatchCore(file: string, model: PatchCoreModel, extras: PatchCoreFileExtras = {}): Promise<{ bytes: number; sha256: string }> {
+  const { header, bank } = model.serialize();
+  const data = bank instanceof Uint16Array ? new Uint8Array(bank.buffer, bank.byteOffset, bank.byteLength) : bank;
+  const shape = bank instanceof Uint16Array ? [header.bank.n, header.bank.d, 2] : [header.bank.n, header.bank.d];
+  const h: Record<string, unknown> = {
+    kind: 'one-class',
+    method: 'patchcore',
+    ...(extras.createdAt !== undefined ? { createdAt: extras.createdAt } : {}),
+    weightsHash: header.weightsHash,
+    preprocessing: extras.preprocessing ?? { resize: header.config.tile ? 'tiles-224-native' : 'squash-224', filter: 'cubic', mode: 'caffe' },
+    patchcore: { ...header, bankSection: BANK_SECTION },
+    ...(extras.fewShot ? { fewShot: extras.fewShot } : {}),
+  };
+  return writeModelFile(file, h as { kind: 'one-class' }, [{ name: BANK_SECTION, shape, data }]);
+}
+
+/** Reads and validates a PatchCore model file. */
+export async function loadPatchCore(file: string, opts: { expectWeightsHash?: string } = {}): Promise<LoadedPatchCore> {
+  const decoded = await readModelFile(file, { kinds: ['one-class'] });
+  const h = decoded.header as Record<string, unknown>;
+  if (h['method'] !== 'patchcore') throw new ModelFileError('MODEL_INCOMPATIBLE', file, `one-class method ${JSON.stringify(h['method'])} is not 'patchcore'`, { field: 'method' });
+  const pc = h['patchcore'] as (PatchCoreHeader & { bankSection?: string }) | undefined;
+  if (!pc || typeof pc !== 'object' || pc.format !== PATCHCORE_FORMAT || !pc.bank) throw new ModelFileError('MODEL_CORRUPT', file, 'missing PatchCore header', { field: 'patchcore' });
+  if (opts.expectWeightsHash && pc.weightsHash && pc.weightsHash !== opts.expectWeightsHash) {
+    throw new ModelFileError('MODEL_INCOMPATIBLE', file, `trained on CNN weights ${pc.weightsHash.slice(0, 12)}..., the engine has ${opts.expectWeightsHash.slice(0, 12)}...`, { field: 'patchcore.weightsHash' });
+  }
+  const raw = decoded.sections.get(pc.bankSection ?? BANK_SECTION);
+  if (!raw) throw new ModelFileError('MODEL_CORRUPT', file, 'no memory bank section', { field: 'payload.sections' });
+  let bank: Float32Array | Uint16Array;
+  if (pc.bank.storage === 'fp16') {
+    if (!(raw instanceof Uint8Array) || raw.byteLength !== pc.bank.n * pc.bank.d * 2) throw new ModelFileError('MODEL_CORRUPT', file, 'fp16 bank has the wrong size', { field: 'patchcore.bank' });
+    bank = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2);
+  } else {
+    if (!(raw instanceof Float32Array)) throw new ModelFileError('MODEL_CORRUPT', file, 'fp32 bank is not float32', { field: 'patchcore.bank' });
+    bank = raw;
+  }
+  let model: PatchCoreModel;
+  try {
+    model = PatchCoreModel.deserialize(pc, bank);
+  } catch (err) {
+    throw new ModelFileError('MODEL_CORRUPT', file, err instanceof Error ? err.message : String(err), { field: 'patchcore', cause: err });
+  }
+  const fewShot = h['fewShot'] as LoadedPatchCore['fewShot'];
+  return fewShot ? { file, model, fewShot } : { file, model };
+}

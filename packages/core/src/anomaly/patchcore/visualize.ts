@@ -1,0 +1,99 @@
+// Heatmap overlays and binary defect masks as PNG (sharp). The colour scale is fixed by the pixel
+// threshold, not by each image's own range: the map is normalised with normalizeScore (threshold ->
+// 0.5), so a good image stays blue and the threshold is always the same colour (green-yellow in jet).
+import { writeFile } from 'node:fs/promises';
+import sharp from 'sharp';
+
+import { LoupeError } from '../../errors.js';
+import type { ImageSource } from '../../image/decode.js';
+import { decodeFullRgb } from './io.js';
+import { normalizeScore } from './threshold.js';
+
+/** OpenCV/matplotlib-style 'jet' colour of v in [0, 1] as [r, g, b] bytes. */
+export function jet(v: number): [number, number, number] {
+  const x = Math.min(1, Math.max(0, v));
+  const c = (t: number): number => Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * x - t))));
+  return [c(3), c(2), c(1)];
+}
+
+const JET_LUT = (() => {
+  const lut = new Uint8Array(256 * 3);
+  for (let i = 0; i < 256; i++) lut.set(jet(i / 255), i * 3);
+  return lut;
+})();
+
+/** Binary mask (0/255 bytes) of map >= threshold. */
+export function binaryMask(map: Float32Array, threshold: number): Uint8Array {
+  const out = new Uint8Array(map.length);
+  for (let i = 0; i < map.length; i++) out[i] = map[i]! >= threshold ? 255 : 0;
+  return out;
+}
+
+export interface OverlayOptions {
+  /** Raw pixel threshold (model.thresholds.pixel): maps to the middle of the colour scale. */
+  threshold: number;
+  /** Heatmap opacity, default 0.5. */
+  alpha?: number;
+  /** Outline the thresholded region in white (default true). */
+  contour?: boolean;
+}
+
+/** Blends a jet heatmap of `map` (width x height) over RGB pixels of the same size. */
+export function overlayPixels(rgb: Uint8Array, map: Float32Array, width: number, height: number, options: OverlayOptions): Uint8Array {
+  if (rgb.length !== width * height * 3 || map.length !== width * height) throw new LoupeError('INVALID_ARGUMENT', 'overlay: image and map sizes differ');
+  const alpha = options.alpha ?? 0.5;
+  const t = options.threshold;
+  const out = new Uint8Array(rgb.length);
+  for (let i = 0; i < map.length; i++) {
+    const k = Math.round(255 * normalizeScore(map[i]!, t)) * 3;
+    for (let c = 0; c < 3; c++) out[i * 3 + c] = Math.round((1 - alpha) * rgb[i * 3 + c]! + alpha * JET_LUT[k + c]!);
+  }
+  if (options.contour ?? true) {
+    for (let y = 0; y < height; y++)
+      for (let x = 0; x < width; x++) {
+        const i = y * width + x;
+        if (!(map[i]! >= t)) continue;
+        const edge =
+          x === 0 || y === 0 || x === width - 1 || y === height - 1 || map[i - 1]! < t || map[i + 1]! < t || map[i - width]! < t || map[i + width]! < t;
+        if (edge) out.set([255, 255, 255], i * 3);
+      }
+  }
+  return out;
+}
+
+/** PNG of the heatmap over the original image (the map must be at the image's upright size). */
+export async function heatmapOverlayPng(image: ImageSource, map: Float32Array, width: number, height: number, options: OverlayOptions): Promise<Buffer> {
+  const full = await decodeFullRgb(image, 1);
+  let rgb = full.rgb;
+  if (full.width !== width || full.height !== height) {
+    rgb = new Uint8Array(await sharp(Buffer.from(full.rgb), { raw: { width: full.width, height: full.height, channels: 3 } }).resize(width, height, { fit: 'fill' }).raw().toBuffer());
+  }
+  const px = overlayPixels(rgb, map, width, height, options);
+  return sharp(Buffer.from(px.buffer, px.byteOffset, px.byteLength), { raw: { width, height, channels: 3 } }).png().toBuffer();
+}
+
+/** PNG of the raw heatmap alone (no image), coloured on the threshold-anchored scale. */
+export async function heatmapPng(map: Float32Array, width: number, height: number, threshold: number): Promise<Buffer> {
+  const px = new Uint8Array(width * height * 3);
+  for (let i = 0; i < map.length; i++) {
+    const k = Math.round(255 * normalizeScore(map[i]!, threshold)) * 3;
+    px[i * 3] = JET_LUT[k]!;
+    px[i * 3 + 1] = JET_LUT[k + 1]!;
+    px[i * 3 + 2] = JET_LUT[k + 2]!;
+  }
+  return sharp(Buffer.from(px.buffer), { raw: { width, height, channels: 3 } }).png().toBuffer();
+}
+
+/** 8-bit greyscale PNG mask (255 = defect), MVTec ground-truth style. */
+export async function maskPng(map: Float32Array, width: number, height: number, threshold: number): Promise<Buffer> {
+  const m = binaryMask(map, threshold);
+  return sharp(Buffer.from(m.buffer), { raw: { width, height, channels: 1 } }).toColourspace('b-w').png().toBuffer();
+}
+
+export async function writeHeatmapOverlay(path: string, image: ImageSource, map: Float32Array, width: number, height: number, options: OverlayOptions): Promise<void> {
+  await writeFile(path, await heatmapOverlayPng(image, map, width, height, options));
+}
+
+export async function writeMask(path: string, map: Float32Array, width: number, height: number, threshold: number): Promise<void> {
+  await writeFile(path, await maskPng(map, width, height, threshold));
+}

@@ -1,0 +1,51 @@
+// Which files count as images: by extension first, then by their leading bytes (magic numbers).
+
+import * as path from 'node:path';
+
+export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'tiff' | 'gif' | 'bmp';
+
+/** Lower-case extensions (with the dot) that the scanners consider, and the format each implies. */
+export const IMAGE_EXTENSIONS: Readonly<Record<string, ImageFormat>> = Object.freeze({
+  '.jpg': 'jpeg',
+  '.jpeg': 'jpeg',
+  '.png': 'png',
+  '.webp': 'webp',
+  '.tif': 'tiff',
+  '.tiff': 'tiff',
+  '.gif': 'gif',
+  '.bmp': 'bmp',
+});
+
+/** The format an extension implies, or undefined when the extension is not an image one. */
+export function formatFromExtension(file: string): ImageFormat | undefined {
+  return IMAGE_EXTENSIONS[path.extname(file).toLowerCase()];
+}
+
+/** Number of leading bytes `sniffImageFormat` needs. */
+export const MAGIC_BYTES_NEEDED = 12;
+
+/** Detects the image format from the first bytes of a file; undefined when none matches. */
+export function sniffImageFormat(head: Uint8Array): ImageFormat | undefined {
+  const b = head;
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if (
+    b.length >= 8 &&
+    b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47 &&
+    b[4] === 0x0d && b[5] === 0x0a && b[6] === 0x1a && b[7] === 0x0a
+  ) return 'png';
+  if (
+    b.length >= 12 &&
+    b[0] === 0x52 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x46 &&
+    b[8] === 0x57 && b[9] === 0x45 && b[10] === 0x42 && b[11] === 0x50
+  ) return 'webp';
+  if (b.length >= 4 && b[0] === 0x49 && b[1] === 0x49 && b[2] === 0x2a && b[3] === 0x00) return 'tiff';
+  if (b.length >= 4 && b[0] === 0x4d && b[1] === 0x4d && b[2] === 0x00 && b[3] === 0x2a) return 'tiff';
+  if (b.length >= 4 && b[0] === 0x47 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x38) return 'gif';
+  if (b.length >= 2 && b[0] === 0x42 && b[1] === 0x4d) return 'bmp';
+  return undefined;
+}
+
+/** Path of `file` relative to `root`, always with forward slashes (stable across platforms). */
+export function toPosixRelative(root: string, file: string): string {
+  return path.relative(root, file).split(path.sep).join('/');
+}

@@ -1,0 +1,3 @@
+export * from './classification.js';
+export * from './pixel.js';
+export * from './roc.js';

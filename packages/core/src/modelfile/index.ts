@@ -1,0 +1,4 @@
+export * from './atomic.js';
+export * from './errors.js';
+export * from './format.js';
+export * from './svm-model.js';

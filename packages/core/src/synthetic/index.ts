@@ -1,0 +1,2 @@
+export * from './generate.js';
+export type { BottleLabel, CartonLabel, SpoonLabel } from './objects.js';

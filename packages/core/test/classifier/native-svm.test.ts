@@ -1,0 +1,99 @@
+// The product path: trainSvmClassifier on the native C++ SGD kernel (native/build/Release/loupe_native.node),
+// checked against the TS reference trainer as an oracle.
+import { describe, expect, it } from 'vitest';
+
+import { buildTargets, codingMatrix } from '../../src/classifier/coding.js';
+import { referenceTrainLinearSvms } from '../../src/classifier/reference-sgd.js';
+import { applyStandardization, fitStandardization } from '../../src/classifier/standardize.js';
+import { nativeSvmTrainer, predictSvm, trainSvmClassifier } from '../../src/classifier/svm.js';
+import { loadAddon } from '../../src/engine.js';
+import { addonPath, hasAddon, skipNote } from '../support/env.js';
+import { blobs } from './features-fixture.js';
+
+if (!hasAddon) skipNote('native SVM trainer', `addon not built (${addonPath}); build it with npx nx run native:build`);
+
+describe.skipIf(!hasAddon)('trainSvmClassifier on the native kernel', () => {
+  const classes = ['good', 'scratched', 'crooked', 'broken', 'dented'];
+  const all = blobs({ classes, perClass: 60, dim: 40, seed: 1 });
+  const train = { data: all.x.data.slice(0, 150 * 40), rows: 150, cols: 40 };
+  const trainLabels = all.labels.slice(0, 150);
+  const testX = { data: all.x.data.slice(150 * 40), rows: 150, cols: 40 };
+  const testLabels = all.labels.slice(150);
+
+  for (const coding of ['onevsone', 'onevsall'] as const) {
+    it(`${coding}: 100% on separable features, same as the reference trainer`, async () => {
+      const trainer = nativeSvmTrainer(await loadAddon());
+      const opts = { coding, classes, epochs: 10, lambda: 1e-2, seed: 3, threads: 1 };
+      const model = await trainSvmClassifier(train, trainLabels, { ...opts, trainer, trainerName: 'native' });
+      expect(predictSvm(model, train).labels).toEqual(trainLabels);
+      expect(predictSvm(model, testX).labels).toEqual(testLabels);
+      const ref = await trainSvmClassifier(train, trainLabels, { ...opts, trainer: referenceTrainLinearSvms });
+      expect(predictSvm(ref, testX).labels).toEqual(predictSvm(model, testX).labels);
+    });
+  }
+
+  it('same seed -> bit-identical weights; threads do not change the result', async () => {
+    const trainer = nativeSvmTrainer(await loadAddon());
+    const opts = { trainer, epochs: 5, seed: 21, lambda: 1e-3 };
+    const a = await trainSvmClassifier(train, trainLabels, { ...opts, threads: 1 });
+    const b = await trainSvmClassifier(train, trainLabels, { ...opts, threads: 2 });
+    const c = await trainSvmClassifier(train, trainLabels, { ...opts, threads: 1, seed: 22 });
+    expect(Buffer.from(a.weights.buffer).equals(Buffer.from(b.weights.buffer))).toBe(true);
+    expect(Buffer.from(a.bias.buffer).equals(Buffer.from(b.bias.buffer))).toBe(true);
+    expect(Buffer.from(a.weights.buffer).equals(Buffer.from(c.weights.buffer))).toBe(false);
+  });
+
+  it('the TS reference reproduces the native kernel (same sample order and step) up to float rounding', async () => {
+    const addon = await loadAddon();
+    const z = applyStandardization(train, fitStandardization(train));
+    const coding = codingMatrix('onevsall', 5);
+    const targets = buildTargets(coding, trainLabels.map((l) => classes.indexOf(l)));
+    for (const schedule of ['pegasos', 'averaged'] as const) {
+      const o = { lambda: 1e-2, epochs: 4, seed: 9, schedule };
+      const nat = await addon.trainLinearSvms(z.data, z.rows, z.cols, targets, coding.learners, { ...o, threads: 1 });
+      const ref = await referenceTrainLinearSvms(z.data, z.rows, z.cols, targets, coding.learners, o);
+      let maxAbs = 0;
+      let maxW = 0;
+      for (let i = 0; i < nat.w.length; i++) {
+        maxAbs = Math.max(maxAbs, Math.abs(nat.w[i]! - ref.w[i]!));
+        maxW = Math.max(maxW, Math.abs(ref.w[i]!));
+      }
+      console.info(`[oracle] ${schedule}: max |w_native - w_ref| / max |w| = ${(maxAbs / maxW).toExponential(2)}`);
+      expect(maxAbs / maxW).toBeLessThan(1e-5);
+      for (let j = 0; j < coding.learners; j++) expect(nat.b[j]!).toBeCloseTo(ref.b[j]!, 3);
+    }
+  });
+
+  it('binary learners agree with the reference on the hinge objective (within 10%)', async () => {
+    const addon = await loadAddon();
+    const s = fitStandardization(train);
+    const z = applyStandardization(train, s);
+    const idx = trainLabels.map((l) => classes.indexOf(l));
+    const coding = codingMatrix('onevsone', 5);
+    const targets = buildTargets(coding, idx);
+    const lambda = 1e-2;
+    const o = { lambda, epochs: 30, seed: 5, schedule: 'averaged' as const };
+    const nat = await addon.trainLinearSvms(z.data, z.rows, z.cols, targets, coding.learners, { ...o, threads: 1 });
+    const ref = await referenceTrainLinearSvms(z.data, z.rows, z.cols, targets, coding.learners, o);
+    const objective = (w: Float32Array, b: Float32Array, j: number): number => {
+      let reg = 0;
+      for (let c = 0; c < z.cols; c++) reg += w[j * z.cols + c]! ** 2;
+      let loss = 0;
+      let m = 0;
+      for (let i = 0; i < z.rows; i++) {
+        const y = targets[j * z.rows + i]!;
+        if (y === 0) continue;
+        let s2 = b[j]!;
+        for (let c = 0; c < z.cols; c++) s2 += w[j * z.cols + c]! * z.data[i * z.cols + c]!;
+        loss += Math.max(0, 1 - y * s2);
+        m++;
+      }
+      return (lambda / 2) * reg + loss / m;
+    };
+    for (let j = 0; j < coding.learners; j++) {
+      const on = objective(nat.w, nat.b, j);
+      const or = objective(ref.w, ref.b, j);
+      expect(on).toBeLessThan(or * 1.1 + 1e-3);
+    }
+  });
+});

@@ -1,0 +1,81 @@
+// exportOnnx(model, path, options?): the engine's ONNX exporter (loupe/onnx_export.h), off the JS thread.
+// TO INSTALL (lead): move this file to native/binding/, and add to binding.h
+//   std::shared_ptr<const loupe::ResNet50Model> ArgModel(Napi::Env env, const Napi::Value& v, const char* name);
+//   void InitOnnx(Napi::Env env, Napi::Object exports);  // exportOnnx
+// define ArgModel in model.cc (after the anonymous namespace; CreateSessionJs can use it too), and call
+// InitOnnx(env, exports) in addon.cc Init(). JS contract (index.d.ts, NativeAddon):
+//   exportOnnx(model: NativeModel, path: string,
+//              options?: { taps?: string[]; opset?: number; dynamicBatch?: boolean }): Promise<void>;
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "binding.h"
+#include "loupe/onnx_export.h"
+
+namespace loupe_binding {
+namespace {
+
+class ExportOnnxWorker : public Napi::AsyncWorker {
+ public:
+  ExportOnnxWorker(Napi::Env env, std::shared_ptr<const loupe::ResNet50Model> model, std::string path,
+                   loupe::OnnxExportOptions options)
+      : Napi::AsyncWorker(env, "loupe:exportOnnx"), deferred_(Napi::Promise::Deferred::New(env)),
+        model_(std::move(model)), path_(std::move(path)), options_(std::move(options)) {}
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+  void Execute() override { status_ = loupe::ExportOnnx(*model_, options_, path_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (!status_.ok()) {
+      deferred_.Reject(StatusError(env, status_).Value());
+      return;
+    }
+    deferred_.Resolve(env.Undefined());
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<const loupe::ResNet50Model> model_;  // kept alive while the worker reads it
+  std::string path_;
+  loupe::OnnxExportOptions options_;
+  loupe::Status status_;
+};
+
+Napi::Value ExportOnnxJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<const loupe::ResNet50Model> model = ArgModel(env, info[0], "model");
+  std::string path = ArgString(env, info[1], "path");
+  if (path.empty()) ThrowRange(env, "path must not be empty");
+  Napi::Object o = ArgOptions(env, info[2], "options");
+  loupe::OnnxExportOptions options;
+  Napi::Value v;
+  if (Has(o, "taps", &v)) {
+    if (!v.IsArray()) ThrowType(env, "options.taps must be an array of tap names");
+    Napi::Array arr = v.As<Napi::Array>();
+    options.outputs.clear();
+    for (uint32_t i = 0; i < arr.Length(); ++i)
+      options.outputs.push_back(ArgTap(env, arr.Get(i), "options.taps[]"));
+    // Empty or duplicate lists are refused by the engine (InvalidArgument) with its own message.
+  }
+  if (Has(o, "opset", &v))
+    options.opset = static_cast<int>(ArgInt(env, v, "options.opset", loupe::kOnnxMinOpset, loupe::kOnnxMaxOpset));
+  if (Has(o, "dynamicBatch", &v)) {
+    if (!v.IsBoolean()) ThrowType(env, "options.dynamicBatch must be a boolean");
+    options.dynamic_batch = v.As<Napi::Boolean>().Value();
+  }
+  auto* worker = new ExportOnnxWorker(env, std::move(model), std::move(path), std::move(options));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+}  // namespace
+
+void InitOnnx(Napi::Env env, Napi::Object exports) {
+  exports.Set("exportOnnx", Napi::Function::New(env, ExportOnnxJs, "exportOnnx"));
+}
+
+}  // namespace loupe_binding

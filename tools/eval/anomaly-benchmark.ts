@@ -1,0 +1,566 @@
+// One-class anomaly detection benchmark (PatchCore on the engine's ResNet-50, + few-shot lift).
+//
+//   npx vite-node tools/eval/anomaly-benchmark.ts -- [options]
+//
+// For every category under the datasets folder (MVTec layout: train/good, test/*, ground_truth/*):
+//   1. trains PatchCore on train/good (a seeded 10% of it held out as good validation for thresholds),
+//   2. scores test/* and reports image AUROC, pixel AUROC, PRO (normalised AUPRO up to FPR 0.3), image
+//      F1-max, ms/image (scoring only = features + kNN + map; end-to-end incl. decode and CNN) next to the
+//      ResNet-50 forward alone, and the memory bank size,
+//   3. few-shot lift: group-aware 5-fold over the defective test images; per fold the supervised head
+//      is trained on defects from the OTHER folds (N shots, or all of them) and tested on this fold's
+//      defects + all good test images, against PatchCore alone on the same test set.
+// Writes docs/benchmarks/anomaly.md (+ anomaly.json, + example overlays) unless --out is changed.
+//
+// Options: --datasets DIR (default ../shared/datasets beside the repo) --categories a,b --coreset 0.01
+//   --projection 0 --storage fp32|fp16 --max-bank-mb N --batch 8 --threads 2 --seed 0 --folds 5
+//   --shots 5,10 --no-fewshot --no-examples --out FILE --speed-images 16
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { fitFusion, FewShotHead, fuseScores, type HeadTrainingImage } from '../../packages/core/src/anomaly/fewshot/head.js';
+import { groupKFold } from '../../packages/core/src/anomaly/fewshot/kfold.js';
+import { LABEL_NEGATIVE, patchLabelsFromMask, patchLabelsFromScores } from '../../packages/core/src/anomaly/fewshot/patch-labels.js';
+import { PATCHES_PER_IMAGE, SparseRandomProjection } from '../../packages/core/src/anomaly/patchcore/feature-extractor.js';
+import { loadMask, prepareImage } from '../../packages/core/src/anomaly/patchcore/io.js';
+import { PatchCoreModel, type AnomalyResult, type PatchCoreConfig } from '../../packages/core/src/anomaly/patchcore/model.js';
+import { writeHeatmapOverlay } from '../../packages/core/src/anomaly/patchcore/visualize.js';
+import { createRng } from '../../packages/core/src/datasets/random.js';
+import { parseGroupsCsv } from '../../packages/core/src/datasets/groups.js';
+import { scanMvtecOneClass } from '../../packages/core/src/datasets/scan.js';
+import type { DatasetItem } from '../../packages/core/src/datasets/types.js';
+import { Engine } from '../../packages/core/src/engine.js';
+import { PixelMetricsAccumulator } from '../../packages/core/src/metrics/pixel.js';
+import { auroc, f1Max } from '../../packages/core/src/metrics/roc.js';
+import { INPUT_ELEMENTS } from '../../packages/core/src/model.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '..', '..');
+
+const { values: args } = parseArgs({
+  args: process.argv.slice(2).filter((a) => a !== '--'),
+  options: {
+    datasets: { type: 'string' },
+    categories: { type: 'string' },
+    coreset: { type: 'string', default: '0.01' },
+    projection: { type: 'string', default: '0' },
+    storage: { type: 'string', default: 'fp32' },
+    'max-bank-mb': { type: 'string' },
+    batch: { type: 'string', default: '8' },
+    threads: { type: 'string', default: '2' },
+    seed: { type: 'string', default: '0' },
+    folds: { type: 'string', default: '5' },
+    shots: { type: 'string', default: '5,10' },
+    'no-fewshot': { type: 'boolean', default: false },
+    'no-examples': { type: 'boolean', default: false },
+    'speed-images': { type: 'string', default: '32' },
+    out: { type: 'string' },
+  },
+});
+
+const HEAD_DIM = 256;
+const HEAD_NEGATIVE_IMAGES = 60;
+
+function log(msg: string): void {
+  process.stderr.write(`[anomaly-benchmark] ${msg}\n`);
+}
+
+function findDatasets(): string {
+  const candidates = [args.datasets, process.env['LOUPE_DATASETS'], join(repo, '..', 'shared', 'datasets'), join(repo, 'shared', 'datasets')].filter(
+    (p): p is string => typeof p === 'string',
+  );
+  for (const c of candidates) if (existsSync(c)) return resolve(c);
+  throw new Error(`no datasets folder found (tried ${candidates.join(', ')}); pass --datasets DIR`);
+}
+
+/** Category folders: any folder (up to two levels down) with train/good and test. */
+function findCategories(root: string): string[] {
+  const out: string[] = [];
+  const visit = (dir: string, depth: number): void => {
+    if (existsSync(join(dir, 'train', 'good')) && existsSync(join(dir, 'test'))) {
+      out.push(dir);
+      return;
+    }
+    if (depth === 0) return;
+    for (const e of readdirSync(dir).sort()) {
+      const p = join(dir, e);
+      if (statSync(p).isDirectory()) visit(p, depth - 1);
+    }
+  };
+  visit(root, 2);
+  return out;
+}
+
+function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+}
+function sd(xs: number[]): number {
+  const m = mean(xs);
+  return Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(1, xs.length - 1));
+}
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2 : NaN;
+}
+
+interface TestRecord {
+  item: DatasetItem;
+  defect: boolean;
+  result: AnomalyResult;
+  /** 0/1 ground truth at map size; null for good images. */
+  mask: Uint8Array | null;
+  maskEmpty: boolean;
+  /** Head-dim projected patch rows (few-shot). */
+  rows?: Float32Array;
+}
+
+interface CategoryReport {
+  category: string;
+  dataset: string;
+  train: { bank: number; validation: number };
+  test: { good: number; defect: number; pixelImages: number; skippedEmptyMasks: number };
+  bank: { rows: number; dim: number; storage: string; mb: number; sourcePatches: number };
+  thresholds: { image: number; pixel: number };
+  imageAuroc: number;
+  pixelAuroc: number | null;
+  pro: number | null;
+  imageF1Max: number;
+  trainSeconds: number;
+  speed: SpeedRow[];
+  fewShot: FewShotRow[];
+  examples: string[];
+}
+
+interface SpeedRow {
+  batch: number;
+  images: number;
+  /** ResNet-50 forward alone to fc/probabilities, and to res4f only. */
+  fullMs: number;
+  toRes4fMs: number;
+  decode: number;
+  cnn: number;
+  features: number;
+  knn: number;
+  map: number;
+  scoring: number;
+  endToEnd: number;
+  endToEndNoDecode: number;
+}
+
+interface FewShotRow {
+  setting: string;
+  folds: number;
+  trainDefects: number;
+  patchcore: [number, number];
+  head: [number, number];
+  fused: [number, number];
+  lift: [number, number];
+  notes: string;
+}
+
+/** Median ms/image of the engine alone on prepared tensors. */
+async function forwardMs(engine: Engine, tensor: Float32Array, n: number, batch: number, taps: readonly ('probabilities' | 'res3d' | 'res4f')[], rounds = 3): Promise<number> {
+  const times: number[] = [];
+  await engine.run({ data: tensor.subarray(0, Math.min(n, batch) * INPUT_ELEMENTS), batch: Math.min(n, batch) }, taps); // warm-up
+  for (let r = 0; r < rounds; r++) {
+    const t0 = performance.now();
+    for (let s = 0; s < n; s += batch) {
+      const b = Math.min(batch, n - s);
+      await engine.run({ data: tensor.subarray(s * INPUT_ELEMENTS, (s + b) * INPUT_ELEMENTS), batch: b }, taps);
+    }
+    times.push((performance.now() - t0) / n);
+  }
+  return median(times);
+}
+
+async function runCategory(engine: Engine, root: string, datasetsRoot: string, config: Partial<PatchCoreConfig>): Promise<CategoryReport> {
+  const batch = Number(args.batch);
+  const threads = Number(args.threads);
+  const seed = Number(args.seed);
+  const ds = await scanMvtecOneClass(root, { verify: 'extension', dedupe: false });
+  const name = relative(datasetsRoot, root);
+  log(`${name}: ${ds.train.length} train, ${ds.test.length} test`);
+
+  // Good validation hold-out (10%, seeded), also used by the few-shot fusion statistics.
+  const order = createRng(`bench-validation:${seed}:${name}`).shuffle(ds.train.map((_, i) => i));
+  const nVal = Math.max(1, Math.round(ds.train.length * 0.1));
+  const valSet = new Set(order.slice(0, nVal));
+  const valItems = ds.train.filter((_, i) => valSet.has(i));
+  const bankItems = ds.train.filter((_, i) => !valSet.has(i));
+
+  const t0 = performance.now();
+  let lastLog = 0;
+  const model = await PatchCoreModel.train(
+    engine,
+    bankItems.map((i) => i.path),
+    {
+      config,
+      validation: valItems.map((i) => i.path),
+      batchSize: batch,
+      threads,
+      onProgress: (stage, done, total) => {
+        const now = performance.now();
+        if (now - lastLog > 15000 || done === total) {
+          lastLog = now;
+          log(`${name}: ${stage} ${done}/${total}`);
+        }
+      },
+    },
+  );
+  const trainSeconds = (performance.now() - t0) / 1000;
+  log(`${name}: trained in ${trainSeconds.toFixed(1)} s: ${model.describe()}`);
+
+  const fewShot = !args['no-fewshot'];
+  const proj = fewShot ? new SparseRandomProjection({ inDim: model.bank.d, outDim: HEAD_DIM, seed: 1 }) : null;
+
+  // --- Score the test set ---------------------------------------------------------------------------
+  const records: TestRecord[] = [];
+  const sources = ds.test.map((i) => i.path);
+  let k = 0;
+  for await (const r of model.scoreIter(engine, sources, { batchSize: batch, threads, keepEmbeddings: fewShot })) {
+    const item = ds.test[k++]!;
+    const defect = item.label !== 'good';
+    const mask = defect ? await loadMask(item.maskPath ?? null, r.width, r.height) : null;
+    const maskEmpty = mask !== null && !mask.some((v) => v !== 0);
+    const rec: TestRecord = { item, defect, result: r, mask, maskEmpty };
+    if (proj && r.embeddings) rec.rows = proj.apply(r.embeddings, r.embeddings.length / model.bank.d);
+    delete r.embeddings;
+    records.push(rec);
+  }
+  // --- Metrics --------------------------------------------------------------------------------------
+  const labels = records.map((r) => (r.defect ? 1 : 0));
+  const raw = records.map((r) => r.result.rawScore);
+  const imageAuroc = auroc(raw, labels);
+  const imageF1Max = f1Max(raw, labels).f1;
+  const pixelRecs = records.filter((r) => !r.defect || (r.mask && !r.maskEmpty && r.item.maskPath));
+  let min = Infinity;
+  let max = -Infinity;
+  for (const r of pixelRecs) for (const v of r.result.map) (v < min && (min = v), v > max && (max = v));
+  const acc = new PixelMetricsAccumulator({ min, max }, { bins: 16384, maxFpr: 0.3 });
+  for (const r of pixelRecs) acc.add({ scores: r.result.map, mask: r.mask, width: r.result.width, height: r.result.height });
+  const pm = acc.result();
+  log(`${name}: image AUROC ${imageAuroc.toFixed(4)}, pixel AUROC ${pm.pixelAuroc?.toFixed(4)}, PRO ${pm.aupro?.toFixed(4)}, F1-max ${imageF1Max.toFixed(4)}`);
+
+  // --- Speed: a clean timed pass (nothing else in the loop) and the forward alone, same images ------
+  const nSpeed = Math.min(Number(args['speed-images']), ds.test.length);
+  const speedSources = ds.test.slice(0, nSpeed).map((i) => i.path);
+  const tensor = new Float32Array(nSpeed * INPUT_ELEMENTS);
+  for (let i = 0; i < nSpeed; i++) tensor.set((await prepareImage(speedSources[i]!)).tensor, i * INPUT_ELEMENTS);
+  const speed: SpeedRow[] = [];
+  for (const b of [...new Set([batch, 1])]) {
+    const fullMs = await forwardMs(engine, tensor, nSpeed, b, ['probabilities']);
+    const toRes4fMs = await forwardMs(engine, tensor, nSpeed, b, ['res3d', 'res4f']);
+    await model.score(engine, speedSources.slice(0, b), { batchSize: b, threads }); // warm-up
+    const runs: Array<{ wall: number; t: AnomalyResult['timings'][] }> = [];
+    for (let rep = 0; rep < 2; rep++) {
+      const t: AnomalyResult['timings'][] = [];
+      const w0 = performance.now();
+      for await (const r of model.scoreIter(engine, speedSources, { batchSize: b, threads })) t.push(r.timings);
+      runs.push({ wall: (performance.now() - w0) / nSpeed, t });
+    }
+    const best = runs.reduce((a, r) => (r.wall < a.wall ? r : a));
+    const avg = (f: (t: AnomalyResult['timings']) => number): number => best.t.reduce((a, t) => a + f(t), 0) / best.t.length;
+    const row: SpeedRow = {
+      batch: b,
+      images: nSpeed,
+      fullMs,
+      toRes4fMs,
+      decode: avg((t) => t.prepareMs),
+      cnn: avg((t) => t.cnnMs),
+      features: avg((t) => t.featuresMs),
+      knn: avg((t) => t.knnMs),
+      map: avg((t) => t.mapMs),
+      scoring: 0,
+      endToEnd: best.wall,
+      endToEndNoDecode: 0,
+    };
+    row.scoring = row.features + row.knn + row.map;
+    row.endToEndNoDecode = row.cnn + row.scoring;
+    speed.push(row);
+    log(`${name}: batch ${b}: forward ${fullMs.toFixed(1)} ms/img (to res4f ${toRes4fMs.toFixed(1)}), scoring ${row.scoring.toFixed(1)}, end-to-end ${row.endToEnd.toFixed(1)} (${(row.endToEnd / fullMs).toFixed(2)}x)`);
+  }
+
+  // --- Few-shot lift --------------------------------------------------------------------------------
+  const fewShotRows: FewShotRow[] = [];
+  if (fewShot && proj) fewShotRows.push(...(await runFewShot(engine, model, proj, records, bankItems, valItems, root, name, batch, threads, seed)));
+
+  // --- Example overlays -----------------------------------------------------------------------------
+  const examples: string[] = [];
+  if (!args['no-examples']) {
+    const outDir = join(dirname(outPath()), 'anomaly-examples');
+    mkdirSync(outDir, { recursive: true });
+    const slug = name.replace(/[\\/]/g, '_');
+    const defects = records.filter((r) => r.defect && !r.maskEmpty).sort((a, b) => b.result.rawScore - a.result.rawScore);
+    const goods = records.filter((r) => !r.defect).sort((a, b) => a.result.rawScore - b.result.rawScore);
+    const picks: Array<[string, TestRecord | undefined]> = [
+      ['defect-top', defects[0]],
+      ['defect-median', defects[defects.length >> 1]],
+      ['good-median', goods[goods.length >> 1]],
+    ];
+    for (const [tag, r] of picks) {
+      if (!r) continue;
+      const file = join(outDir, `${slug}-${tag}.png`);
+      await writeHeatmapOverlay(file, r.item.path, r.result.map, r.result.width, r.result.height, { threshold: model.thresholds.pixel });
+      examples.push(relative(dirname(outPath()), file));
+    }
+  }
+
+  return {
+    category: basename(root),
+    dataset: name,
+    train: { bank: bankItems.length, validation: valItems.length },
+    test: {
+      good: records.filter((r) => !r.defect).length,
+      defect: records.filter((r) => r.defect).length,
+      pixelImages: pixelRecs.length,
+      skippedEmptyMasks: records.filter((r) => r.defect && (r.maskEmpty || !r.item.maskPath)).length,
+    },
+    bank: { rows: model.bank.n, dim: model.bank.d, storage: model.bank.storage, mb: model.bankMB, sourcePatches: model.bank.sourcePatches },
+    thresholds: { image: model.thresholds.image, pixel: model.thresholds.pixel },
+    imageAuroc,
+    pixelAuroc: pm.pixelAuroc,
+    pro: pm.aupro,
+    imageF1Max,
+    trainSeconds,
+    speed,
+    fewShot: fewShotRows,
+    examples,
+  };
+}
+
+async function runFewShot(
+  engine: Engine,
+  model: PatchCoreModel,
+  proj: SparseRandomProjection,
+  records: TestRecord[],
+  bankItems: readonly DatasetItem[],
+  valItems: readonly DatasetItem[],
+  root: string,
+  name: string,
+  batch: number,
+  threads: number,
+  seed: number,
+): Promise<FewShotRow[]> {
+  const defects = records.filter((r) => r.defect);
+  const goods = records.filter((r) => !r.defect);
+  const K = Number(args.folds);
+  if (defects.length < K) return [];
+  // Groups (same physical part): groups.csv when the dataset has one.
+  const groupFile = join(root, 'groups.csv');
+  const groups = new Map<string, string>();
+  if (existsSync(groupFile)) for (const g of parseGroupsCsv(readFileSync(groupFile, 'utf8'), groupFile)) groups.set(g.file, g.group);
+  const folds = groupKFold(defects.length, K, `${seed}:${name}`, (i) => groups.get(defects[i]!.item.relPath));
+
+  // Negatives: all patches of a seeded subset of the bank's training images; fusion statistics: the
+  // good validation images (in neither the bank nor the head's training set).
+  const negPick = createRng(`bench-head-negatives:${seed}:${name}`)
+    .shuffle(bankItems.map((_, i) => i))
+    .slice(0, Math.min(HEAD_NEGATIVE_IMAGES, bankItems.length));
+  const embedRows = async (items: readonly DatasetItem[]): Promise<{ rows: Float32Array; raw: number }[]> => {
+    const res = await model.score(engine, items.map((i) => i.path), { batchSize: batch, threads, keepEmbeddings: true });
+    return res.map((r) => ({ rows: proj.apply(r.embeddings!, r.embeddings!.length / model.bank.d), raw: r.rawScore }));
+  };
+  const negImages: HeadTrainingImage[] = (await embedRows(negPick.map((i) => bankItems[i]!))).map((r) => ({
+    rows: r.rows,
+    labels: new Int8Array(r.rows.length / HEAD_DIM).fill(LABEL_NEGATIVE),
+  }));
+  const val = await embedRows(valItems);
+  const valPc = val.map((v) => v.raw);
+
+  const settings: Array<{ label: string; shots: number | 'all'; mode: 'mask' | 'image' }> = [];
+  for (const s of String(args.shots).split(',').filter(Boolean)) settings.push({ label: `${s} shots, masks`, shots: Number(s), mode: 'mask' });
+  const maxShots = Math.max(...settings.map((s) => (typeof s.shots === 'number' ? s.shots : 0)), 10);
+  settings.push({ label: `${maxShots} shots, image labels only`, shots: maxShots, mode: 'image' });
+  settings.push({ label: `k-fold (all other folds), masks`, shots: 'all', mode: 'mask' });
+
+  const headImage = (r: TestRecord, mode: 'mask' | 'image'): HeadTrainingImage => {
+    const labels =
+      mode === 'mask' && r.mask && !r.maskEmpty
+        ? patchLabelsFromMask(r.mask, r.result.width, r.result.height)
+        : patchLabelsFromScores(r.result.patchScores!, 4);
+    return { rows: r.rows!, labels };
+  };
+
+  const rows: FewShotRow[] = [];
+  for (const st of settings) {
+    const pcA: number[] = [], headA: number[] = [], fusedA: number[] = [], liftA: number[] = [];
+    let trainCount = 0;
+    let skipped = 0;
+    for (let f = 0; f < K; f++) {
+      const testDef = folds[f]!.map((i) => defects[i]!);
+      const pool = folds.flatMap((fold, g) => (g === f ? [] : fold)).map((i) => defects[i]!);
+      const chosen = st.shots === 'all' ? pool : createRng(`bench-shots:${seed}:${name}:${f}:${st.shots}`).shuffle([...pool]).slice(0, st.shots);
+      trainCount += chosen.length;
+      let head: FewShotHead;
+      try {
+        head = FewShotHead.train([...negImages, ...chosen.map((r) => headImage(r, st.mode))], HEAD_DIM, { projectionDim: 0, seed: f, epochs: 30 });
+      } catch (err) {
+        skipped++;
+        log(`${name}: fold ${f} (${st.label}) skipped: ${(err as Error).message}`);
+        continue;
+      }
+      const fusion = fitFusion(valPc, val.map((v) => head.imageScore(v.rows, v.rows.length / HEAD_DIM)));
+      const test = [...goods, ...testDef];
+      const y = test.map((r) => (r.defect ? 1 : 0));
+      const pc = test.map((r) => r.result.rawScore);
+      const hs = test.map((r) => head.imageScore(r.rows!, r.rows!.length / HEAD_DIM));
+      const fused = test.map((_, i) => fuseScores(pc[i]!, hs[i]!, fusion.pcStats, fusion.headStats, fusion.weight));
+      const a = auroc(pc, y), h = auroc(hs, y), fu = auroc(fused, y);
+      pcA.push(a);
+      headA.push(h);
+      fusedA.push(fu);
+      liftA.push(fu - a);
+    }
+    const done = pcA.length;
+    rows.push({
+      setting: st.label,
+      folds: done,
+      trainDefects: done ? trainCount / K : 0,
+      patchcore: [mean(pcA), sd(pcA)],
+      head: [mean(headA), sd(headA)],
+      fused: [mean(fusedA), sd(fusedA)],
+      lift: [mean(liftA), sd(liftA)],
+      notes: skipped ? `${skipped} fold(s) skipped (no positive patches)` : '',
+    });
+    log(`${name}: few-shot ${st.label}: PatchCore ${mean(pcA).toFixed(4)} -> fused ${mean(fusedA).toFixed(4)} (head ${mean(headA).toFixed(4)})`);
+  }
+  return rows;
+}
+
+function outPath(): string {
+  return resolve(args.out ?? join(repo, 'docs', 'benchmarks', 'anomaly.md'));
+}
+
+function f4(x: number | null | undefined): string {
+  return x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(4);
+}
+function f1(x: number): string {
+  return Number.isFinite(x) ? x.toFixed(1) : 'n/a';
+}
+
+function renderMarkdown(reports: CategoryReport[], meta: Record<string, unknown>): string {
+  const L: string[] = [];
+  L.push('# One-class anomaly detection benchmark (PatchCore)', '');
+  L.push(`Generated by \`tools/eval/anomaly-benchmark.ts\` on ${String(meta['date'])}.`, '');
+  L.push('Command:', '', '```', String(meta['command']), '```', '');
+  L.push(
+    `Machine: ${String(meta['cpu'])}, ${String(meta['cores'])} cores, ${String(meta['memGb'])} GB; engine backend \`${String(meta['backend'])}\` (${String(meta['device'])}), ` +
+      `${String(meta['threads'])} threads, batch ${String(meta['batch'])}. CNN weights sha256 \`${String(meta['weightsHash']).slice(0, 16)}...\`.`,
+    '',
+  );
+  L.push(`PatchCore config: \`${JSON.stringify(meta['config'])}\``, '');
+  L.push('## Detection and localisation', '');
+  L.push('| category | train (bank / val) | test (good / defect) | image AUROC | pixel AUROC | PRO (FPR<=0.3) | image F1-max | bank rows x dim | bank MB |');
+  L.push('|---|---|---|---|---|---|---|---|---|');
+  for (const r of reports) {
+    L.push(
+      `| ${r.dataset} | ${r.train.bank} / ${r.train.validation} | ${r.test.good} / ${r.test.defect} | ${f4(r.imageAuroc)} | ${f4(r.pixelAuroc)} | ${f4(r.pro)} | ${f4(r.imageF1Max)} | ${r.bank.rows} x ${r.bank.dim} (${((100 * r.bank.rows) / r.bank.sourcePatches).toFixed(1)}% of ${r.bank.sourcePatches}) | ${r.bank.mb.toFixed(1)} (${r.bank.storage}) |`,
+    );
+  }
+  L.push('');
+  L.push('## Speed (ms per image, this machine)', '');
+  L.push(
+    '| category | batch | ResNet-50 forward alone (full) | forward to res4f | decode | CNN (to res4f) | features | kNN + reweight | map | **scoring only** | end-to-end excl. decode | **end-to-end** | e2e / full forward | train s |',
+  );
+  L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of reports)
+    for (const m of r.speed)
+      L.push(
+        `| ${r.dataset} | ${m.batch} | ${f1(m.fullMs)} | ${f1(m.toRes4fMs)} | ${f1(m.decode)} | ${f1(m.cnn)} | ${f1(m.features)} | ${f1(m.knn)} | ${f1(m.map)} | **${f1(m.scoring)}** | ${f1(m.endToEndNoDecode)} | **${f1(m.endToEnd)}** | ${(m.endToEnd / m.fullMs).toFixed(2)}x | ${f1(r.trainSeconds)} |`,
+      );
+  L.push('');
+  L.push(
+    'Scoring only = patch features (pooling, upsampling, concatenation) + native exact kNN and reweighting + anomaly map (upsample, Gaussian, resize to the image size). ' +
+      'End-to-end = wall time of `model.scoreIter` over the first test images (decode, CNN to res4f, scoring; the next batch is decoded while the engine runs) divided by their number, best of 2 passes. ' +
+      'Forward alone = the engine on the same, already decoded images at the same batch size (median of 3 passes). Timings on a shared 2-core machine are noisy.',
+    '',
+  );
+  const fs = reports.filter((r) => r.fewShot.length > 0);
+  if (fs.length > 0) {
+    L.push('## Few-shot lift (supervised head fused with the memory-bank score)', '');
+    L.push(
+      `Protocol: the defective test images are split into ${String(meta['folds'])} group-aware folds (magnetic tile: groups.csv keeps one tile's lighting variants together). ` +
+        'For each fold, the head is trained on defective images from the *other* folds only (N shots drawn from them, or all of them for "k-fold"), plus negatives from ' +
+        `${HEAD_NEGATIVE_IMAGES} good training images, and is evaluated on this fold's defects + all good test images. Each figure is mean +- sd over folds of the image AUROC on the same test sets. ` +
+        `Head: logistic regression on the PatchCore patch features (seeded sparse projection to ${HEAD_DIM} dims), image score = max patch logit; ` +
+        'fused = z(PatchCore) + z(head), both standardised on the held-out good validation images.',
+      '',
+    );
+    L.push('| category | setting | defects trained on (per fold) | PatchCore alone | head alone | fused | lift |');
+    L.push('|---|---|---|---|---|---|---|');
+    for (const r of fs)
+      for (const x of r.fewShot)
+        L.push(
+          `| ${r.dataset} | ${x.setting} | ${x.trainDefects.toFixed(0)} | ${f4(x.patchcore[0])} +- ${x.patchcore[1].toFixed(3)} | ${f4(x.head[0])} +- ${x.head[1].toFixed(3)} | ${f4(x.fused[0])} +- ${x.fused[1].toFixed(3)} | ${x.lift[0] >= 0 ? '+' : ''}${x.lift[0].toFixed(4)} +- ${x.lift[1].toFixed(3)}${x.notes ? ` (${x.notes})` : ''} |`,
+        );
+    L.push('');
+  }
+  L.push('## Notes', '');
+  L.push(
+    '- Method: PatchCore (Roth et al. 2022) as in anomalib: res3d + res4f (ResNet "layer2"/"layer3") 3x3 average-pooled, res4f bilinearly upsampled to 28x28, concatenated (1536 dims); ' +
+      'greedy k-center coreset (native, distances on a 128-dim random projection); exact 1-NN distance per patch (native GEMM-form kNN); image score reweighted with b = 9; ' +
+      'map = 28x28 patch distances -> bilinear 224x224 -> Gaussian sigma 4 -> bilinear to the image size (256x256 here). Images are squashed to 224x224 (no centre crop, so borders are scored).',
+  );
+  L.push('- The whole train/good folder minus a seeded 10% good validation hold-out goes into the memory bank; thresholds come from the hold-out (0.99 quantile). AUROC, F1-max and PRO do not depend on the threshold.');
+  L.push(
+    '- Normalised score (what the CLI shows): 0.5 at the image threshold, `0.5*s/t` below it and `1 - 0.5*t/s` above it (0.75 = twice the threshold distance); raw scores are Euclidean feature distances.',
+  );
+  L.push('- Pixel metrics skip defective images whose mask is empty or missing (magnetic tile has 4 empty `uneven` masks); PRO is the area under the per-region-overlap curve up to FPR 0.3, divided by 0.3.');
+  for (const r of reports)
+    if (r.test.skippedEmptyMasks > 0) L.push(`- ${r.dataset}: ${r.test.skippedEmptyMasks} defective image(s) without a usable mask were left out of the pixel metrics (still in the image metrics).`);
+  const ex = reports.flatMap((r) => r.examples);
+  if (ex.length > 0) {
+    L.push('', '## Examples (heatmap over the image; white outline = pixel threshold)', '');
+    for (const e of ex) L.push(`![${basename(e, '.png')}](${e.replace(/\\/g, '/')})`);
+  }
+  L.push('');
+  return L.join('\n');
+}
+
+async function main(): Promise<void> {
+  const datasetsRoot = findDatasets();
+  let categories = findCategories(datasetsRoot);
+  if (args.categories) {
+    const want = new Set(args.categories.split(','));
+    categories = categories.filter((c) => want.has(basename(c)) || want.has(relative(datasetsRoot, c)));
+  }
+  if (categories.length === 0) throw new Error(`no categories under ${datasetsRoot}`);
+  const config: Partial<PatchCoreConfig> = {
+    coresetRatio: Number(args.coreset),
+    projectionDim: Number(args.projection),
+    storage: args.storage === 'fp16' ? 'fp16' : 'fp32',
+    seed: Number(args.seed),
+  };
+  if (args['max-bank-mb']) config.maxBankMB = Number(args['max-bank-mb']);
+  const engine = await Engine.open({ threads: Number(args.threads), maxBatch: Math.max(8, Number(args.batch)) });
+  log(`engine ${engine.backend} on ${engine.device}; datasets ${datasetsRoot}; categories ${categories.map((c) => basename(c)).join(', ')}`);
+  const reports: CategoryReport[] = [];
+  for (const c of categories) reports.push(await runCategory(engine, c, datasetsRoot, config));
+  const meta = {
+    date: new Date().toISOString().slice(0, 10),
+    command: `npx vite-node tools/eval/anomaly-benchmark.ts -- ${process.argv.slice(2).filter((a) => a !== '--').join(' ')}`.trim(),
+    cpu: cpus()[0]?.model ?? 'unknown CPU',
+    cores: cpus().length,
+    memGb: Math.round(totalmem() / 2 ** 30),
+    backend: engine.backend,
+    device: engine.device,
+    threads: Number(args.threads),
+    batch: Number(args.batch),
+    weightsHash: engine.weightsHash,
+    config,
+    folds: Number(args.folds),
+  };
+  const out = outPath();
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, renderMarkdown(reports, meta));
+  writeFileSync(out.replace(/\.md$/, '.json'), JSON.stringify({ meta, reports }, null, 2) + '\n');
+  log(`wrote ${relative(repo, out)}`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
