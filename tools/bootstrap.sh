@@ -18,9 +18,11 @@ export NX_DAEMON=false NX_NO_CLOUD=true NX_TUI=false
 export ONNXRUNTIME_NODE_INSTALL=skip  # onnxruntime-node's CPU binary ships in the package: no download
 
 # --- 1. system packages ----------------------------------------------------------------------------
-# cmake + g++ + make build the engine (OpenMP comes with g++); libdnnl-dev is the oneDNN CPU backend;
-# zlib1g-dev lets the engine tests read the reference PNGs. CUDA is optional (used when nvcc exists).
-APT_PACKAGES=(cmake g++ make pkg-config libdnnl-dev zlib1g-dev)
+# cmake + g++ + make/ninja build the engine (OpenMP comes with g++); libdnnl-dev is the oneDNN CPU
+# backend; zlib1g-dev lets the engine tests read the reference PNGs; ccache lets native:test (engine +
+# tests, in native/build-test) reuse the objects of native:build (the addon, in native/build).
+# CUDA is optional (compiled in when nvcc exists).
+APT_PACKAGES=(cmake g++ make ninja-build ccache pkg-config libdnnl-dev zlib1g-dev)
 if [[ "${LOUPE_SKIP_APT:-0}" != 1 ]]; then
   if command -v dpkg-query >/dev/null 2>&1; then
     missing=()

@@ -10,7 +10,7 @@
 #                                one, seeded weights (seed 0) are dumped here and used
 #   .device/reference/           chelsea|coffee|rocket _224.png + .json (top-1 checks, needs real weights)
 # Environment:
-#   LOUPE_DEVICE_BUDGET_S   total seconds for this script (default 450); steps that no longer fit are
+#   LOUPE_DEVICE_BUDGET_S   total seconds for this script (default 420); steps that no longer fit are
 #                           skipped (logged), the report is always written
 #   LOUPE_BUILD_DIR         build folder (default native/build-device; reused if it exists)
 #   LOUPE_BUILD_JOBS        parallel build jobs (default 16)
@@ -23,7 +23,7 @@ set -u
 set -o pipefail
 
 START=$(date +%s)
-BUDGET=${LOUPE_DEVICE_BUDGET_S:-450}
+BUDGET=${LOUPE_DEVICE_BUDGET_S:-420}
 DEADLINE=$((START + BUDGET))
 RESERVE=25  # kept for the report at the end
 OUT=${OUT:-$PWD/device-out}
@@ -74,6 +74,20 @@ step() {
   return $rc
 }
 
+# results.json + table.md from whatever has been measured so far (also run midway, so a run cut short
+# by an outer timeout still brings a report back).
+report() {
+  timeout 60 python3 "$PEER" report --logdir "$LOGS" --steps "$STEPS" --env "$LOGS/env.json" \
+    --batches "$BATCHES" --out-json "$OUT/results.json" --out-md "$OUT/table.md" > "$LOGS/report.log" 2>&1
+  local rc=$?
+  if ((rc != 0)); then
+    say "report failed (rc=$rc):"
+    tail -n 20 "$LOGS/report.log"
+    # A minimal results.json so something machine-readable comes back.
+    { echo '{"report_failed":true,"steps":['; paste -sd, "$STEPS"; echo ']}'; } > "$OUT/results.json"
+  fi
+}
+
 say "start: budget ${BUDGET}s, OUT=$OUT, work $WORK, repo $(pwd)"
 
 # ---- 0. the machine ----
@@ -110,6 +124,8 @@ except Exception as e:
 print(json.dumps(env, indent=1))
 json.dump(env, open(sys.argv[1], "w"), indent=1)
 EOF
+
+python3 "$PEER" costs 2>&1 | sed 's/^/[resnet50 costs] /'
 
 # ---- 1. cuDNN from the pip package (or CUDNN_ROOT) ----
 if [ -z "${CUDNN_ROOT:-}" ]; then
@@ -203,7 +219,7 @@ if [ -n "$GPU_TESTS" ]; then
   if ((REAL)); then TEST_ENV+=(LOUPE_WEIGHTS=$W); fi
   if [ -n "$REFDIR" ]; then TEST_ENV+=(LOUPE_REFERENCE_DIR=$REFDIR); fi
   TAIL_LINES=40 step ctest 200 env "${TEST_ENV[@]}" ctest --test-dir "$BUILD" -R "^(${GPU_TESTS})\$" \
-    --output-on-failure --timeout 180
+    -V --timeout 180
 fi
 
 # ---- 5. Loupe benchmarks (graphs on), bf16 first ----
@@ -220,11 +236,13 @@ loupe_bench() {  # precision tag extra-env...
 loupe_bench bf16 graphs
 loupe_bench fp16 graphs
 LOUPE_STEP_S=140 loupe_bench fp32 graphs
+report
 
 # ---- 6. ceilings, then the PyTorch peer on the same weights ----
 step roofline 60 python3 "$PEER" roofline --json "$LOGS/roofline.json"
 TAIL_LINES=20 step torch_bench 200 python3 "$PEER" bench --weights "$W" --batches "$BATCHES" \
   --iters "$ITERS" --warmup 5 --json "$LOGS/torch_bench.jsonl"
+report
 
 # ---- 7. what graphs buy (eager forward), the ML kernels, the reference check of the peer ----
 loupe_bench bf16 eager LOUPE_CUDA_GRAPHS=0
@@ -250,16 +268,7 @@ else
 fi
 
 # ---- 9. report ----
-say "report"
-timeout 60 python3 "$PEER" report --logdir "$LOGS" --steps "$STEPS" --env "$LOGS/env.json" \
-  --batches "$BATCHES" --out-json "$OUT/results.json" --out-md "$OUT/table.md" > "$LOGS/report.log" 2>&1
-rc=$?
-if ((rc != 0)); then
-  say "report failed (rc=$rc):"
-  tail -n 20 "$LOGS/report.log"
-  # A minimal results.json so something machine-readable comes back.
-  { echo '{"report_failed":true,"steps":['; paste -sd, "$STEPS"; echo ']}'; } > "$OUT/results.json"
-fi
+report
 save_logs
 rm -rf "$WORK"/*.lwts 2>/dev/null
 say "done in $(( $(date +%s) - START ))s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"

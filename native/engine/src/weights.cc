@@ -344,17 +344,20 @@ Status SaveWeightStore(const WeightStore& store, const std::string& path, bool f
     b.append(kv.first);
     Append<uint32_t>(&b, (uint32_t)t.shape.size());
     for (int64_t d : t.shape) Append<int64_t>(&b, d);
-    Append<uint32_t>(&b, fp16 ? kDtypeF16 : kDtypeF32);
-    if (!fp16) {
-      b.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * 4);
-      continue;
+    // fp16 halves the file (the device check carries real weights under a 64 MiB cap); a tensor with
+    // a value outside the half range (BN moving variances reach 8e4) stays float32, per tensor.
+    std::vector<uint16_t> half;
+    if (fp16) {
+      half.resize(t.data.size());
+      for (size_t i = 0; i < t.data.size() && !half.empty(); ++i)
+        if (!FloatToHalf(t.data[i], &half[i])) half.clear();
     }
-    for (size_t i = 0; i < t.data.size(); ++i) {
-      uint16_t h;
-      if (!FloatToHalf(t.data[i], &h))
-        return Status(StatusCode::kInvalidArgument, "tensor " + kv.first + " element " +
-                                                        std::to_string(i) + " does not fit float16");
-      Append<uint16_t>(&b, h);
+    const bool as_half = fp16 && (!half.empty() || t.data.empty());
+    Append<uint32_t>(&b, as_half ? kDtypeF16 : kDtypeF32);
+    if (as_half) {
+      for (uint16_t h : half) Append<uint16_t>(&b, h);
+    } else {
+      b.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * 4);
     }
   }
   return internal::WriteFileAtomically(path, b);

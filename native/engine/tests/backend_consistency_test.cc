@@ -198,6 +198,8 @@ TEST_CASE(bad_requests_and_unavailable_backends) {
     std::printf("  %s\n", st.ToString().c_str());
     CHECK(st.code() == StatusCode::kUnavailable);
   }
+  o.backend = (BackendKind)99;  // not a backend at all
+  CHECK(CreateSession(SeededModel(), o, &s).code() == StatusCode::kUnavailable);
   o.backend = BackendKind::kCpu;
   o.precision = Precision::kBf16;
   CHECK(CreateSession(SeededModel(), o, &s).code() == StatusCode::kInvalidArgument);

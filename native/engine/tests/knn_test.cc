@@ -9,6 +9,9 @@
 
 #include "loupe/knn.h"
 #include "ml/ml_internal.h"
+#ifdef LOUPE_HAVE_CUDA
+#include "ml/ml_cuda.h"
+#endif
 #include "test_util.h"
 
 using namespace loupe;
@@ -193,11 +196,30 @@ TEST_CASE(knn_bad_inputs) {
         StatusCode::kInvalidArgument);
   CHECK(code(KnnSearch(bank.data(), 10, q.data(), 2, 4, 1, o, nullptr, idx.data())) ==
         StatusCode::kInvalidArgument);
-#ifndef LOUPE_HAVE_CUDA
-  o.backend = BackendKind::kCuda;
-  CHECK(code(KnnSearch(bank.data(), 10, q.data(), 2, 4, 1, o, dist.data(), idx.data())) ==
-        StatusCode::kUnavailable);
+  bool have_gpu = false;
+#ifdef LOUPE_HAVE_CUDA
+  have_gpu = ml::CudaDeviceAvailable(0, nullptr);
 #endif
+  if (!have_gpu) {  // kCuda without a GPU -> Unavailable; kAuto -> the CPU
+    o.backend = BackendKind::kCuda;
+    CHECK(code(KnnSearch(bank.data(), 10, q.data(), 2, 4, 1, o, dist.data(), idx.data())) ==
+          StatusCode::kUnavailable);
+    CoresetOptions co;
+    co.backend = BackendKind::kCuda;
+    std::vector<int64_t> sel;
+    CHECK(GreedyCoreset(bank.data(), 10, 4, 2, co, &sel).code() == StatusCode::kUnavailable);
+    o.backend = BackendKind::kAuto;
+    CHECK(code(KnnSearch(bank.data(), 10, q.data(), 2, 4, 1, o, dist.data(), idx.data())) ==
+          StatusCode::kOk);
+  }
+  o.backend = BackendKind::kCuda;  // k above the CUDA limit is refused up front
+  std::vector<float> big(100 * 4, 0.0f), bd(70);
+  std::vector<int64_t> bi(70);
+  CHECK(code(KnnSearch(big.data(), 100, q.data(), 1, 4, 70, o, bd.data(), bi.data())) ==
+        StatusCode::kInvalidArgument);
+  o.backend = BackendKind::kAuto;  // ... and kAuto takes the CPU for it
+  CHECK(code(KnnSearch(big.data(), 100, q.data(), 1, 4, 70, o, bd.data(), bi.data())) ==
+        StatusCode::kOk);
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -7,6 +7,9 @@
 
 #include "loupe/svm.h"
 #include "ml/ml_internal.h"
+#ifdef LOUPE_HAVE_CUDA
+#include "ml/ml_cuda.h"
+#endif
 #include "test_util.h"
 
 using namespace loupe;
@@ -155,6 +158,7 @@ TEST_CASE(sample_order_is_a_seeded_permutation) {
   std::printf("  order(seed 0, epoch 0, n 8) = %lld %lld %lld %lld %lld %lld %lld %lld\n",
               (long long)small[0], (long long)small[1], (long long)small[2], (long long)small[3],
               (long long)small[4], (long long)small[5], (long long)small[6], (long long)small[7]);
+  CHECK((small == std::vector<int64_t>{1, 3, 5, 2, 7, 0, 4, 6}));
   SgdSampleOrder(1, 0, 1, &small);
   CHECK(small.size() == 1 && small[0] == 0);
 }
@@ -316,11 +320,17 @@ TEST_CASE(bad_inputs_are_rejected) {
   bad = o;
   bad.epochs = 0;
   CHECK(code(TrainLinearSvms(X.data(), 4, 10, t.data(), 1, bad, &w, &b)) == StatusCode::kInvalidArgument);
-#ifndef LOUPE_HAVE_CUDA
-  bad = o;
-  bad.backend = BackendKind::kCuda;
-  CHECK(code(TrainLinearSvms(X.data(), 4, 10, t.data(), 1, bad, &w, &b)) == StatusCode::kUnavailable);
+  bool have_gpu = false;
+#ifdef LOUPE_HAVE_CUDA
+  have_gpu = ml::CudaDeviceAvailable(0, nullptr);
 #endif
+  if (!have_gpu) {  // kCuda without a GPU -> Unavailable; kAuto -> the CPU
+    bad = o;
+    bad.backend = BackendKind::kCuda;
+    CHECK(code(TrainLinearSvms(X.data(), 4, 10, t.data(), 1, bad, &w, &b)) == StatusCode::kUnavailable);
+    bad.backend = BackendKind::kAuto;
+    CHECK(code(TrainLinearSvms(X.data(), 4, 10, t.data(), 1, bad, &w, &b)) == StatusCode::kOk);
+  }
 }
 
 LOUPE_TEST_MAIN()

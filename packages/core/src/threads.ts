@@ -5,11 +5,14 @@
 //      in-flight sharp operation, file read, and native session run (the addon's AsyncWorker). Its
 //      threads mostly wait on the work above, so its size caps concurrency rather than using cores.
 //
-// Policy (measured, see the README): the engine gets every core; decoding runs ONE image at a time
-// with ONE libvips thread, overlapped with inference of the previous batch. Decoding a batch of 32
-// costs a few percent of inferring it, so the overlap hides it at the price of one briefly shared
-// core, while N engine threads + N libvips threads x several concurrent decodes thrash the caches
-// and slow inference (the "thread fight").
+// Policy: the engine gets every core; decoding runs ONE image at a time with ONE libvips thread,
+// overlapped with inference of the previous batch. Per image, decoding a 256x256 PNG to 224x224
+// costs 4-9 ms of CPU and ResNet-50 inference 70-90 ms of CPU (bench/threads.mjs, 2-core box), so
+// decoding the next batch takes well under a tenth of this batch's inference: one thread hides it
+// behind the engine at the price of one briefly shared core. Giving decoding N libvips threads x
+// several images at once buys nothing (it is already hidden) and, while it runs, puts 2-5x more
+// runnable threads than cores next to the engine's OpenMP team, whose barriers stall whenever one
+// member is descheduled (the "thread fight"; re-measure with bench/threads.mjs on idle machines).
 //
 // UV_THREADPOOL_SIZE must be set before the pool starts (the first fs/crypto/zlib/sharp call), so
 // only the process entry point can set it: the CLI does `process.env.UV_THREADPOOL_SIZE ??=

@@ -39,8 +39,8 @@ class KnnIndex {
   virtual int64_t dim() const = 0;           // d
   virtual BackendKind backend() const = 0;   // kCpu or kCuda (never kAuto)
 };
-// Limits: 1 <= k <= nb on every backend; the CUDA backend supports k <= kKnnMaxKCuda (kAuto falls back
-// to the CPU above it).
+// Limits: 1 <= k <= nb on every backend; the CUDA backend supports k <= kKnnMaxKCuda (KnnSearch with
+// kAuto takes the CPU above it; a CUDA KnnIndex refuses it with kInvalidArgument).
 constexpr int kKnnMaxKCuda = 64;
 
 struct CoresetOptions {

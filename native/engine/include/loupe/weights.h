@@ -63,7 +63,7 @@ Status MakeSeededResNet50Weights(uint64_t seed, WeightStore* out);
 
 // A single-file dump of a WeightStore ("LWTS" magic, version, count, then name/shape/data records),
 // so a Python peer (tools/device) can read exactly the same weights.
-// fp16 = true halves the file (values must fit float16's range; the loader widens them to float32).
+// fp16 = true stores each tensor as float16 when all its values fit (else float32): about half the size.
 Status SaveWeightStore(const WeightStore& store, const std::string& path);
 Status SaveWeightStore(const WeightStore& store, const std::string& path, bool fp16);
 Status LoadWeightStore(const std::string& path, WeightStore* out);

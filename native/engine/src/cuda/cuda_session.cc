@@ -926,6 +926,9 @@ Status CudaSession::EnsurePlan(int batch, BatchPlan** out) {
     *out = it->second.get();
     return Status::Ok();
   }
+  // Building a plan runs every conv once (the probe) on the shared activation buffers: let the previous
+  // run's output copies (another slot's stream) finish reading them first. Plans are built rarely.
+  LOUPE_CUDA_CHECK(cudaDeviceSynchronize());
   LOUPE_RETURN_IF_ERROR(EnsureCapacity(batch));
   auto plan = std::make_unique<BatchPlan>();
   plan->batch = batch;

@@ -1,5 +1,6 @@
 // Exact kNN on the CPU: squared L2 distances in GEMM form (||q||^2 - 2 q.b + ||b||^2) with a packed,
-// cache-blocked GEMM micro-kernel (6 query rows x 16 bank rows in registers, K in chunks of 256), then a
+// cache-blocked GEMM micro-kernel (8 query rows x 16 bank rows in registers with AVX-512, K in chunks
+// of 256), then a
 // per-query sorted top-k. OpenMP over query blocks; when there are fewer query blocks than threads the
 // bank is also split into segments whose top-k lists are merged by (distance, index).
 #include <omp.h>
@@ -24,7 +25,6 @@ namespace {
 
 typedef float v16f __attribute__((vector_size(64)));  // lowered to 1 zmm / 2 ymm / 4 xmm
 
-constexpr int kMR = 6;
 constexpr int64_t kKC = 256;
 
 inline v16f LoadV16(const float* p) {
@@ -52,9 +52,14 @@ __attribute__((always_inline)) inline void MicroKernel(const float* a, int64_t l
 
 }  // namespace
 
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
-void GemmPanels(const float* A, int64_t lda, int64_t m, int64_t K, const float* Bp, int64_t npanels,
-                float* C, int64_t ldc) {
+namespace {
+
+// The macro-kernel, instantiated per instruction set below: MR rows x 16 columns of C in registers
+// (MR = 8 with AVX-512: 8 zmm accumulators cover the FMA latency; MR = 4 with AVX2: 8 ymm pairs).
+template <int MR>
+__attribute__((always_inline)) inline void GemmPanelsBody(const float* A, int64_t lda, int64_t m,
+                                                          int64_t K, const float* Bp, int64_t npanels,
+                                                          float* C, int64_t ldc) {
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
     const bool first = k0 == 0;
@@ -62,11 +67,13 @@ void GemmPanels(const float* A, int64_t lda, int64_t m, int64_t K, const float* 
       const float* bp = Bp + p * K * kGemmNR + k0 * kGemmNR;
       float* cp = C + p * kGemmNR;
       int64_t i0 = 0;
-      for (; i0 + kMR <= m; i0 += kMR)
-        MicroKernel<kMR>(A + i0 * lda + k0, lda, bp, kc, cp + i0 * ldc, ldc, first);
+      for (; i0 + MR <= m; i0 += MR)
+        MicroKernel<MR>(A + i0 * lda + k0, lda, bp, kc, cp + i0 * ldc, ldc, first);
       const float* ar = A + i0 * lda + k0;
       float* cr = cp + i0 * ldc;
       switch (m - i0) {
+        case 7: MicroKernel<7>(ar, lda, bp, kc, cr, ldc, first); break;
+        case 6: MicroKernel<6>(ar, lda, bp, kc, cr, ldc, first); break;
         case 5: MicroKernel<5>(ar, lda, bp, kc, cr, ldc, first); break;
         case 4: MicroKernel<4>(ar, lda, bp, kc, cr, ldc, first); break;
         case 3: MicroKernel<3>(ar, lda, bp, kc, cr, ldc, first); break;
@@ -76,6 +83,39 @@ void GemmPanels(const float* A, int64_t lda, int64_t m, int64_t K, const float* 
       }
     }
   }
+}
+
+__attribute__((target("arch=x86-64-v4"))) void GemmPanelsV4(const float* A, int64_t lda, int64_t m,
+                                                             int64_t K, const float* Bp,
+                                                             int64_t npanels, float* C, int64_t ldc) {
+  GemmPanelsBody<8>(A, lda, m, K, Bp, npanels, C, ldc);
+}
+__attribute__((target("arch=x86-64-v3"))) void GemmPanelsV3(const float* A, int64_t lda, int64_t m,
+                                                             int64_t K, const float* Bp,
+                                                             int64_t npanels, float* C, int64_t ldc) {
+  GemmPanelsBody<4>(A, lda, m, K, Bp, npanels, C, ldc);
+}
+void GemmPanelsBase(const float* A, int64_t lda, int64_t m, int64_t K, const float* Bp, int64_t npanels,
+                    float* C, int64_t ldc) {
+  GemmPanelsBody<2>(A, lda, m, K, Bp, npanels, C, ldc);
+}
+
+using GemmFn = void (*)(const float*, int64_t, int64_t, int64_t, const float*, int64_t, float*, int64_t);
+GemmFn PickGemm() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+    return GemmPanelsV4;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return GemmPanelsV3;
+  return GemmPanelsBase;
+}
+
+}  // namespace
+
+void GemmPanels(const float* A, int64_t lda, int64_t m, int64_t K, const float* Bp, int64_t npanels,
+                float* C, int64_t ldc) {
+  static const GemmFn fn = PickGemm();
+  fn(A, lda, m, K, Bp, npanels, C, ldc);
 }
 
 void PackRowsAsPanels(const float* R, int64_t rows, int64_t K, std::vector<float>* panels) {
@@ -131,7 +171,7 @@ Status ValidateKnnQuery(const float* queries, int64_t nq, int64_t d, int k, int6
 
 namespace {
 
-constexpr int64_t kQB = 96;                     // query rows per task (multiple of kMR)
+constexpr int64_t kQB = 96;                     // query rows per task (multiple of 8)
 constexpr int64_t kBankBlockPanels = 16;        // 256 bank rows per GEMM block
 constexpr int64_t kBankBlockRows = kBankBlockPanels * kGemmNR;
 

@@ -140,10 +140,12 @@ double RelErr(const std::vector<float>& a, const std::vector<float>& b) {
 
 double Tolerance(Precision p, Tap t) {
   if (p == Precision::kFp32) return 1e-3;
-  // 16-bit storage: the contract is 2e-2 on fc1000 (and the probabilities derived from it). Deep
-  // intermediate feature maps accumulate one bf16 rounding (2^-9) per layer: allow a little more.
-  if (t == Tap::kFc1000 || t == Tap::kProbabilities) return 2e-2;
-  return p == Precision::kBf16 ? 3e-2 : 2e-2;
+  // 16-bit storage: the contract is 2e-2 on fc1000, and the same on the res3d/res4f feature maps. The
+  // probabilities' relative error is about the logits' *absolute* error, which grows with the logit
+  // scale (std ~7 on the seeded weights: a CPU emulation of bf16 storage measured fc1000 3e-3,
+  // res4f 8e-3, probabilities 1.4e-2), so they get 5e-2.
+  if (t == Tap::kProbabilities) return 5e-2;
+  return 2e-2;
 }
 
 std::unique_ptr<Session> MakeCuda(std::shared_ptr<const ResNet50Model> m, Precision p,

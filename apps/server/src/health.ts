@@ -1,0 +1,97 @@
+// The standard grpc.health.v1.Health service. Services: "" (the server), "loupe.v1.Inspection", and
+// one per model name: SERVING while a version of it is loaded, NOT_SERVING while none is. Health is never
+// behind authentication (load balancers and orchestrators probe it).
+import { status as Status, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type ServiceError } from '@grpc/grpc-js';
+
+import {
+  HealthCheckRequest,
+  HealthCheckResponse,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  HealthListResponse,
+  type HealthListRequest,
+  type HealthServer,
+} from './gen/grpc/health/v1/health.js';
+import type { ModelRegistry } from './registry.js';
+
+export const INSPECTION_SERVICE_NAME = 'loupe.v1.Inspection';
+
+export class HealthState {
+  private serving = false;
+  private readonly watchers = new Set<{ service: string; call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>; last: ServingStatus | undefined }>();
+
+  constructor(private readonly registry: ModelRegistry) {
+    registry.on('change', () => this.notify());
+  }
+
+  /** Overall status ("" and the API service). */
+  setServing(serving: boolean): void {
+    this.serving = serving;
+    this.notify();
+  }
+
+  /** Status of a service name, or undefined when the name is unknown. */
+  statusOf(service: string): ServingStatus | undefined {
+    const overall = this.serving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+    if (service === '' || service === INSPECTION_SERVICE_NAME) return overall;
+    if (!this.registry.has(service)) return undefined;
+    return this.serving && this.registry.isServing(service) ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+  }
+
+  all(): Record<string, ServingStatus> {
+    const out: Record<string, ServingStatus> = {};
+    for (const s of ['', INSPECTION_SERVICE_NAME, ...this.registry.names()]) out[s] = this.statusOf(s)!;
+    return out;
+  }
+
+  private notify(): void {
+    for (const w of this.watchers) this.push(w);
+  }
+
+  private push(w: { service: string; call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>; last: ServingStatus | undefined }): void {
+    const s = this.statusOf(w.service) ?? ServingStatus.SERVICE_UNKNOWN;
+    if (s === w.last) return;
+    w.last = s;
+    w.call.write(HealthCheckResponse.fromPartial({ status: s }));
+  }
+
+  /** Ends every Watch call (shutdown: they would otherwise keep the server open). */
+  endWatches(): void {
+    for (const w of this.watchers) {
+      try {
+        w.call.end();
+      } catch {
+        // already gone
+      }
+    }
+    this.watchers.clear();
+  }
+
+  implementation(): HealthServer {
+    return {
+      check: (call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>, callback: sendUnaryData<HealthCheckResponse>) => {
+        const s = this.statusOf(call.request.service);
+        if (s === undefined) {
+          callback({ code: Status.NOT_FOUND, details: `unknown service '${call.request.service}'` } as ServiceError);
+          return;
+        }
+        callback(null, HealthCheckResponse.fromPartial({ status: s }));
+      },
+      list: (_call: ServerUnaryCall<HealthListRequest, HealthListResponse>, callback: sendUnaryData<HealthListResponse>) => {
+        const statuses: Record<string, HealthCheckResponse> = {};
+        for (const [k, v] of Object.entries(this.all())) statuses[k] = HealthCheckResponse.fromPartial({ status: v });
+        callback(null, HealthListResponse.fromPartial({ statuses }));
+      },
+      watch: (call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>) => {
+        const w = { service: call.request.service, call, last: undefined as ServingStatus | undefined };
+        this.watchers.add(w);
+        const drop = (): void => {
+          this.watchers.delete(w);
+        };
+        call.on('cancelled', drop);
+        call.on('close', drop);
+        call.on('error', drop);
+        this.push(w);
+      },
+    };
+  }
+}

@@ -1,0 +1,13 @@
+// @loupe/server: the Loupe inspection server (gRPC loupe.v1 API) and its client.
+export { DynamicBatcher, type BatchInfo, type BatcherOptions, type RunInfo } from './batcher.js';
+export { LoupeClient, parseAddress, type ClientOptions, type ClientTls, type InspectItem, type InspectManyOptions, type InspectManySummary } from './client.js';
+export { ConfigError, configFromEnv, DEFAULTS, ENV_VARS, loadConfig, readConfigFile, redactConfig, type DeepPartial, type LoadConfigOptions, type ServerConfig } from './config.js';
+export { INSPECTION_SERVICE_NAME } from './health.js';
+export { createLogger, silentLogger, type Logger, type LogLevel } from './log.js';
+export { Metrics } from './metrics.js';
+export { ModelRegistry, readHeaderLine, validModelName } from './registry.js';
+export { serve, type ServeOptions } from './serve.js';
+export { LoupeServer, startServer, type StartOptions } from './server.js';
+export { InspectionStore, type InspectionRow, type StoredInspection } from './store.js';
+export * as proto from './gen/loupe/v1/inspection.js';
+export * as healthProto from './gen/grpc/health/v1/health.js';

@@ -1,0 +1,295 @@
+// From an accepted image to a recorded result: admission (bounded queue), a bounded number of images in
+// progress at once (decode -> shared batcher -> model), deadlines and cancellation, then the result is
+// committed to the inspection log BEFORE the caller may send it.
+//
+// Memory is bounded: waiting images hold only their encoded bytes (maxQueue images, maxQueueBytes
+// bytes server-wide; beyond that RESOURCE_EXHAUSTED), and at most maxActive images are decoded (a
+// 600 KB tensor each) at any time.
+import { createHash, randomUUID } from 'node:crypto';
+
+import { status as Status } from '@grpc/grpc-js';
+import { isLoupeError } from '@loupe/core';
+
+import type { DynamicBatcher } from './batcher.js';
+import type { Inspector, Outcome } from './inspectors.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import { RegistryError, type ModelEntry, type ModelRegistry } from './registry.js';
+import type { InspectionStore, VerdictName } from './store.js';
+
+/** A per-image failure with its gRPC status code. */
+export class ItemFailure extends Error {
+  constructor(
+    readonly code: Status,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ItemFailure';
+  }
+}
+
+export interface WorkItem {
+  clientId: string;
+  image: Buffer;
+  model: string;
+  modelVersion: string;
+  wantHeatmap: boolean;
+  /** Absolute deadline (Date.now() ms), if any. */
+  deadlineAt: number | undefined;
+  /** The call's cancellation. */
+  signal: AbortSignal;
+  /** performance.now() at receipt. */
+  receivedAt: number;
+  source: string;
+  peer: string;
+}
+
+export interface ItemResult {
+  inspectionId: string;
+  model: string;
+  modelVersion: string;
+  verdict: VerdictName;
+  outcome: Outcome;
+  queueMs: number;
+  totalMs: number;
+  time: Date;
+}
+
+export interface PipelineOptions {
+  maxQueue: number;
+  maxQueueBytes: number;
+  maxActive: number;
+  maxImageBytes: number;
+  maxImagePixels: number;
+  /** Hash image bytes so identical images in one batch share an engine view. */
+  dedupe: boolean;
+}
+
+interface Waiting {
+  item: WorkItem;
+  start: () => void;
+  fail: (f: ItemFailure) => void;
+}
+
+const REGISTRY_CODES: Record<RegistryError['kind'], Status> = {
+  NOT_FOUND: Status.NOT_FOUND,
+  INVALID_ARGUMENT: Status.INVALID_ARGUMENT,
+  FAILED_PRECONDITION: Status.FAILED_PRECONDITION,
+  INTERNAL: Status.INTERNAL,
+};
+
+const IMAGE_CODES = new Set(['IMAGE_DECODE', 'IMAGE_TOO_LARGE', 'IMAGE_EMPTY', 'IMAGE_READ', 'INVALID_ARGUMENT']);
+
+export class InspectionPipeline {
+  private readonly waiting: Waiting[] = [];
+  private waitingBytes = 0;
+  private activeCount = 0;
+  private closing = false;
+  private readonly idleWaiters: (() => void)[] = [];
+  inspections = 0;
+  anomalous = 0;
+  errors = 0;
+
+  constructor(
+    private readonly opts: PipelineOptions,
+    private readonly registry: ModelRegistry,
+    private readonly batcher: DynamicBatcher,
+    private readonly store: InspectionStore,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  get queueDepth(): number {
+    return this.waiting.length;
+  }
+
+  get active(): number {
+    return this.activeCount;
+  }
+
+  /** Stop admitting new images (shutdown); queued and active ones still finish. */
+  stopAdmitting(): void {
+    this.closing = true;
+  }
+
+  /** Resolves when nothing is queued or active. */
+  idle(): Promise<void> {
+    if (this.waiting.length === 0 && this.activeCount === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Inspects one image. Resolves with the recorded result; rejects with ItemFailure (never anything
+   * else). Synchronous checks (empty image, size, unknown model, full queue) reject before any await.
+   */
+  async inspect(item: WorkItem): Promise<ItemResult> {
+    try {
+      return await this.run(item);
+    } catch (err) {
+      const f = this.toFailure(err, item);
+      this.errors++;
+      this.metrics.imageErrors.inc({ code: Status[f.code] ?? String(f.code) });
+      this.metrics.tick();
+      return Promise.reject(f);
+    }
+  }
+
+  private toFailure(err: unknown, item: WorkItem): ItemFailure {
+    if (err instanceof ItemFailure) return err;
+    if (err instanceof RegistryError) return new ItemFailure(REGISTRY_CODES[err.kind], err.message);
+    if (isLoupeError(err)) {
+      if (err.code === 'ABORTED') return this.abortFailure(item);
+      if (IMAGE_CODES.has(err.code)) return new ItemFailure(Status.INVALID_ARGUMENT, err.message);
+      if (err.code === 'ENGINE_UNAVAILABLE') return new ItemFailure(Status.UNAVAILABLE, err.message);
+    }
+    if ((err as { name?: unknown } | null)?.name === 'AbortError') return this.abortFailure(item);
+    this.log.error('inspection failed', { id: item.clientId, model: item.model, error: err });
+    return new ItemFailure(Status.INTERNAL, `inspection failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+
+  private abortFailure(item: WorkItem): ItemFailure {
+    if (item.deadlineAt !== undefined && Date.now() >= item.deadlineAt) return new ItemFailure(Status.DEADLINE_EXCEEDED, `image '${item.clientId}' missed its deadline`);
+    if (this.closing && !item.signal.aborted) return new ItemFailure(Status.UNAVAILABLE, 'the server is shutting down');
+    return new ItemFailure(Status.CANCELLED, `image '${item.clientId}' was cancelled`);
+  }
+
+  private async run(item: WorkItem): Promise<ItemResult> {
+    if (this.closing) throw new ItemFailure(Status.UNAVAILABLE, 'the server is shutting down');
+    if (item.image.length === 0) throw new ItemFailure(Status.INVALID_ARGUMENT, `image '${item.clientId}' is empty (0 bytes)`);
+    if (item.image.length > this.opts.maxImageBytes) {
+      throw new ItemFailure(Status.INVALID_ARGUMENT, `image '${item.clientId}' is ${item.image.length} bytes; the limit is ${this.opts.maxImageBytes}`);
+    }
+    const { entry, inspector } = this.registry.resolve(item.model, item.modelVersion);
+    if (item.signal.aborted) throw new ItemFailure(Status.CANCELLED, 'cancelled');
+    if (item.deadlineAt !== undefined && Date.now() >= item.deadlineAt) throw new ItemFailure(Status.DEADLINE_EXCEEDED, `image '${item.clientId}' missed its deadline`);
+
+    // Per-item abort: the call's cancellation or the image's deadline, whichever comes first.
+    const ac = new AbortController();
+    const onCallAbort = (): void => ac.abort(item.signal.reason);
+    item.signal.addEventListener('abort', onCallAbort, { once: true });
+    let deadlineTimer: NodeJS.Timeout | undefined;
+    if (item.deadlineAt !== undefined) {
+      deadlineTimer = setTimeout(() => ac.abort(new Error('deadline exceeded')), Math.max(0, item.deadlineAt - Date.now()));
+    }
+    try {
+      await this.admit(item, ac.signal);
+      const startedAt = performance.now();
+      let outcome: Outcome;
+      try {
+        outcome = await inspector.inspect(
+          {
+            image: item.image,
+            name: item.clientId || '<image>',
+            wantHeatmap: item.wantHeatmap,
+            signal: ac.signal,
+            maxImagePixels: this.opts.maxImagePixels,
+            contentKey: this.opts.dedupe ? createHash('sha1').update(item.image).digest('base64') : undefined,
+          },
+          this.batcher,
+        );
+      } finally {
+        this.release();
+      }
+      if (ac.signal.aborted) throw ac.signal.reason instanceof Error && ac.signal.reason.message === 'deadline exceeded' ? new ItemFailure(Status.DEADLINE_EXCEEDED, `image '${item.clientId}' missed its deadline`) : this.abortFailure(item);
+      return await this.finish(item, entry, inspector, outcome, startedAt);
+    } finally {
+      if (deadlineTimer) clearTimeout(deadlineTimer);
+      item.signal.removeEventListener('abort', onCallAbort);
+    }
+  }
+
+  /** Waits for a pipeline slot (FIFO), or fails at once when the waiting room is full. */
+  private admit(item: WorkItem, signal: AbortSignal): Promise<void> {
+    if (this.activeCount < this.opts.maxActive && this.waiting.length === 0) {
+      this.activeCount++;
+      this.metrics.active.set(this.activeCount);
+      return Promise.resolve();
+    }
+    if (this.waiting.length >= this.opts.maxQueue || this.waitingBytes + item.image.length > this.opts.maxQueueBytes) {
+      throw new ItemFailure(
+        Status.RESOURCE_EXHAUSTED,
+        `server overloaded: ${this.waiting.length} images (${Math.round(this.waitingBytes / 1048576)} MB) already waiting; retry later or keep fewer images in flight`,
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiting = {
+        item,
+        start: () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        fail: reject,
+      };
+      const onAbort = (): void => {
+        const i = this.waiting.indexOf(w);
+        if (i >= 0) {
+          this.waiting.splice(i, 1);
+          this.waitingBytes -= item.image.length;
+          this.metrics.queueDepth.set(this.waiting.length);
+          reject(signal.reason instanceof Error && signal.reason.message === 'deadline exceeded' ? new ItemFailure(Status.DEADLINE_EXCEEDED, `image '${item.clientId}' missed its deadline (waited in the queue)`) : this.abortFailure(item));
+          this.checkIdle();
+        }
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(w);
+      this.waitingBytes += item.image.length;
+      this.metrics.queueDepth.set(this.waiting.length);
+    });
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) {
+      this.waitingBytes -= next.item.image.length;
+      this.metrics.queueDepth.set(this.waiting.length);
+      next.start(); // the slot passes straight to the next image
+    } else {
+      this.activeCount--;
+      this.metrics.active.set(this.activeCount);
+      this.checkIdle();
+    }
+  }
+
+  private checkIdle(): void {
+    if (this.waiting.length === 0 && this.activeCount === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  private async finish(item: WorkItem, entry: ModelEntry, inspector: Inspector, outcome: Outcome, startedAt: number): Promise<ItemResult> {
+    const now = performance.now();
+    const time = new Date();
+    const verdict: VerdictName = outcome.anomalous ? 'anomalous' : 'good';
+    const result: ItemResult = {
+      inspectionId: randomUUID(),
+      model: entry.name,
+      modelVersion: entry.version,
+      verdict,
+      outcome,
+      queueMs: startedAt - item.receivedAt,
+      totalMs: now - item.receivedAt,
+      time,
+    };
+    // Written before it is sent: an acknowledged result is never lost.
+    await this.store.record({
+      inspectionId: result.inspectionId,
+      clientId: item.clientId,
+      timeMs: time.getTime(),
+      model: entry.name,
+      modelVersion: entry.version,
+      verdict,
+      score: outcome.score,
+      defectType: outcome.defectType,
+      latencyMs: result.totalMs,
+      source: item.source,
+      peer: item.peer,
+      image: this.store.keepsImage(verdict) ? item.image : undefined,
+    });
+    this.inspections++;
+    if (outcome.anomalous) this.anomalous++;
+    this.registry.countInspection(entry);
+    this.metrics.images.inc({ model: entry.name, verdict });
+    this.metrics.imageSeconds.observe({ model: entry.name }, result.totalMs / 1000);
+    this.metrics.tick();
+    void inspector;
+    return result;
+  }
+}

@@ -1,0 +1,260 @@
+// The inspection log: every result, in an embedded SQLite database (better-sqlite3, WAL mode).
+//
+// Durability: results are written (committed) BEFORE they are sent to the client, so a result the
+// client has seen survives a server crash. With synchronous=NORMAL a commit is in the WAL file (the OS
+// has it) when it returns, which survives kill -9; synchronous=FULL also fsyncs (power loss).
+// Commits are grouped: results finished in the same event-loop turn share one transaction.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+import type { StoreImages, Synchronous } from './config.js';
+
+export type VerdictName = 'good' | 'anomalous';
+
+export interface InspectionRow {
+  inspectionId: string;
+  clientId: string;
+  timeMs: number;
+  model: string;
+  modelVersion: string;
+  verdict: VerdictName;
+  score: number;
+  defectType: string;
+  latencyMs: number;
+  source: string;
+  peer: string;
+  image?: Buffer | undefined;
+}
+
+export interface StoredInspection extends Omit<InspectionRow, 'image'> {
+  seq: number;
+  hasImage: boolean;
+}
+
+export interface ListQuery {
+  pageSize?: number;
+  pageToken?: string;
+  sinceMs?: number;
+  untilMs?: number;
+  model?: string;
+  verdict?: VerdictName;
+  clientId?: string;
+  oldestFirst?: boolean;
+}
+
+export class PageTokenError extends Error {
+  override name = 'PageTokenError';
+}
+
+const SCHEMA_VERSION = 1;
+
+interface Pending {
+  row: InspectionRow;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export interface StoreOptions {
+  synchronous?: Synchronous;
+  storeImages?: StoreImages;
+  retentionDays?: number;
+  maxRows?: number;
+}
+
+export class InspectionStore {
+  private readonly db: Database.Database;
+  private readonly insert: Database.Statement;
+  private readonly insertMany: (rows: InspectionRow[]) => void;
+  private pending: Pending[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  readonly storeImages: StoreImages;
+  private readonly retentionDays: number;
+  private readonly maxRows: number;
+  private rowCount: number;
+
+  constructor(
+    readonly path: string,
+    opts: StoreOptions = {},
+  ) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+    this.db.pragma('busy_timeout = 5000');
+    this.storeImages = opts.storeImages ?? 'none';
+    this.retentionDays = opts.retentionDays ?? 0;
+    this.maxRows = opts.maxRows ?? 0;
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    if (version > SCHEMA_VERSION) throw new Error(`${path}: inspection log schema ${version} is newer than this server (${SCHEMA_VERSION})`);
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS inspections (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        inspection_id TEXT    NOT NULL UNIQUE,
+        client_id     TEXT    NOT NULL,
+        time_ms       INTEGER NOT NULL,
+        model         TEXT    NOT NULL,
+        model_version TEXT    NOT NULL,
+        verdict       TEXT    NOT NULL CHECK (verdict IN ('good', 'anomalous')),
+        score         REAL    NOT NULL,
+        defect_type   TEXT    NOT NULL DEFAULT '',
+        latency_ms    REAL    NOT NULL,
+        source        TEXT    NOT NULL DEFAULT '',
+        peer          TEXT    NOT NULL DEFAULT '',
+        image         BLOB
+      );
+      CREATE INDEX IF NOT EXISTS inspections_time ON inspections (time_ms);
+      CREATE INDEX IF NOT EXISTS inspections_model_time ON inspections (model, time_ms);
+      CREATE INDEX IF NOT EXISTS inspections_client ON inspections (client_id);
+      PRAGMA user_version = ${SCHEMA_VERSION};
+    `);
+    this.insert = this.db.prepare(
+      `INSERT INTO inspections (inspection_id, client_id, time_ms, model, model_version, verdict, score, defect_type, latency_ms, source, peer, image)
+       VALUES (@inspectionId, @clientId, @timeMs, @model, @modelVersion, @verdict, @score, @defectType, @latencyMs, @source, @peer, @image)`,
+    );
+    this.insertMany = this.db.transaction((rows: InspectionRow[]) => {
+      for (const r of rows) this.insert.run({ ...r, image: r.image ?? null });
+    });
+    this.rowCount = (this.db.prepare('SELECT count(*) AS n FROM inspections').get() as { n: number }).n;
+  }
+
+  /** Whether the image of a result with this verdict is kept. */
+  keepsImage(verdict: VerdictName): boolean {
+    return this.storeImages === 'all' || (this.storeImages === 'anomalous' && verdict === 'anomalous');
+  }
+
+  /**
+   * Records a result; resolves once it is committed. Results recorded in the same event-loop turn are
+   * committed together (one transaction).
+   */
+  record(row: InspectionRow): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('the inspection log is closed'));
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ row, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Commits everything recorded so far (synchronously). */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      this.insertMany(batch.map((p) => p.row));
+      this.rowCount += batch.length;
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    for (const p of batch) p.resolve();
+  }
+
+  get count(): number {
+    return this.rowCount;
+  }
+
+  list(q: ListQuery = {}): { items: StoredInspection[]; nextPageToken: string } {
+    const pageSize = Math.min(1000, Math.max(1, q.pageSize || 100));
+    const oldestFirst = q.oldestFirst ?? false;
+    const where: string[] = [];
+    const params: Record<string, unknown> = {};
+    if (q.pageToken) {
+      let cursor: { s: number; o: boolean };
+      try {
+        cursor = JSON.parse(Buffer.from(q.pageToken, 'base64url').toString('utf8')) as { s: number; o: boolean };
+      } catch {
+        throw new PageTokenError('page_token is not a token this server issued');
+      }
+      if (!Number.isSafeInteger(cursor.s) || typeof cursor.o !== 'boolean') throw new PageTokenError('page_token is not a token this server issued');
+      if (cursor.o !== oldestFirst) throw new PageTokenError('page_token was issued for the other sort order');
+      where.push(oldestFirst ? 'seq > @cursor' : 'seq < @cursor');
+      params['cursor'] = cursor.s;
+    }
+    if (q.sinceMs !== undefined) {
+      where.push('time_ms >= @since');
+      params['since'] = q.sinceMs;
+    }
+    if (q.untilMs !== undefined) {
+      where.push('time_ms < @until');
+      params['until'] = q.untilMs;
+    }
+    if (q.model) {
+      where.push('model = @model');
+      params['model'] = q.model;
+    }
+    if (q.verdict) {
+      where.push('verdict = @verdict');
+      params['verdict'] = q.verdict;
+    }
+    if (q.clientId) {
+      where.push('client_id = @clientId');
+      params['clientId'] = q.clientId;
+    }
+    const sql =
+      `SELECT seq, inspection_id, client_id, time_ms, model, model_version, verdict, score, defect_type, latency_ms, source, peer, image IS NOT NULL AS has_image
+       FROM inspections ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+       ORDER BY seq ${oldestFirst ? 'ASC' : 'DESC'} LIMIT ${pageSize + 1}`;
+    const rows = this.db.prepare(sql).all(params) as Record<string, unknown>[];
+    const more = rows.length > pageSize;
+    const items = rows.slice(0, pageSize).map(
+      (r): StoredInspection => ({
+        seq: r['seq'] as number,
+        inspectionId: r['inspection_id'] as string,
+        clientId: r['client_id'] as string,
+        timeMs: r['time_ms'] as number,
+        model: r['model'] as string,
+        modelVersion: r['model_version'] as string,
+        verdict: r['verdict'] as VerdictName,
+        score: r['score'] as number,
+        defectType: r['defect_type'] as string,
+        latencyMs: r['latency_ms'] as number,
+        source: r['source'] as string,
+        peer: r['peer'] as string,
+        hasImage: r['has_image'] === 1,
+      }),
+    );
+    const last = items[items.length - 1];
+    const nextPageToken = more && last ? Buffer.from(JSON.stringify({ s: last.seq, o: oldestFirst })).toString('base64url') : '';
+    return { items, nextPageToken };
+  }
+
+  /** The stored image of a result, if kept. */
+  image(inspectionId: string): Buffer | undefined {
+    const r = this.db.prepare('SELECT image FROM inspections WHERE inspection_id = ?').get(inspectionId) as { image: Buffer | null } | undefined;
+    return r?.image ?? undefined;
+  }
+
+  /** Applies the retention settings; returns the rows deleted. */
+  prune(now = Date.now()): number {
+    let deleted = 0;
+    if (this.retentionDays > 0) {
+      const cutoff = now - this.retentionDays * 86_400_000;
+      deleted += this.db.prepare('DELETE FROM inspections WHERE time_ms < ?').run(cutoff).changes;
+    }
+    if (this.maxRows > 0) {
+      deleted += this.db
+        .prepare('DELETE FROM inspections WHERE seq <= (SELECT seq FROM inspections ORDER BY seq DESC LIMIT 1 OFFSET ?)')
+        .run(this.maxRows).changes;
+    }
+    if (deleted > 0) this.rowCount = (this.db.prepare('SELECT count(*) AS n FROM inspections').get() as { n: number }).n;
+    return deleted;
+  }
+
+  /** Commits what is pending, checkpoints the WAL into the database file and closes. */
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      this.db.close();
+    }
+  }
+}

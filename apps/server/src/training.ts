@@ -1,0 +1,191 @@
+// Training runs in a child process (train-worker.js): its engine, decoding and SVM/coreset math never
+// block the server's event loop or its inference engine, and a training crash cannot take the server
+// down. The training images are written to a private temporary folder for the child; the model is
+// written under the version reserved for it, then (optionally) loaded without a restart.
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { status as Status } from '@grpc/grpc-js';
+
+import { ModelKind, type TrainRequest } from './gen/loupe/v1/inspection.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import { ItemFailure } from './pipeline.js';
+import type { ModelEntry, ModelRegistry } from './registry.js';
+import type { TrainJob, WorkerMessage } from './train-worker.js';
+
+export interface TrainProgressEvent {
+  stage: string;
+  done: number;
+  total: number;
+  elapsedS: number;
+  message: string;
+}
+
+export interface TrainerOptions {
+  maxConcurrent: number;
+  threads: number;
+  maxImages: number;
+  weights: string | undefined;
+  backend: 'auto' | 'cpu' | 'cuda';
+}
+
+function workerPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const js = join(here, 'train-worker.js');
+  // Under a TypeScript test runner this module is the .ts source: use the built worker.
+  return existsSync(js) ? js : join(here, '..', 'dist', 'train-worker.js');
+}
+
+const SAFE_NAME = /[^A-Za-z0-9._-]+/g;
+
+export class Trainer {
+  private readonly children = new Set<ChildProcess>();
+  private running = 0;
+
+  constructor(
+    private readonly opts: TrainerOptions,
+    private readonly registry: ModelRegistry,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  get active(): number {
+    return this.running;
+  }
+
+  /** Validates the request; throws ItemFailure(INVALID_ARGUMENT) naming the problem. */
+  private validate(req: TrainRequest): 'svm' | 'one-class' {
+    const bad = (m: string): never => {
+      throw new ItemFailure(Status.INVALID_ARGUMENT, m);
+    };
+    if (!req.name) bad('name the model to train');
+    const kind = req.kind === ModelKind.MODEL_KIND_SVM ? 'svm' : req.kind === ModelKind.MODEL_KIND_ONE_CLASS ? 'one-class' : bad('kind must be MODEL_KIND_SVM or MODEL_KIND_ONE_CLASS');
+    if (req.images.length === 0) bad('no training images');
+    if (req.images.length > this.opts.maxImages) bad(`${req.images.length} training images; this server takes at most ${this.opts.maxImages} per request`);
+    req.images.forEach((im, i) => {
+      if (im.image.length === 0) bad(`training image ${im.name || i} is empty`);
+    });
+    if (kind === 'svm') {
+      const unlabelled = req.images.findIndex((im) => !im.label);
+      if (unlabelled >= 0) bad(`SVM training image ${req.images[unlabelled]!.name || unlabelled} has no label`);
+      if (new Set(req.images.map((im) => im.label)).size < 2) bad('an SVM needs images of at least 2 classes');
+    }
+    return kind;
+  }
+
+  /**
+   * Trains a model; calls onProgress while it runs and resolves with the new (scanned, maybe loaded)
+   * model entry. Rejects with ItemFailure. Aborting `signal` kills the training process.
+   */
+  async train(req: TrainRequest, onProgress: (p: TrainProgressEvent) => void, signal: AbortSignal): Promise<ModelEntry> {
+    const kind = this.validate(req);
+    if (this.running >= this.opts.maxConcurrent) {
+      throw new ItemFailure(Status.RESOURCE_EXHAUSTED, `${this.running} training(s) already running (the limit is ${this.opts.maxConcurrent}); retry later`);
+    }
+    this.running++;
+    this.metrics.trainings.set(this.running);
+    const started = performance.now();
+    const progress = (stage: string, done: number, total: number, message = ''): void =>
+      onProgress({ stage, done, total, elapsedS: (performance.now() - started) / 1000, message });
+    const reservation = await this.registry.reserveNextVersion(req.name);
+    const dir = await mkdtemp(join(tmpdir(), 'loupe-train-'));
+    try {
+      progress('receiving', 0, req.images.length, `training ${kind} model '${req.name}' version ${reservation.version} on ${req.images.length} images`);
+      const images: TrainJob['images'] = [];
+      for (let i = 0; i < req.images.length; i++) {
+        const im = req.images[i]!;
+        const name = im.name || `image-${i}`;
+        const path = join(dir, `${String(i).padStart(6, '0')}-${name.replace(SAFE_NAME, '_').slice(-80)}`);
+        await writeFile(path, im.image);
+        images.push({ path, label: im.label || 'good', name });
+      }
+      const s = req.svm;
+      const o = req.oneClass;
+      const job: TrainJob = {
+        kind,
+        images,
+        outFile: reservation.file,
+        weights: this.opts.weights,
+        backend: this.opts.backend,
+        threads: this.opts.threads,
+        svm: { layer: s?.layer || 'fc1000', lambda: s?.lambda || 1e-4, epochs: s?.epochs || 20, seed: s?.seed ?? 0 },
+        oneClass: {
+          coresetRatio: o?.coresetRatio || 0.01,
+          seed: o?.seed ?? 0,
+          validationFraction: o?.validationFraction || 0.1,
+          thresholdQuantile: o?.thresholdQuantile || 0.99,
+        },
+      };
+      await this.runChild(job, progress, signal);
+      progress('loading', 0, 1);
+      await this.registry.scan();
+      let entry = this.registry.get(req.name, reservation.version);
+      if (req.load) entry = await this.registry.load(req.name, reservation.version);
+      progress('done', 1, 1);
+      this.log.info('model trained', { model: req.name, version: reservation.version, kind, images: req.images.length, seconds: Number(((performance.now() - started) / 1000).toFixed(1)) });
+      return entry;
+    } finally {
+      reservation.release();
+      await rm(dir, { recursive: true, force: true });
+      this.running--;
+      this.metrics.trainings.set(this.running);
+    }
+  }
+
+  private runChild(job: TrainJob, progress: (stage: string, done: number, total: number, message?: string) => void, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal.aborted) return reject(new ItemFailure(Status.CANCELLED, 'training cancelled'));
+      const child = fork(workerPath(), [], {
+        serialization: 'advanced',
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+        env: { ...process.env, LOUPE_THREADS: String(job.threads), UV_THREADPOOL_SIZE: '4' },
+      });
+      this.children.add(child);
+      let settled = false;
+      let failure: ItemFailure | undefined;
+      const tail: string[] = [];
+      const keep = (chunk: Buffer): void => {
+        for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) tail.push(line.trim());
+        tail.splice(0, Math.max(0, tail.length - 20));
+      };
+      child.stdout?.on('data', keep);
+      child.stderr?.on('data', keep);
+      const onAbort = (): void => {
+        failure = new ItemFailure(Status.CANCELLED, 'training cancelled');
+        child.kill('SIGTERM');
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      let done = false;
+      child.on('message', (m: WorkerMessage) => {
+        if (m.type === 'progress') progress(m.stage, m.done, m.total, m.message);
+        else if (m.type === 'done') done = true;
+        else if (m.type === 'error') {
+          const code = /^(IMAGE_|INVALID_ARGUMENT)/.test(m.code) ? Status.INVALID_ARGUMENT : Status.INTERNAL;
+          failure = new ItemFailure(code, `training failed: ${m.message}`);
+        }
+      });
+      child.on('error', (err) => {
+        failure ??= new ItemFailure(Status.INTERNAL, `cannot start the training process: ${err.message}`);
+      });
+      child.on('exit', (code, sig) => {
+        this.children.delete(child);
+        signal.removeEventListener('abort', onAbort);
+        if (settled) return;
+        settled = true;
+        if (done && code === 0) return resolve();
+        reject(failure ?? new ItemFailure(Status.INTERNAL, `the training process exited (${sig ?? `code ${code}`}): ${tail.slice(-5).join(' | ')}`));
+      });
+      child.send(job);
+    });
+  }
+
+  /** Kills every training process (server shutdown). */
+  killAll(): void {
+    for (const c of this.children) c.kill('SIGTERM');
+  }
+}
