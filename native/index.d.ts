@@ -53,6 +53,10 @@ export interface NativeAddon {
   greedyCoreset(X: Float32Array, n: number, d: number, m: number,
                 options?: { seed?: number; projectionDim?: number; backend?: BackendName; threads?: number },
                 onProgress?: (done: number, total: number) => void): Promise<Int32Array>;
+  // Writes the model as an ONNX graph (NHWC input "input" [N,224,224,3], caffe-preprocessed; outputs the
+  // named taps, default fc1000). Off the JS thread; the file is written atomically.
+  exportOnnx(model: NativeModel, path: string,
+             options?: { taps?: string[]; opset?: number; dynamicBatch?: boolean }): Promise<void>;
 }
 
 declare const addon: NativeAddon;

@@ -88,7 +88,11 @@ struct HeldArray {
 // Copies a float/int vector into a new typed array.
 Napi::Float32Array NewFloat32Array(Napi::Env env, const float* data, size_t n);
 
+// The shared ResNet50Model of a NativeModel argument (TypeError naming `name` for anything else).
+std::shared_ptr<const loupe::ResNet50Model> ArgModel(Napi::Env env, const Napi::Value& v, const char* name);
+
 // Module parts.
+void InitOnnx(Napi::Env env, Napi::Object exports);     // exportOnnx
 void InitModel(Napi::Env env, Napi::Object exports);    // loadModel, seededModel, createSession
 void InitMl(Napi::Env env, Napi::Object exports);       // trainLinearSvms, knnSearch, greedyCoreset
 

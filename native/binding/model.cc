@@ -248,11 +248,7 @@ Napi::Value SessionWrap::CancelPending(const Napi::CallbackInfo& info) {
 
 Napi::Value CreateSessionJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Value mv = info[0];
-  if (!mv.IsObject() || !mv.As<Napi::Object>().InstanceOf(Data(env).model_ctor.Value()))
-    ThrowType(env, "model must be a NativeModel from loadModel() or seededModel()");
-  const auto& model = ModelWrap::Unwrap(mv.As<Napi::Object>())->model();
-  if (!model) ThrowType(env, "model must be a NativeModel from loadModel() or seededModel()");
+  std::shared_ptr<const loupe::ResNet50Model> model = ArgModel(env, info[0], "model");
 
   Napi::Object o = ArgOptions(env, info[1], "options");
   loupe::SessionOptions opts;
@@ -273,6 +269,14 @@ Napi::Value CreateSessionJs(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+std::shared_ptr<const loupe::ResNet50Model> ArgModel(Napi::Env env, const Napi::Value& v, const char* name) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(Data(env).model_ctor.Value()))
+    ThrowType(env, std::string(name) + " must be a NativeModel from loadModel() or seededModel()");
+  std::shared_ptr<const loupe::ResNet50Model> model = ModelWrap::Unwrap(v.As<Napi::Object>())->model();
+  if (!model) ThrowType(env, std::string(name) + " must be a NativeModel from loadModel() or seededModel()");
+  return model;
+}
 
 void InitModel(Napi::Env env, Napi::Object exports) {
   AddonData& data = Data(env);

@@ -5,6 +5,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { isTapName, TAP_NAMES, type TapName } from '@loupe/core';
 
 import { classifyCommand, type ClassifyCommandOptions } from './commands/classify.js';
+import { exportCommand, type ExportCommandOptions } from './commands/export.js';
 import { featuresCommand, type FeaturesCommandOptions } from './commands/features.js';
 import { infoCommand, type InfoCommandOptions } from './commands/info.js';
 import { weightsCommand, type WeightsCommandOptions } from './commands/weights.js';
@@ -74,6 +75,19 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .addHelpText('after', '\nExample:\n  loupe features apps/cli/assets/sample.png --layers fc1000,avg_pool --json')
     .action(async (images: string[], o: FeaturesCommandOptions, cmd: Command) => {
       state.code = await featuresCommand(images, o, context(cmd));
+    });
+
+  program
+    .command('export')
+    .description('write the ResNet-50 in use (same weights, BatchNorm folded) as an ONNX graph for other runtimes')
+    .requiredOption('--onnx <file>', 'the .onnx file to write (atomically)')
+    .option('--layers <names>', `outputs, comma-separated: ${TAP_NAMES.join(', ')}`, parseLayers, ['fc1000'] as TapName[])
+    .option('--opset <n>', 'ONNX opset (11..21)', positiveInt('--opset', 21), 13)
+    .option('--static-batch', 'pin the batch dimension to 1 (default: symbolic N)')
+    .option('--json', 'one JSON object')
+    .addHelpText('after', '\nExample:\n  loupe export --onnx resnet50.onnx --layers fc1000,avg_pool')
+    .action(async (o: ExportCommandOptions, cmd: Command) => {
+      state.code = await exportCommand(o, context(cmd));
     });
 
   program

@@ -251,6 +251,19 @@ export class Engine {
     return this.session.run(input, taps);
   }
 
+  /**
+   * Writes this model as an ONNX graph (input "input": float32 NHWC [N,224,224,3], caffe-preprocessed,
+   * as `packBatch` makes it; outputs the named taps, default fc1000), for other runtimes. Atomic.
+   */
+  async exportOnnx(path: string, options: { taps?: readonly TapName[]; opset?: number; dynamicBatch?: boolean } = {}): Promise<void> {
+    const { taps, ...rest } = options;
+    try {
+      await this.addon.exportOnnx(this.model, path, { ...rest, ...(taps !== undefined ? { taps: [...taps] } : {}) });
+    } catch (err) {
+      throw new EngineError(engineCodeOf(err), `cannot export ONNX to ${path}: ${messageOf(err)}`, { cause: err });
+    }
+  }
+
   /** Cancels queued runs on every session of this engine; returns how many. */
   cancelPending(): number {
     let n = 0;

@@ -1,11 +1,4 @@
 // exportOnnx(model, path, options?): the engine's ONNX exporter (loupe/onnx_export.h), off the JS thread.
-// TO INSTALL (lead): move this file to native/binding/, and add to binding.h
-//   std::shared_ptr<const loupe::ResNet50Model> ArgModel(Napi::Env env, const Napi::Value& v, const char* name);
-//   void InitOnnx(Napi::Env env, Napi::Object exports);  // exportOnnx
-// define ArgModel in model.cc (after the anonymous namespace; CreateSessionJs can use it too), and call
-// InitOnnx(env, exports) in addon.cc Init(). JS contract (index.d.ts, NativeAddon):
-//   exportOnnx(model: NativeModel, path: string,
-//              options?: { taps?: string[]; opset?: number; dynamicBatch?: boolean }): Promise<void>;
 #include <string>
 #include <utility>
 #include <vector>
