@@ -5,6 +5,11 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { isTapName, TAP_NAMES, type TapName } from '@loupe/core';
 
 import { classifyCommand, type ClassifyCommandOptions } from './commands/classify.js';
+import { datasetStatsCommand, type DatasetStatsOptions } from './commands/dataset.js';
+import { demoCommand, type DemoCommandOptions } from './commands/demo.js';
+import { evaluateCommand, type EvaluateCommandOptions } from './commands/evaluate.js';
+import { predictCommand, type PredictCommandOptions } from './commands/predict.js';
+import { trainCommand, type TrainCommandOptions } from './commands/train.js';
 import { exportCommand, type ExportCommandOptions } from './commands/export.js';
 import { featuresCommand, type FeaturesCommandOptions } from './commands/features.js';
 import { infoCommand, type InfoCommandOptions } from './commands/info.js';
@@ -18,6 +23,39 @@ function positiveInt(name: string, max = 1 << 16) {
     if (!/^\s*\d+\s*$/.test(value) || !Number.isInteger(n) || n < 1 || n > max) {
       throw new InvalidArgumentError(`${name} must be an integer in [1, ${max}], got '${value}'`);
     }
+    return n;
+  };
+}
+
+/** --split: the held-back fraction, strictly between 0 and 1 (0 or 1 would leave a side empty). */
+function fraction(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n >= 1) {
+      throw new InvalidArgumentError(`${name} must be a fraction strictly between 0 and 1 (the part held back for evaluation), got '${value}'`);
+    }
+    return n;
+  };
+}
+
+function kfoldArg(value: string): number {
+  const n = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || n < 2 || n > 100) throw new InvalidArgumentError(`--kfold must be an integer in [2, 100], got '${value}'`);
+  return n;
+}
+
+function nonNegativeInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${value}'`);
+    return n;
+  };
+}
+
+function positiveNumber(name: string, max = Infinity) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > max) throw new InvalidArgumentError(`${name} must be a number in (0, ${max}], got '${value}'`);
     return n;
   };
 }
@@ -108,6 +146,83 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .option('--json', 'one JSON object')
     .action(async (o: WeightsCommandOptions, cmd: Command) => {
       state.code = await weightsCommand(o, context(cmd));
+    });
+
+  const dataset = program.command('dataset').description('inspect a labelled image dataset (folder-per-label or one MVTec category)');
+  dataset
+    .command('stats')
+    .description('layout detected, images per label, files skipped and why')
+    .argument('<dir>', 'dataset folder: <label>/ folders, or one MVTec category (train/good, test/<type>)')
+    .option('--json', 'one JSON object: {"root", "layout", "labels", "counts", "skipped": [{"file", "reason"}], ...}')
+    .option('--groups <csv>', 'a file,group CSV (images of the same physical object); checked against the dataset')
+    .addHelpText('after', '\nExample:\n  loupe dataset stats ../shared/datasets/mvtec_ad/bottle')
+    .action(async (dir: string, o: DatasetStatsOptions, cmd: Command) => {
+      state.code = await datasetStatsCommand(dir, o, context(cmd));
+    });
+
+  program
+    .command('train')
+    .description('train a classifier on a labelled dataset, evaluate it on a held-back part, save the model')
+    .argument('<dir>', 'dataset folder: <label>/ folders, or one MVTec category (labels good + defect types; train/good and test/* pooled)')
+    .requiredOption('--out <model>', 'model file to write (e.g. bottle.loupe); written atomically')
+    .addOption(new Option('--mode <mode>', 'svm: the paper\'s multiclass linear SVM; one-class: PatchCore anomaly detection (train/good only)').choices(['svm', 'one-class']).default('svm'))
+    .addOption(new Option('--layer <name>', 'CNN features for the SVM (fc1000: the paper\'s)').choices(['fc1000', 'avg_pool']).default('fc1000'))
+    .option('--split <fraction>', 'fraction held back for evaluation, stratified per label, in (0, 1)', fraction('--split'), 0.5)
+    .option('--balance', 'undersample every label to the smallest one before splitting (the paper balances its sets)')
+    .addOption(new Option('--coding <scheme>', 'ECOC coding: one-vs-one (the paper\'s) or one-vs-all').choices(['ovo', 'ova']).default('ovo'))
+    .option('--seed <n>', 'seed of the split, balancing and SGD (same seed, same model)', nonNegativeInt('--seed'), 0)
+    .option('--groups <csv>', 'file,group CSV: images of one physical object stay on one side of the split')
+    .option('--kfold <k>', 'stratified k-fold cross-validation instead of one split; the model is then refitted on all images', kfoldArg)
+    .option('--report <dir>', 'write the HTML report (confusion matrix, training samples, conv1 filters, misclassified images) there')
+    .option('--json', 'one JSON line (last): {"accuracy", "balancedAccuracy", "binaryAccuracy", "classes", "confusion", ...} on the held-back part')
+    .option('--crop', 'resize the shorter side to 224 and centre-crop (default: squash to 224x224); recorded in the model')
+    .option('--lambda <l>', 'SVM L2 strength (default 1/n, as MATLAB fitclinear)', positiveNumber('--lambda', 100))
+    .option('--epochs <n>', 'SGD epochs', positiveInt('--epochs', 10_000), 20)
+    .option('--no-cache', 'do not read or write the feature cache ($LOUPE_HOME/features)')
+    .option('--coreset <ratio>', '(one-class) fraction of patch features kept in the memory bank', positiveNumber('--coreset', 1), 0.01)
+    .option('--projection <dims>', '(one-class) seeded random projection of the 1536-dim patch features to this many dims (smaller bank, faster kNN; default: none)', positiveInt('--projection', 1536))
+    .addOption(new Option('--storage <dtype>', '(one-class) memory bank storage').choices(['fp32', 'fp16']).default('fp32'))
+    .option('--max-bank-mb <mb>', '(one-class) cap on the memory bank size', positiveNumber('--max-bank-mb', 1 << 20))
+    .option('--tile', '(one-class) score overlapping 224x224 tiles instead of squashing the whole image')
+    .addHelpText('after', '\nExamples:\n  loupe train ../shared/datasets/mvtec_ad/bottle --out bottle.loupe --split 0.5 --seed 0\n  loupe train photos/ --out parts.loupe --balance --kfold 5 --report report/')
+    .action(async (dir: string, o: TrainCommandOptions, cmd: Command) => {
+      state.code = await trainCommand(dir, o, context(cmd));
+    });
+
+  program
+    .command('evaluate')
+    .description('evaluate a trained model on a labelled dataset: confusion matrix, per-class P/R/F1, accuracies, HTML report')
+    .argument('<model>', 'model file written by `loupe train`')
+    .argument('<dir>', 'labelled dataset folder (same layouts as train)')
+    .option('--json', 'one JSON line: {"accuracy", "balancedAccuracy", "binaryAccuracy", "macroF1", "classes", "confusion", "perClass", ...}')
+    .option('--report <dir>', 'write the HTML report there')
+    .option('--no-cache', 'do not read or write the feature cache')
+    .action(async (model: string, dir: string, o: EvaluateCommandOptions, cmd: Command) => {
+      state.code = await evaluateCommand(model, dir, o, context(cmd));
+    });
+
+  program
+    .command('predict')
+    .description('classify images (files or folders of images) with a trained model')
+    .argument('<model>', 'model file written by `loupe train`')
+    .argument('<inputs...>', 'image files and/or folders (searched recursively)')
+    .option('--json', 'one JSON line per image: {"file", "label", "scores": {"<class>": score}}')
+    .option('--heatmaps <dir>', '(one-class models) write anomaly heatmaps there')
+    .option('--classifier <model>', '(one-class models) an SVM model that names the defect type of anomalous images')
+    .option('--no-cache', 'do not read or write the feature cache')
+    .action(async (model: string, inputs: string[], o: PredictCommandOptions, cmd: Command) => {
+      state.code = await predictCommand(model, inputs, o, context(cmd));
+    });
+
+  program
+    .command('demo')
+    .description("the paper's method end to end on the embedded synthetic bottles, cartons and spoons")
+    .option('--out <dir>', 'where the HTML reports go (default: $LOUPE_HOME/demo)')
+    .option('--per-label <n>', 'synthetic images per class (half are held back)', positiveInt('--per-label', 1000), 30)
+    .option('--seed <n>', 'seed of the images, the split and the SGD', nonNegativeInt('--seed'), 0)
+    .option('--json', 'one JSON line per object: {"object", "accuracy", "balancedAccuracy", "paper", ...}')
+    .action(async (o: DemoCommandOptions, cmd: Command) => {
+      state.code = await demoCommand(o, context(cmd));
     });
 
   return program;

@@ -11,6 +11,7 @@ export class ProgressBar {
     private readonly total: number,
     private readonly stream: NodeJS.WriteStream = process.stderr,
     private readonly enabled: boolean = Boolean((stream as WriteStream).isTTY),
+    private readonly unit: string = 'img',
   ) {}
 
   update(done: number, force = false): void {
@@ -22,7 +23,7 @@ export class ProgressBar {
     const elapsed = (now - this.started) / 1000;
     const rate = elapsed > 0 ? done / elapsed : 0;
     const eta = rate > 0 && done < this.total ? ` ETA ${Math.ceil((this.total - done) / rate)}s` : '';
-    const tail = ` ${done}/${this.total} ${rate.toFixed(1)} img/s${eta}`;
+    const tail = ` ${done}/${this.total} ${rate.toFixed(1)} ${this.unit}/s${eta}`;
     const width = Math.max(10, Math.min(40, columns - this.label.length - tail.length - 4));
     const filled = this.total > 0 ? Math.round((width * done) / this.total) : width;
     const bar = '#'.repeat(filled) + '.'.repeat(width - filled);

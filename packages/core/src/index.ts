@@ -49,6 +49,18 @@ export { configureThreads, recommendedUvThreadpoolSize, threadBudget, type Threa
 export { extractFeatures, streamFeatures, type ExtractOptions, type FeatureProgress, type ImageFeatures } from './features.js';
 
 export {
+  contentHash,
+  extractFeaturesCached,
+  FeatureCache,
+  featureCacheDir,
+  type CachedExtractOptions,
+  type CachedExtractResult,
+  type CachedFeatureProgress,
+  type FeatureCacheKey,
+  type FeatureCacheOptions,
+} from './features-cache.js';
+
+export {
   classifyImageNet,
   IMAGENET_CLASSES,
   loadImageNetLabels,
@@ -83,6 +95,7 @@ export {
   type WeightsMarker,
   type WeightsProblem,
 } from './weights/resolve.js';
+export { readConv1Kernel, readTfjsTensor } from './weights/conv1.js';
 export {
   checkIntegrity,
   ensureWeights,

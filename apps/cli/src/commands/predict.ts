@@ -1,0 +1,82 @@
+// loupe predict MODEL IMG|DIR...: the class of each image under a trained classifier, with per-class scores.
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+
+import { compareStrings, formatFromExtension, ImageReadError, predictSvm, readModelHeader } from '@loupe/core';
+
+import { checkWeights, featureCacheSetting, featuresOf, loadClassifier } from '../classification.js';
+import { checkReadable, openEngine, write, type RunContext } from '../context.js';
+import { float32ToString } from '../format.js';
+import { predictOneClassCommand } from './oneclass.js';
+
+export interface PredictCommandOptions {
+  json?: boolean;
+  cache: boolean;
+  heatmaps?: string;
+  classifier?: string;
+}
+
+/** Image files under a folder (recursive, sorted; hidden entries skipped), by extension. */
+async function imagesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const entries = await fs.readdir(dir, { withFileTypes: true });
+  entries.sort((a, b) => compareStrings(a.name, b.name));
+  for (const e of entries) {
+    if (e.name.startsWith('.')) continue;
+    const p = join(dir, e.name);
+    const st = await fs.stat(p).catch(() => undefined);
+    if (st?.isDirectory()) out.push(...(await imagesUnder(p)));
+    else if (st?.isFile() && formatFromExtension(p) !== undefined) out.push(p);
+  }
+  return out;
+}
+
+/** Files as given; folders expanded to the images under them. A folder without images is an error. */
+export async function expandInputs(inputs: readonly string[]): Promise<string[]> {
+  const files: string[] = [];
+  for (const input of inputs) {
+    const st = await fs.stat(input).catch(() => undefined);
+    if (st?.isDirectory()) {
+      const found = await imagesUnder(input);
+      if (found.length === 0) throw new ImageReadError(input, 'the folder holds no image files (.png .jpg .jpeg .webp .tif .tiff .gif)');
+      files.push(...found);
+    } else files.push(input);
+  }
+  await checkReadable(files);
+  return files;
+}
+
+export async function predictCommand(modelFile: string, inputs: string[], o: PredictCommandOptions, ctx: RunContext): Promise<number> {
+  const header = await readModelHeader(modelFile);
+  if (header.kind === 'one-class') {
+    return predictOneClassCommand(modelFile, inputs, {
+      json: Boolean(o.json),
+      ...(o.heatmaps !== undefined ? { heatmaps: o.heatmaps } : {}),
+      ...(o.classifier !== undefined ? { classifier: o.classifier } : {}),
+    }, ctx);
+  }
+  if (o.heatmaps !== undefined || o.classifier !== undefined) {
+    throw new Error(`${modelFile}: --heatmaps and --classifier apply to one-class models; this is an SVM classifier`);
+  }
+  const c = await loadClassifier(modelFile);
+  const files = await expandInputs(inputs);
+  const engine = await openEngine(ctx);
+  checkWeights(c, engine);
+  const feats = await featuresOf(files, engine, c.layer, c.fit, ctx, { label: 'predict', cacheDir: featureCacheSetting(!o.cache) });
+  const pred = predictSvm(c.model, feats.features);
+  const k = c.model.classes.length;
+  const width = Math.max(...c.model.classes.map((l) => l.length));
+  for (let i = 0; i < files.length; i++) {
+    const scores = c.model.classes.map((label, j) => ({ label, score: pred.scores[i * k + j] as number }));
+    if (o.json) {
+      const s = scores.map((x) => `${JSON.stringify(x.label)}:${float32ToString(x.score + 0)}`).join(','); // + 0: no "-0"
+      await write(ctx.stdout, `{"file":${JSON.stringify(files[i])},"label":${JSON.stringify(pred.labels[i])},"scores":{${s}}}\n`);
+    } else {
+      const ranked = [...scores].sort((a, b) => b.score - a.score);
+      const rest = ranked.slice(1, 3).map((x) => `${x.label} ${x.score.toFixed(3)}`).join(', ');
+      await write(ctx.stdout, `${(pred.labels[i] as string).padEnd(width)}  ${(ranked[0] as { score: number }).score.toFixed(3)}  ${files[i]}${rest ? `  (next: ${rest})` : ''}\n`);
+    }
+  }
+  if (!o.json) await write(ctx.stdout, `${files.length} image${files.length === 1 ? '' : 's'}; scores are negated ECOC hinge losses (0 = best, higher = more likely)\n`);
+  return 0;
+}
