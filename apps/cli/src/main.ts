@@ -237,6 +237,11 @@ export async function run(args: readonly string[]): Promise<number> {
     controller.abort(new Error('interrupted'));
   };
   process.on('SIGINT', onSigint);
+  // `loupe ... | head`: the reader left; stop quietly as other Unix tools do, not with 'write EPIPE'.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? EXIT_OK);
+    throw err;
+  });
 
   const state = { code: EXIT_OK };
   const program = buildProgram(state, controller);

@@ -217,3 +217,21 @@ describe.runIf(haveWeights)('loupe with the real weights', () => {
     expect(w.stderr).not.toContain('npm pack');
   });
 });
+
+describe.skipIf(!haveWeights)('loupe in a pipeline', () => {
+  it('stops quietly with exit 0 when the reader closes the pipe early (| head)', async () => {
+    const r = await new Promise<Result>((resolvePromise, reject) => {
+      const child = spawn(process.execPath, [bin, 'features', sample, sample, sample, '--layers', 'res3d', '--json', '--batch-size', '1'], {
+        cwd: repoRoot,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stdout.once('data', () => child.stdout.destroy()); // like `head -c 1`
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      child.on('error', reject);
+      child.on('close', (code) => resolvePromise({ code, stdout: '', stderr }));
+    });
+    expect(r.stderr).not.toContain('EPIPE');
+    expect(r.code).toBe(0);
+  });
+});
