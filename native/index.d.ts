@@ -34,7 +34,7 @@ export interface NativeSession {
 }
 
 export interface SvmTrainOptions {
-  lambda?: number; epochs?: number; seed?: number; schedule?: 'pegasos' | 'averaged';
+  lambda?: number; eta0?: number; epochs?: number; seed?: number; schedule?: 'pegasos' | 'averaged';
   backend?: BackendName; threads?: number;
 }
 

@@ -88,6 +88,10 @@ Napi::Value TrainLinearSvmsJs(const Napi::CallbackInfo& info) {
     opts.lambda = ArgNumber(env, v, "options.lambda");
     if (!(opts.lambda > 0)) ThrowRange(env, "options.lambda must be > 0");
   }
+  if (Has(o, "eta0", &v)) {
+    opts.eta0 = ArgNumber(env, v, "options.eta0");
+    if (!(opts.eta0 >= 0)) ThrowRange(env, "options.eta0 must be >= 0");
+  }
   if (Has(o, "epochs", &v)) opts.epochs = static_cast<int>(ArgInt(env, v, "options.epochs", 1, 1 << 20));
   if (Has(o, "seed", &v)) opts.seed = ArgSeed(env, v, "options.seed");
   if (Has(o, "schedule", &v)) {

@@ -118,7 +118,7 @@ export interface SvmSettings {
   readonly layer: SvmLayer;
   readonly coding: CodingName;
   readonly seed: number;
-  /** L2 strength; default 1/n (MATLAB fitclinear's default). */
+  /** L2 strength; default: chosen by cross-validation in @loupe/core (SVM_DEFAULTS). */
   readonly lambda?: number;
   readonly epochs?: number;
 }
@@ -130,8 +130,8 @@ export async function trainSvm(features: readonly Float32Array[], labels: readon
     trainer,
     trainerName: 'native',
     coding: s.coding,
-    lambda: s.lambda ?? 1 / Math.max(1, labels.length),
-    epochs: s.epochs ?? 20,
+    ...(s.lambda !== undefined ? { lambda: s.lambda } : {}),
+    ...(s.epochs !== undefined ? { epochs: s.epochs } : {}),
     seed: s.seed,
     layer: s.layer,
     classes,

@@ -208,7 +208,7 @@ export async function trainCommand(dir: string, o: TrainCommandOptions, ctx: Run
       ? `split     stratified ${o.kfold}-fold cross-validation${groups ? ', group-aware' : ''}, seed ${o.seed}; the saved model is refitted on all images`
       : `split     stratified, ${Math.round(o.split * 100)}% held back${groups ? ', group-aware' : ''}, seed ${o.seed}: ${train.length} train / ${heldOut.items.length} held back`,
     `features  ${o.layer}, ${items.length} images (${feats.cached} from the cache) in ${formatSeconds(featMs)} on ${engine.backend}`,
-    `svm       ${coding}, ${model.coding.learners} learner(s), lambda ${model.training.lambda.toPrecision(3)}, ${model.training.epochs} epochs (native SGD)`,
+    `svm       ${coding}, ${model.coding.learners} learner(s), lambda ${model.training.lambda.toPrecision(3)}${model.training.lambdaSelection ? ` (C ${model.training.lambdaSelection.C}, by ${model.training.lambdaSelection.folds}-fold CV)` : ''}, ${model.training.epochs} epochs (native SGD)`,
     '',
     o.kfold !== undefined
       ? formatCountsTable({ images: labelCounts(items, classes) })

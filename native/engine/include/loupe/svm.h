@@ -19,6 +19,11 @@ enum class SgdSchedule {
 
 struct SgdSvmOptions {
   double lambda = 1e-4;    // L2 strength (per sample, Pegasos convention)
+  // Initial step: eta_t = 1 / (lambda (t + t0)) with t0 = 1 / (lambda eta0) (Bottou's offset schedule).
+  // 0 = plain Pegasos (t0 = 0, eta_1 = 1/lambda). A step near 1 / mean ||x||^2 keeps the early steps
+  // from overshooting by orders of magnitude when lambda is small (they would take ~1/lambda steps to
+  // forget); the averaged iterate then converges within a few tens of epochs.
+  double eta0 = 0.0;
   int epochs = 20;
   uint64_t seed = 0;       // sample order: same seed -> bit-identical model on the same backend
   SgdSchedule schedule = SgdSchedule::kAveraged;
@@ -33,8 +38,8 @@ struct SgdSvmOptions {
 };
 
 // The step (identical on every backend; only the rounding of the dot products differs). Per learner, t
-// counts its own samples (target != 0) from 1 over all epochs, eta_t = 1 / (lambda t), w = s v:
-//   score = w.x + b;  violated = y score < 1;  w <- (1 - 1/t) w;  if violated: w += eta_t y x and
+// counts its own samples (target != 0) from 1 over all epochs, u = t + t0, eta_t = 1 / (lambda u), w = s v:
+//   score = w.x + b;  violated = y score < 1;  w <- (1 - 1/u) w;  if violated: w += eta_t y x and
 //   b += y min(eta_t, 1 - y score)  (the bias is not regularised nor shrunk; its step is the proximal
 //   hinge step: the plain subgradient step, stopped where the sample's margin is met, so the huge early
 //   steps cannot throw it far off);  if project: w <- min(1, 1 / (sqrt(lambda) ||w||)) w.

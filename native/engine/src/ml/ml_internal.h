@@ -59,7 +59,8 @@ int ResolveThreads(int requested);  // 0 -> omp_get_max_threads()
 
 // ---------------------------------------------------------------------------------------------------
 // Linear SVM by Pegasos. w = s * v (the w-scale trick: the shrink w <- (1 - 1/t) w is O(1)).
-// One step on sample (x, y), learner step counter t (1-based, counts only this learner's samples):
+// One step on sample (x, y), learner step counter t (1-based, counts only this learner's samples), offset
+// t0 = 1 / (lambda eta0) (0 for plain Pegasos; t below stands for t + t0):
 //   eta   = 1 / (lambda t)
 //   score = s (v.x) + b,  violated = y score < 1
 //   w    <- (1 - 1/t) w                                   (s *= 1 - 1/t; at t = 1, v is still 0)
@@ -85,6 +86,7 @@ struct SvmLearnerState {
 
 struct SvmStepParams {
   double lambda;
+  double t0;          // step offset: eta = 1 / (lambda (t + t0)); 0 = Pegasos
   double radius2;     // 1 / lambda
   int64_t avg_start;  // steps t > avg_start are averaged; -1 = no averaging
   int project;        // 0/1
@@ -118,12 +120,12 @@ LOUPE_HD SvmVecOps SvmScalarStep(SvmLearnerState* st, const SvmStepParams& p, in
   ops.delta = 0.0f;
   ops.vscale = 1.0f;
   st->t += 1;
-  const double t = (double)st->t;
+  const double t = (double)st->t + p.t0;
   const double eta = 1.0 / (p.lambda * t);
   const double yd = (double)y;
   const double score = st->s * (double)dot + st->b;
   const bool violated = yd * score < 1.0;
-  if (st->t > 1) st->s *= 1.0 - 1.0 / t;  // at t = 1, v = 0 and s stays 1
+  if (t > 1.0) st->s *= 1.0 - 1.0 / t;  // (Pegasos' t = 1: v = 0 and s stays 1)
   if (violated) {
     if (st->sacc != 0.0) {
       ops.flush = (float)st->sacc;

@@ -61,6 +61,9 @@ Status ValidateSvmInputs(const float* X, int64_t n, int64_t d, const int8_t* tar
     return Status(StatusCode::kInvalidArgument,
                   "TrainLinearSvms: lambda must be finite and > 0 (got " +
                       std::to_string(opts.lambda) + ")");
+  if (!(opts.eta0 >= 0.0) || !std::isfinite(opts.eta0))
+    return Status(StatusCode::kInvalidArgument,
+                  "TrainLinearSvms: eta0 must be finite and >= 0 (got " + std::to_string(opts.eta0) + ")");
   if (opts.epochs <= 0)
     return Status(StatusCode::kInvalidArgument,
                   "TrainLinearSvms: epochs must be > 0 (got " + std::to_string(opts.epochs) + ")");
@@ -97,6 +100,7 @@ SvmStepParams MakeSvmStepParams(const SgdSvmOptions& opts, int64_t count) {
   SvmStepParams p;
   p.lambda = opts.lambda;
   p.radius2 = 1.0 / opts.lambda;
+  p.t0 = opts.eta0 > 0.0 ? 1.0 / (opts.lambda * opts.eta0) : 0.0;
   const int64_t total = count * (int64_t)opts.epochs;
   p.avg_start = opts.schedule == SgdSchedule::kAveraged ? total / 2 : -1;
   p.project = opts.project ? 1 : 0;

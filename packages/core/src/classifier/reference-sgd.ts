@@ -72,7 +72,7 @@ export function referenceSampleOrder(seed: number, epoch: number, n: number): In
 
 /**
  * Pegasos (Shalev-Shwartz et al. 2007) with the native kernel's exact step (svm.h), in double precision:
- *   t counts the learner's samples; eta = 1/(lambda t); score = w.x + b; violated = y score < 1;
+ *   t counts the learner's samples plus the offset t0 = 1/(lambda eta0) (0 when eta0 = 0); eta = 1/(lambda t); score = w.x + b; violated = y score < 1;
  *   w <- (1 - 1/t) w; if violated: w += eta y x, b += y min(eta, 1 - y score) (bias not regularised,
  *   proximal hinge step); w projected onto the ball of radius 1/sqrt(lambda).
  * 'averaged' returns the mean of (w_t, b_t) over the steps t in (T/2, T], T = epochs x samples used.
@@ -84,6 +84,9 @@ export const referenceTrainLinearSvms: SvmTrainer = async (X, n, d, targets, k, 
   const epochs = options.epochs ?? 20;
   const seed = options.seed ?? 0;
   const schedule = options.schedule ?? 'averaged';
+  const eta0 = options.eta0 ?? 0;
+  if (!(eta0 >= 0) || !Number.isFinite(eta0)) throw new LoupeError('INVALID_ARGUMENT', `eta0 must be >= 0, got ${eta0}`);
+  const t0 = eta0 > 0 ? 1 / (lambda * eta0) : 0;
   if (!(lambda > 0) || !Number.isFinite(lambda)) throw new LoupeError('INVALID_ARGUMENT', `lambda must be > 0, got ${lambda}`);
   if (!Number.isInteger(epochs) || epochs < 1) throw new LoupeError('INVALID_ARGUMENT', `epochs must be an integer >= 1, got ${epochs}`);
   for (let j = 0; j < k; j++) {
@@ -113,14 +116,15 @@ export const referenceTrainLinearSvms: SvmTrainer = async (X, n, d, targets, k, 
     let bAvg = 0;
     const avgFrom = schedule === 'averaged' ? Math.floor((nj * epochs) / 2) : Infinity;
     let avgCount = 0;
-    let t = 0;
+    let steps = 0;
     for (let e = 0; e < epochs; e++) {
       const order = orders[e] as Int32Array;
       for (let oi = 0; oi < n; oi++) {
         const i = order[oi] as number;
         const y = tj[i] as number;
         if (y === 0) continue;
-        t++;
+        steps++;
+        const t = steps + t0;
         const eta = 1 / (lambda * t);
         const xo = i * d;
         let score = b;
@@ -141,7 +145,7 @@ export const referenceTrainLinearSvms: SvmTrainer = async (X, n, d, targets, k, 
           const sc = Math.sqrt(radius2 / norm2);
           for (let c = 0; c < d; c++) w[c] = (w[c] as number) * sc;
         }
-        if (t > avgFrom) {
+        if (steps > avgFrom) {
           avgCount++;
           for (let c = 0; c < d; c++) avg[c] = (avg[c] as number) + (w[c] as number);
           bAvg += b;

@@ -5,6 +5,7 @@
 
 import type { NativeAddon, SvmTrainOptions } from '@loupe/native';
 
+import { createRng } from '../datasets/random.js';
 import { LoupeError } from '../errors.js';
 import { buildTargets, codingMatrix, decodeLossWeighted, type CodingMatrix, type CodingName } from './coding.js';
 import { toFeatureMatrix, type FeatureMatrix, type FeaturesInput } from './features.js';
@@ -13,8 +14,32 @@ import { applyStandardization, fitStandardization, type Standardization, type St
 
 export type SgdSchedule = NonNullable<SvmTrainOptions['schedule']>;
 
+/** The classifier's defaults: the one place they are written (CLI and server read them from here). */
+export const SVM_DEFAULTS = {
+  coding: 'onevsone' as CodingName,
+  epochs: 30,
+  eta0: 1,
+  schedule: 'averaged' as SgdSchedule,
+  seed: 0,
+  /** C values tried by the lambda search (lambda = 1 / (C n)), small to large. */
+  cGrid: [0.1, 1, 10, 100, 1000] as readonly number[],
+  cvFolds: 5,
+} as const;
+
+/** How lambda was chosen when it was not given: stratified k-fold CV on the training rows. */
+export interface LambdaSelection {
+  readonly folds: number;
+  readonly grid: readonly number[];
+  /** CV accuracy per grid value. */
+  readonly cvAccuracy: readonly number[];
+  /** The chosen C (lambda = 1 / (C n)). */
+  readonly C: number;
+}
+
 export interface SvmTrainingInfo {
   readonly lambda: number;
+  /** Initial SGD step (offset schedule, see svm.h); 0 = plain Pegasos. Absent in older model files. */
+  readonly eta0?: number;
   readonly epochs: number;
   readonly seed: number;
   readonly schedule: SgdSchedule;
@@ -24,6 +49,8 @@ export interface SvmTrainingInfo {
   readonly samples: number;
   /** Training rows per class, in `classes` order. */
   readonly classCounts: readonly number[];
+  /** Present when lambda was chosen by cross-validation. */
+  readonly lambdaSelection?: LambdaSelection;
 }
 
 /** A trained multiclass linear SVM: everything needed to predict from raw (unstandardised) features. */
@@ -50,9 +77,15 @@ export interface TrainSvmOptions {
   trainerName?: string;
   /** Default 'onevsone' (fitcecoc's default, the paper's). */
   coding?: CodingName;
-  /** L2 strength, Pegasos per-sample convention. Default 1e-4. */
-  lambda?: number;
-  /** Default 20. */
+  /**
+   * L2 strength, Pegasos per-sample convention, on rows scaled to mean ||z||^2 = 1 (see ROW_SCALE_NOTE);
+   * lambda = 1/(C n) in liblinear terms. Default 'auto': C from SVM_DEFAULTS.cGrid by stratified k-fold
+   * cross-validation on the training rows (falls back to C = 1 when a class has fewer than 2 rows).
+   */
+  lambda?: number | 'auto';
+  /** Initial SGD step, eta_t = 1/(lambda (t + 1/(lambda eta0))). Default 1 (~ 1 / ||z||^2). 0 = Pegasos. */
+  eta0?: number;
+  /** Default 30. */
   epochs?: number;
   /** Default 0. Same seed, same data, same trainer -> bit-identical model. */
   seed?: number;
@@ -66,6 +99,25 @@ export interface TrainSvmOptions {
   /** Passed through to the trainer. */
   backend?: SvmTrainOptions['backend'];
   threads?: number;
+}
+
+// ROW_SCALE_NOTE: SGD on the hinge loss converges like R^2 / (lambda T) (R^2 = max ||z||^2), and z-scored
+// CNN features have ||z||^2 ~ d (1000-2048): at any useful lambda the averaged SGD would stop far from
+// the SVM optimum. So the z-scores are also divided by their RMS row norm (folded into the stored std,
+// so prediction applies exactly the same transform): the trainer sees mean ||z||^2 = 1, a step of ~1 is
+// the natural first step, and lambda = 1/n means C = 1 whatever the feature dimension.
+function unitRowScale(x: FeatureMatrix, s: Standardization): Standardization {
+  const { rows: n, cols: d, data } = x;
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < d; j++) {
+      const v = ((data[i * d + j] as number) - (s.mean[j] as number)) / (s.std[j] as number);
+      sum += v * v;
+    }
+  }
+  const rms = Math.sqrt(sum / n);
+  if (!(rms > 0) || !Number.isFinite(rms)) return s;
+  return { ...s, std: s.std.map((v) => v * rms) };
 }
 
 /** Wraps the native addon's trainLinearSvms as an SvmTrainer. */
@@ -101,15 +153,23 @@ export async function trainSvmClassifier(features: FeaturesInput, labels: readon
   const empty = classes.filter((_, i) => classCounts[i] === 0);
   if (empty.length > 0) throw new LoupeError('INVALID_ARGUMENT', `no training rows for class(es): ${empty.join(', ')}`);
 
-  const lambda = opts.lambda ?? 1e-4;
-  const epochs = opts.epochs ?? 20;
-  const seed = opts.seed ?? 0;
-  const schedule: SgdSchedule = opts.schedule ?? 'averaged';
-  const coding = codingMatrix(opts.coding ?? 'onevsone', classes.length);
-  const standardization = fitStandardization(x, opts.standardize);
+  const eta0 = opts.eta0 ?? SVM_DEFAULTS.eta0;
+  const epochs = opts.epochs ?? SVM_DEFAULTS.epochs;
+  const seed = opts.seed ?? SVM_DEFAULTS.seed;
+  const schedule: SgdSchedule = opts.schedule ?? SVM_DEFAULTS.schedule;
+  let lambda: number;
+  let lambdaSelection: LambdaSelection | undefined;
+  if (opts.lambda === undefined || opts.lambda === 'auto') {
+    lambdaSelection = await selectLambda(x, classIndex, classes, classCounts, opts);
+    lambda = 1 / ((lambdaSelection?.C ?? 1) * x.rows);
+  } else {
+    lambda = opts.lambda;
+  }
+  const coding = codingMatrix(opts.coding ?? SVM_DEFAULTS.coding, classes.length);
+  const standardization = unitRowScale(x, fitStandardization(x, opts.standardize));
   const z = applyStandardization(x, standardization);
   const targets = buildTargets(coding, classIndex);
-  const trainOptions: SvmTrainOptions = { lambda, epochs, seed, schedule };
+  const trainOptions: SvmTrainOptions = { lambda, eta0, epochs, seed, schedule };
   if (opts.backend !== undefined) trainOptions.backend = opts.backend;
   if (opts.threads !== undefined) trainOptions.threads = opts.threads;
   const { w, b } = await opts.trainer(z.data, z.rows, z.cols, targets, coding.learners, trainOptions);
@@ -125,8 +185,62 @@ export async function trainSvmClassifier(features: FeaturesInput, labels: readon
     coding,
     weights: w,
     bias: b,
-    training: { lambda, epochs, seed, schedule, trainer: opts.trainerName ?? 'custom', samples: x.rows, classCounts },
+    training: {
+      lambda,
+      eta0,
+      epochs,
+      seed,
+      schedule,
+      trainer: opts.trainerName ?? 'custom',
+      samples: x.rows,
+      classCounts,
+      ...(lambdaSelection ? { lambdaSelection } : {}),
+    },
   };
+}
+
+/**
+ * Picks C (lambda = 1/(C n)) by stratified k-fold CV on the training rows: each fold's model is the
+ * full pipeline (its own standardisation) with every other setting as asked; the best mean accuracy
+ * wins, ties going to the smaller C (the stronger regularisation). Undefined when a class is too small.
+ */
+async function selectLambda(x: FeatureMatrix, classIndex: Int32Array, classes: readonly string[], classCounts: readonly number[], opts: TrainSvmOptions): Promise<LambdaSelection | undefined> {
+  const folds = Math.min(SVM_DEFAULTS.cvFolds, ...classCounts);
+  if (folds < 2) return undefined;
+  const { rows: n, cols: d, data } = x;
+  // Fold of each row: per class, a seeded shuffle dealt round-robin (every fold sees every class).
+  const fold = new Int32Array(n);
+  const rng = createRng(`svm-cv:${opts.seed ?? SVM_DEFAULTS.seed}`);
+  classes.forEach((_, c) => {
+    const rows: number[] = [];
+    for (let i = 0; i < n; i++) if (classIndex[i] === c) rows.push(i);
+    rng.shuffle(rows).forEach((r, j) => (fold[r] = j % folds));
+  });
+  const grid = SVM_DEFAULTS.cGrid;
+  const correct = grid.map(() => 0);
+  for (let f = 0; f < folds; f++) {
+    const tr: number[] = [];
+    const te: number[] = [];
+    for (let i = 0; i < n; i++) (fold[i] === f ? te : tr).push(i);
+    const pick = (rows: number[]): FeatureMatrix => {
+      const out = new Float32Array(rows.length * d);
+      rows.forEach((r, j) => out.set(data.subarray(r * d, (r + 1) * d), j * d));
+      return { data: out, rows: rows.length, cols: d };
+    };
+    const xtr = pick(tr);
+    const xte = pick(te);
+    const ltr = tr.map((i) => classes[classIndex[i] as number] as string);
+    for (let g = 0; g < grid.length; g++) {
+      const m = await trainSvmClassifier(xtr, ltr, { ...opts, classes, lambda: 1 / ((grid[g] as number) * tr.length) });
+      const p = predictSvm(m, xte).classIndex;
+      te.forEach((r, j) => {
+        if (p[j] === classIndex[r]) correct[g] = (correct[g] as number) + 1;
+      });
+    }
+  }
+  let best = 0;
+  for (let g = 1; g < grid.length; g++) if ((correct[g] as number) > (correct[best] as number)) best = g;
+  return { folds, grid, cvAccuracy: correct.map((c) => c / n), C: grid[best] as number };
 }
 
 /** Binary learner scores [n][L] = w_l . z + b_l on standardised features. */

@@ -1,7 +1,7 @@
 // Saving and loading a trained SVM classifier as a Loupe model file (kind 'svm').
 
 import type { CodingMatrix, CodingName } from '../classifier/coding.js';
-import type { SgdSchedule, SvmClassifier, SvmTrainingInfo } from '../classifier/svm.js';
+import type { LambdaSelection, SgdSchedule, SvmClassifier, SvmTrainingInfo } from '../classifier/svm.js';
 import { ModelFileError } from './errors.js';
 import { readModelFile, writeModelFile, type DecodedModel, type ModelHeaderBase } from './format.js';
 
@@ -175,6 +175,8 @@ export function svmModelFromDecoded(decoded: DecodedModel, file: string, opts: L
     bias,
     training: {
       lambda: Number(t['lambda']),
+      ...(typeof t['eta0'] === 'number' ? { eta0: t['eta0'] } : {}),
+      ...(isObject(t['lambdaSelection']) ? { lambdaSelection: t['lambdaSelection'] as unknown as LambdaSelection } : {}),
       epochs: Number(t['epochs']),
       seed: Number(t['seed']),
       schedule: (t['schedule'] === 'pegasos' ? 'pegasos' : 'averaged') as SgdSchedule,

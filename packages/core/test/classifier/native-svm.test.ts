@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { buildTargets, codingMatrix } from '../../src/classifier/coding.js';
 import { referenceTrainLinearSvms } from '../../src/classifier/reference-sgd.js';
 import { applyStandardization, fitStandardization } from '../../src/classifier/standardize.js';
-import { nativeSvmTrainer, predictSvm, trainSvmClassifier } from '../../src/classifier/svm.js';
+import { nativeSvmTrainer, predictSvm, SVM_DEFAULTS, trainSvmClassifier } from '../../src/classifier/svm.js';
 import { loadAddon } from '../../src/engine.js';
 import { addonPath, hasAddon, skipNote } from '../support/env.js';
 import { blobs } from './features-fixture.js';
@@ -31,6 +31,28 @@ describe.skipIf(!hasAddon)('trainSvmClassifier on the native kernel', () => {
       expect(predictSvm(ref, testX).labels).toEqual(predictSvm(model, testX).labels);
     });
   }
+
+  it('default lambda: C chosen by stratified 5-fold CV on the training rows, recorded in the model', async () => {
+    const trainer = nativeSvmTrainer(await loadAddon());
+    const auto = await trainSvmClassifier(train, trainLabels, { trainer, classes, seed: 3, threads: 1 });
+    const sel = auto.training.lambdaSelection;
+    expect(sel).toBeDefined();
+    expect(sel!.folds).toBe(5);
+    expect(sel!.grid).toEqual(SVM_DEFAULTS.cGrid);
+    expect(sel!.cvAccuracy).toHaveLength(sel!.grid.length);
+    for (const a of sel!.cvAccuracy) expect(a).toBeGreaterThan(0.8); // separable blobs: every C is decent
+    const best = Math.max(...sel!.cvAccuracy);
+    expect(sel!.cvAccuracy[sel!.grid.indexOf(sel!.C)]).toBe(best);
+    expect(sel!.cvAccuracy.indexOf(best)).toBe(sel!.grid.indexOf(sel!.C)); // ties go to the smaller C
+    expect(auto.training.lambda).toBeCloseTo(1 / (sel!.C * train.rows), 12);
+    expect(predictSvm(auto, testX).labels).toEqual(testLabels);
+    // An explicit lambda skips the search; a class with one row makes CV impossible (C = 1 then).
+    const fixed = await trainSvmClassifier(train, trainLabels, { trainer, classes, lambda: 1e-3 });
+    expect(fixed.training.lambdaSelection).toBeUndefined();
+    const tiny = await trainSvmClassifier({ data: train.data.slice(0, 6 * 40), rows: 6, cols: 40 }, trainLabels.slice(0, 6), { trainer, classes });
+    expect(tiny.training.lambdaSelection).toBeUndefined();
+    expect(tiny.training.lambda).toBeCloseTo(1 / 6, 12);
+  });
 
   it('same seed -> bit-identical weights; threads do not change the result', async () => {
     const trainer = nativeSvmTrainer(await loadAddon());

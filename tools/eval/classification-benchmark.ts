@@ -1,0 +1,628 @@
+// Multi-class defect classification benchmark: Loupe's SGD-SVM (its defaults) on ResNet-50 features
+// against an independent textbook linear SVM (tools/eval/baseline-linear-svm.ts) on the same features and
+// the same splits.
+//
+//   npx vite-node tools/eval/classification-benchmark.ts -- [options]
+//
+// For every category under the datasets folder (MVTec layout: train/good, test/*):
+//   1. pools train/good + test/* (label = folder name: good or the defect type), stratified 50/50 split
+//      (seed 0); categories with a groups.csv also get a group-aware split (whole groups on one side),
+//      with the measured leakage (fraction of test images whose group has an image in train) of both;
+//   2. features: fc1000 and avg_pool, both from one engine pass per image, cached under
+//      $LOUPE_HOME/cache/classification-benchmark (or --cache DIR) so re-runs skip the CNN;
+//   3. per split and layer: Loupe (trainSvmClassifier with the native trainer, defaults: one-vs-one,
+//      loss-weighted hinge decoding) and the baseline (dual coordinate descent, C by 5-fold CV on the
+//      training half): accuracy, balanced accuracy, good-vs-defect accuracy, train time;
+//   4. training speed on synthetic seeded data (10k x 2048, 10 classes): Loupe OvO and OvA, baseline OvR
+//      and OvO.
+// Writes docs/benchmarks/classification.md (+ classification.json) unless --out is changed.
+//
+// Options: --datasets DIR (default ../shared/datasets beside the repo) --categories a,b --threads 2
+//   --batch 16 --seed 0 --cache DIR --out FILE --c-grid 0.001,0.01,0.1,1 --cv-folds 5
+//   --baseline-scheme ovr|ovo --eps 0.1 --no-speed --speed-n 10000 --speed-d 2048 --speed-k 10
+//   --loupe-lambda X --loupe-epochs N --loupe-schedule averaged|pegasos (override Loupe's defaults,
+//   for investigation only; the committed results use the defaults)
+//   --render-only (rewrite the markdown from the existing .json next to --out; no computation)
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { nativeSvmTrainer, predictSvm, trainSvmClassifier, type TrainSvmOptions } from '../../packages/core/src/classifier/svm.js';
+import type { SvmTrainer } from '../../packages/core/src/classifier/reference-sgd.js';
+import { loadGroups } from '../../packages/core/src/datasets/groups.js';
+import { createRng } from '../../packages/core/src/datasets/random.js';
+import { scanMvtec } from '../../packages/core/src/datasets/scan.js';
+import { groupLeakage, stratifiedSplit, type GroupMap } from '../../packages/core/src/datasets/split.js';
+import type { DatasetItem } from '../../packages/core/src/datasets/types.js';
+import { Engine, loadAddon } from '../../packages/core/src/engine.js';
+import { extractFeatures } from '../../packages/core/src/features.js';
+import { classificationMetrics } from '../../packages/core/src/metrics/classification.js';
+import { readMarker, resolveWeights } from '../../packages/core/src/weights/resolve.js';
+import { loupeHome } from '../../packages/core/src/weights/paths.js';
+import { predictMulticlass, selectC, trainMulticlass, type Multiclass } from './baseline-linear-svm.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '..', '..');
+
+const { values: args } = parseArgs({
+  args: process.argv.slice(2).filter((a) => a !== '--'),
+  options: {
+    datasets: { type: 'string' },
+    categories: { type: 'string' },
+    threads: { type: 'string', default: '2' },
+    batch: { type: 'string', default: '16' },
+    seed: { type: 'string', default: '0' },
+    cache: { type: 'string' },
+    out: { type: 'string' },
+    'c-grid': { type: 'string', default: '0.001,0.01,0.1,1' },
+    'cv-folds': { type: 'string', default: '5' },
+    'baseline-scheme': { type: 'string', default: 'ovr' },
+    eps: { type: 'string', default: '0.1' },
+    'no-speed': { type: 'boolean', default: false },
+    'render-only': { type: 'boolean', default: false },
+    'speed-n': { type: 'string', default: '10000' },
+    'speed-d': { type: 'string', default: '2048' },
+    'speed-k': { type: 'string', default: '10' },
+    'loupe-lambda': { type: 'string' },
+    'loupe-coding': { type: 'string', default: 'onevsone' },
+    'loupe-epochs': { type: 'string' },
+    'loupe-schedule': { type: 'string' },
+  },
+});
+
+const LAYERS = ['fc1000', 'avg_pool'] as const;
+type Layer = (typeof LAYERS)[number];
+const DIMS: Record<Layer, number> = { fc1000: 1000, avg_pool: 2048 };
+const ROW = DIMS.fc1000 + DIMS.avg_pool;
+const GOOD = 'good';
+
+function log(msg: string): void {
+  process.stderr.write(`[classification-benchmark] ${msg}\n`);
+}
+
+function findDatasets(): string {
+  const candidates = [args.datasets, process.env['LOUPE_DATASETS'], join(repo, '..', 'shared', 'datasets'), join(repo, 'shared', 'datasets')].filter(
+    (p): p is string => typeof p === 'string',
+  );
+  for (const c of candidates) if (existsSync(c)) return resolve(c);
+  throw new Error(`no datasets folder found (tried ${candidates.join(', ')}); pass --datasets DIR`);
+}
+
+/** Category folders: any folder (up to two levels down) with train/good and test. */
+function findCategories(root: string): string[] {
+  const out: string[] = [];
+  const visit = (dir: string, depth: number): void => {
+    if (existsSync(join(dir, 'train', 'good')) && existsSync(join(dir, 'test'))) {
+      out.push(dir);
+      return;
+    }
+    if (depth === 0) return;
+    for (const e of readdirSync(dir).sort()) {
+      const p = join(dir, e);
+      if (statSync(p).isDirectory()) visit(p, depth - 1);
+    }
+  };
+  visit(root, 2);
+  return out;
+}
+
+// --- Feature cache ----------------------------------------------------------------------------------
+
+interface CachedFeatures {
+  /** [n][1000 + 2048]: fc1000 then avg_pool, per item in dataset order. */
+  data: Float32Array;
+  weightsHash: string;
+  backend: string;
+  fromCache: boolean;
+  extractSeconds: number;
+}
+
+let enginePromise: Promise<Engine> | undefined;
+function engine(): Promise<Engine> {
+  enginePromise ??= Engine.open({ threads: Number(args.threads), maxBatch: Number(args.batch) }).then((e) => {
+    log(`engine ${e.backend} on ${e.device}`);
+    return e;
+  });
+  return enginePromise;
+}
+
+async function weightsKey(): Promise<string> {
+  const w = resolveWeights();
+  const marker = await readMarker(w.dir);
+  const st = statSync(w.model);
+  return JSON.stringify({ model: w.model, integrity: marker?.integrity ?? null, size: st.size, mtime: st.mtimeMs });
+}
+
+async function features(name: string, items: readonly DatasetItem[]): Promise<CachedFeatures> {
+  const dir = resolve(args.cache ?? join(loupeHome(), 'cache', 'classification-benchmark'));
+  mkdirSync(dir, { recursive: true });
+  const key = createHash('sha256')
+    .update(JSON.stringify({ v: 1, weights: await weightsKey(), fit: 'squash', layers: LAYERS, items: items.map((i) => [i.relPath, i.bytes]) }))
+    .digest('hex')
+    .slice(0, 16);
+  const slug = name.replace(/[\\/]/g, '_');
+  const bin = join(dir, `${slug}-${key}.f32`);
+  const meta = join(dir, `${slug}-${key}.json`);
+  if (existsSync(bin) && existsSync(meta)) {
+    const buf = readFileSync(bin);
+    if (buf.byteLength === items.length * ROW * 4) {
+      const m = JSON.parse(readFileSync(meta, 'utf8')) as { weightsHash: string; backend: string; extractSeconds: number };
+      log(`${name}: features from cache ${bin}`);
+      return { data: new Float32Array(buf.buffer, buf.byteOffset, items.length * ROW).slice(), weightsHash: m.weightsHash, backend: m.backend, fromCache: true, extractSeconds: m.extractSeconds };
+    }
+  }
+  const e = await engine();
+  const t0 = performance.now();
+  let lastLog = 0;
+  const feats = await extractFeatures(
+    items.map((i) => i.path),
+    {
+      engine: e,
+      layers: LAYERS,
+      batchSize: Number(args.batch),
+      onProgress: (p) => {
+        const now = performance.now();
+        if (now - lastLog > 15000 || p.done === p.total) {
+          lastLog = now;
+          log(`${name}: features ${p.done}/${p.total}`);
+        }
+      },
+    },
+  );
+  const extractSeconds = (performance.now() - t0) / 1000;
+  const data = new Float32Array(items.length * ROW);
+  for (const f of feats) {
+    data.set(f.features.fc1000, f.index * ROW);
+    data.set(f.features.avg_pool, f.index * ROW + DIMS.fc1000);
+  }
+  writeFileSync(bin, new Uint8Array(data.buffer));
+  writeFileSync(meta, JSON.stringify({ dataset: name, items: items.length, weightsHash: e.weightsHash, backend: e.backend, device: e.device, extractSeconds }, null, 2) + '\n');
+  log(`${name}: ${items.length} images in ${extractSeconds.toFixed(1)} s (${((1000 * extractSeconds) / items.length).toFixed(0)} ms/img), cached at ${bin}`);
+  return { data, weightsHash: e.weightsHash, backend: e.backend, fromCache: false, extractSeconds };
+}
+
+function layerMatrix(all: Float32Array, rows: readonly number[], layer: Layer): Float32Array {
+  const d = DIMS[layer];
+  const off = layer === 'fc1000' ? 0 : DIMS.fc1000;
+  const out = new Float32Array(rows.length * d);
+  rows.forEach((r, i) => out.set(all.subarray(r * ROW + off, r * ROW + off + d), i * d));
+  return out;
+}
+
+// --- Evaluation -------------------------------------------------------------------------------------
+
+interface Scores {
+  accuracy: number;
+  balancedAccuracy: number;
+  goodVsDefectAccuracy: number;
+  defectRecall: number;
+  goodRecall: number;
+  macroF1: number;
+  trainSeconds: number;
+}
+
+interface Row {
+  dataset: string;
+  split: 'stratified' | 'group-aware';
+  layer: Layer;
+  classes: string[];
+  train: number;
+  test: number;
+  testGood: number;
+  /** Accuracy of answering 'good' to everything on this test side. */
+  allGoodAccuracy: number;
+  /** Fraction of test images whose group is in train (null without groups). */
+  leakage: number | null;
+  sharedGroups: number | null;
+  groups: number | null;
+  loupe: Scores;
+  baseline: Scores & { C: number; cv: Record<string, number>; scheme: Multiclass };
+  /** Loupe - baseline, accuracy points. */
+  deltaAccuracy: number;
+  deltaBalanced: number;
+  deltaGoodVsDefect: number;
+}
+
+function scores(truth: string[], pred: string[], classes: string[], trainSeconds: number): Scores {
+  const m = classificationMetrics(truth, pred, { classes, goodLabel: GOOD });
+  return {
+    accuracy: m.accuracy,
+    balancedAccuracy: m.balancedAccuracy,
+    goodVsDefectAccuracy: m.goodVsDefect?.accuracy ?? NaN,
+    defectRecall: m.goodVsDefect?.defectRecall ?? NaN,
+    goodRecall: m.goodVsDefect?.goodRecall ?? NaN,
+    macroF1: m.macroF1,
+    trainSeconds,
+  };
+}
+
+let addonTrainer: SvmTrainer | undefined;
+async function loupeTrainer(): Promise<SvmTrainer> {
+  addonTrainer ??= nativeSvmTrainer(await loadAddon());
+  return addonTrainer;
+}
+
+function loupeOverrides(): Partial<TrainSvmOptions> {
+  const o: Partial<TrainSvmOptions> = {};
+  if (args['loupe-lambda']) o.lambda = Number(args['loupe-lambda']);
+  o.coding = args['loupe-coding'] === 'onevsall' ? 'onevsall' : 'onevsone';
+  if (args['loupe-epochs']) o.epochs = Number(args['loupe-epochs']);
+  if (args['loupe-schedule']) o.schedule = args['loupe-schedule'] as TrainSvmOptions['schedule'] & string;
+  return o;
+}
+
+async function evaluate(
+  dataset: string,
+  split: Row['split'],
+  items: readonly DatasetItem[],
+  feats: Float32Array,
+  train: readonly DatasetItem[],
+  test: readonly DatasetItem[],
+  classes: string[],
+  groups: GroupMap | undefined,
+): Promise<Row[]> {
+  const pos = new Map(items.map((it, i) => [it.relPath, i]));
+  const trRows = train.map((i) => pos.get(i.relPath)!);
+  const teRows = test.map((i) => pos.get(i.relPath)!);
+  const trLabels = train.map((i) => i.label);
+  const teLabels = test.map((i) => i.label);
+  const cls = new Map(classes.map((c, i) => [c, i]));
+  const yTr = Int32Array.from(trLabels, (l) => cls.get(l)!);
+  const leak = groups ? groupLeakage({ train: [...train], test: [...test] }, groups) : null;
+  const testGood = teLabels.filter((l) => l === GOOD).length;
+  const rows: Row[] = [];
+  const scheme = (args['baseline-scheme'] === 'ovo' ? 'ovo' : 'ovr') as Multiclass;
+  const grid = String(args['c-grid']).split(',').map(Number);
+  const eps = Number(args.eps);
+  for (const layer of LAYERS) {
+    const d = DIMS[layer];
+    const Xtr = layerMatrix(feats, trRows, layer);
+    const Xte = layerMatrix(feats, teRows, layer);
+
+    // Loupe: its defaults (lambda by CV, averaged SGD), coding from --loupe-coding, native trainer.
+    let t0 = performance.now();
+    const model = await trainSvmClassifier({ data: Xtr, rows: trRows.length, cols: d }, trLabels, {
+      trainer: await loupeTrainer(),
+      trainerName: 'native',
+      layer,
+      classes,
+      threads: Number(args.threads),
+      seed: Number(args.seed),
+      ...loupeOverrides(),
+    });
+    const loupeSeconds = (performance.now() - t0) / 1000;
+    const lp = predictSvm(model, { data: Xte, rows: teRows.length, cols: d }).labels;
+
+    // Baseline: C by CV on the training half only, then refit on the whole training half.
+    t0 = performance.now();
+    const sel = selectC(Xtr, trRows.length, d, yTr, classes.length, scheme, grid, Number(args['cv-folds']), { eps });
+    const cvSeconds = (performance.now() - t0) / 1000;
+    t0 = performance.now();
+    const base = trainMulticlass(Xtr, trRows.length, d, yTr, classes.length, scheme, { C: sel.C, eps });
+    const baseSeconds = (performance.now() - t0) / 1000;
+    const bp = Array.from(predictMulticlass(base, Xte, teRows.length), (c) => classes[c]!);
+
+    const L = scores(teLabels, lp, classes, loupeSeconds);
+    const B = scores(teLabels, bp, classes, baseSeconds);
+    const row: Row = {
+      dataset,
+      split,
+      layer,
+      classes,
+      train: train.length,
+      test: test.length,
+      testGood,
+      allGoodAccuracy: testGood / test.length,
+      leakage: leak ? leak.fraction : null,
+      sharedGroups: leak ? leak.sharedGroups.length : null,
+      groups: groups ? new Set([...train, ...test].map((i) => groups.get(i.relPath))).size : null,
+      loupe: L,
+      baseline: { ...B, C: sel.C, cv: Object.fromEntries([...sel.cvAccuracy].map(([c, a]) => [String(c), a])), scheme },
+      deltaAccuracy: 100 * (L.accuracy - B.accuracy),
+      deltaBalanced: 100 * (L.balancedAccuracy - B.balancedAccuracy),
+      deltaGoodVsDefect: 100 * (L.goodVsDefectAccuracy - B.goodVsDefectAccuracy),
+    };
+    rows.push(row);
+    log(
+      `${dataset} ${split} ${layer}: Loupe acc ${pct(L.accuracy)} bal ${pct(L.balancedAccuracy)} gvd ${pct(L.goodVsDefectAccuracy)} (${loupeSeconds.toFixed(2)} s) | ` +
+        `baseline C=${sel.C} acc ${pct(B.accuracy)} bal ${pct(B.balancedAccuracy)} gvd ${pct(B.goodVsDefectAccuracy)} (${baseSeconds.toFixed(2)} s, CV ${cvSeconds.toFixed(1)} s) | delta ${row.deltaAccuracy.toFixed(2)} pts`,
+    );
+  }
+  return rows;
+}
+
+interface CategoryInfo {
+  dataset: string;
+  images: number;
+  perLabel: Record<string, number>;
+  skipped: number;
+  featuresFromCache: boolean;
+  extractSeconds: number;
+  groupsFile: string | null;
+}
+
+async function runCategory(root: string, datasetsRoot: string): Promise<{ info: CategoryInfo; rows: Row[]; weightsHash: string; backend: string }> {
+  const name = relative(datasetsRoot, root);
+  const ds = await scanMvtec(root, { verify: 'header' });
+  const items = ds.items;
+  const perLabel: Record<string, number> = {};
+  for (const it of items) perLabel[it.label] = (perLabel[it.label] ?? 0) + 1;
+  log(`${name}: ${items.length} images (${Object.entries(perLabel).map(([l, c]) => `${l} ${c}`).join(', ')}), ${ds.skipped.length} skipped`);
+  const f = await features(name, items);
+  const classes = [...ds.labels];
+  const seed = Number(args.seed);
+  const strat = stratifiedSplit(items, { testRatio: 0.5, seed });
+  const groupsFile = join(root, 'groups.csv');
+  const groups = existsSync(groupsFile) ? await loadGroups(groupsFile, ds) : undefined;
+  const rows = await evaluate(name, 'stratified', items, f.data, strat.train, strat.test, classes, groups);
+  if (groups) {
+    const g = stratifiedSplit(items, { testRatio: 0.5, seed, groups });
+    rows.push(...(await evaluate(name, 'group-aware', items, f.data, g.train, g.test, classes, groups)));
+  }
+  return {
+    info: { dataset: name, images: items.length, perLabel, skipped: ds.skipped.length, featuresFromCache: f.fromCache, extractSeconds: f.extractSeconds, groupsFile: groups ? relative(datasetsRoot, groupsFile) : null },
+    rows,
+    weightsHash: f.weightsHash,
+    backend: f.backend,
+  };
+}
+
+// --- Training speed on synthetic data ---------------------------------------------------------------
+
+interface SpeedRow {
+  solver: string;
+  coding: string;
+  learners: number;
+  seconds: number;
+  /** Seconds in the binary trainer alone (Loupe: the native call; baseline: same as seconds minus scaling). */
+  trainerSeconds: number;
+  heldOutAccuracy: number;
+  notes: string;
+}
+
+/** Seeded Gaussian classes: centre_k ~ N(0, s^2 I), x = centre + N(0, I). */
+function syntheticData(n: number, d: number, k: number, seed: string, spread: number): { X: Float32Array; y: Int32Array } {
+  const rng = createRng(seed);
+  const gauss = (): number => {
+    const u = Math.max(rng.next(), 1e-12);
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng.next());
+  };
+  const centres = new Float32Array(k * d);
+  const crng = createRng(`${seed}:centres`);
+  for (let i = 0; i < k * d; i++) {
+    const u = Math.max(crng.next(), 1e-12);
+    centres[i] = spread * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * crng.next());
+  }
+  const X = new Float32Array(n * d);
+  const y = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = i % k;
+    y[i] = c;
+    for (let j = 0; j < d; j++) X[i * d + j] = centres[c * d + j]! + gauss();
+  }
+  return { X, y };
+}
+
+async function speed(): Promise<{ rows: SpeedRow[]; n: number; d: number; k: number; spread: number }> {
+  const n = Number(args['speed-n']);
+  const d = Number(args['speed-d']);
+  const k = Number(args['speed-k']);
+  const spread = 0.05;
+  log(`speed: synthetic ${n} x ${d}, ${k} classes`);
+  // One sample of n + 2000 rows: train on the first n, the last 2000 are a held-out sanity check.
+  const big = syntheticData(n + 2000, d, k, 'classification-benchmark:synthetic', spread);
+  const classes = Array.from({ length: k }, (_, i) => `c${i}`);
+  const trLabels = Array.from(big.y.subarray(0, n), (c) => classes[c]!);
+  const Xte = big.X.subarray(n * d);
+  const yTe = Array.from(big.y.subarray(n), (c) => classes[c]!);
+  const rows: SpeedRow[] = [];
+  const native = await loupeTrainer();
+  for (const coding of ['onevsone', 'onevsall'] as const) {
+    let trainerSeconds = 0;
+    const timed: SvmTrainer = async (...a) => {
+      const t = performance.now();
+      const r = await native(...a);
+      trainerSeconds += (performance.now() - t) / 1000;
+      return r;
+    };
+    const t0 = performance.now();
+    const m = await trainSvmClassifier({ data: big.X.subarray(0, n * d), rows: n, cols: d }, trLabels, { trainer: timed, trainerName: 'native', coding, threads: Number(args.threads), classes, lambda: 1 / n });
+    const seconds = (performance.now() - t0) / 1000;
+    const acc = classificationMetrics(yTe, predictSvm(m, { data: Xte, rows: 2000, cols: d }).labels, { classes }).accuracy;
+    rows.push({ solver: 'Loupe SGD-SVM (native, lambda 1/n: one fit, no CV)', coding: coding === 'onevsone' ? 'OvO' : 'OvA', learners: m.coding.learners, seconds, trainerSeconds, heldOutAccuracy: acc, notes: `lambda ${m.training.lambda}, ${m.training.epochs} epochs, ${m.training.schedule}, ${args.threads} threads` });
+    log(`speed: Loupe ${coding}: ${seconds.toFixed(2)} s (native trainer ${trainerSeconds.toFixed(2)} s), held-out acc ${pct(acc)}`);
+  }
+  const yTr = big.y.subarray(0, n);
+  for (const scheme of ['ovr', 'ovo'] as const) {
+    const t0 = performance.now();
+    const m = trainMulticlass(big.X.subarray(0, n * d), n, d, yTr, k, scheme, { C: 1, eps: Number(args.eps) });
+    const seconds = (performance.now() - t0) / 1000;
+    const p = Array.from(predictMulticlass(m, Xte, 2000), (c) => classes[c]!);
+    const acc = classificationMetrics(yTe, p, { classes }).accuracy;
+    rows.push({
+      solver: 'baseline DCD (TypeScript)',
+      coding: scheme === 'ovr' ? 'OvR' : 'OvO',
+      learners: m.learners.length,
+      seconds,
+      trainerSeconds: seconds,
+      heldOutAccuracy: acc,
+      notes: `C 1 (fixed, no CV), eps ${args.eps}, 1 thread, ${m.iterations} passes over all learners`,
+    });
+    log(`speed: baseline ${scheme}: ${seconds.toFixed(2)} s, held-out acc ${pct(acc)}, ${m.iterations} passes`);
+  }
+  return { rows, n, d, k, spread };
+}
+
+// --- Report -----------------------------------------------------------------------------------------
+
+function pct(x: number): string {
+  return Number.isFinite(x) ? (100 * x).toFixed(1) : 'n/a';
+}
+function signed(x: number): string {
+  return `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
+}
+
+function outPath(): string {
+  return resolve(args.out ?? join(repo, 'docs', 'benchmarks', 'classification.md'));
+}
+
+function renderMarkdown(cats: CategoryInfo[], rows: Row[], sp: Awaited<ReturnType<typeof speed>> | null, meta: Record<string, unknown>): string {
+  const L: string[] = [];
+  L.push('# Multi-class defect classification benchmark (linear SVM on ResNet-50 features)', '');
+  L.push(`Generated by \`tools/eval/classification-benchmark.ts\` on ${String(meta['date'])}.`, '');
+  L.push('Command:', '', '```', String(meta['command']), '```', '');
+  L.push(
+    `Machine: ${String(meta['cpu'])}, ${String(meta['cores'])} cores, ${String(meta['memGb'])} GB; features from the engine backend \`${String(meta['backend'])}\`, ` +
+      `${String(meta['threads'])} threads. CNN weights sha256 \`${String(meta['weightsHash']).slice(0, 16)}...\`.`,
+    '',
+  );
+  L.push('## Protocol', '');
+  L.push(
+    '- Per category: train/good and test/* pooled; label = folder name (`good` or the defect type); stratified 50/50 train/test split, seed ' +
+      `${String(meta['seed'])} (\`stratifiedSplit\`). Categories with a \`groups.csv\` (magnetic tile: the same tile photographed under several lights) ` +
+      'are also split group-aware (whole groups on one side, stratified as far as the groups allow), shown next to the random split; ' +
+      '"leakage" = fraction of test images whose group also has an image in train.',
+  );
+  L.push('- Features: `fc1000` (1000 logits) and `avg_pool` (2048), both taps from one forward pass per image (images squashed to 224x224).');
+  L.push(
+    `- **Loupe**: \`trainSvmClassifier\` with its defaults except the coding (${String(meta['loupeCoding'])}): native averaged SGD on the hinge loss, offset step schedule ` +
+      '(eta0 1), 30 epochs, seed 0, z-scored features scaled to unit RMS row norm, lambda = 1/(C n) with **C chosen by 5-fold stratified CV on the training half** from ' +
+      '{0.1, 1, 10, 100, 1000}; ECOC as MATLAB `fitcecoc` with loss-weighted hinge decoding; `predictSvm`.',
+  );
+  L.push(
+    `- **Baseline** (the bar, \`tools/eval/baseline-linear-svm.ts\`, shares no code with Loupe's classifier): dual coordinate descent for the L2-regularised ` +
+      `hinge-loss SVM (Hsieh et al. 2008; liblinear \`-s 3\` with shrinking, \`-B 1\` bias feature, eps ${String(meta['eps'])}), ` +
+      `${String(meta['baselineScheme']) === 'ovo' ? 'one-vs-one with voting' : 'one-vs-rest with argmax of the decision values (liblinear default)'}, ` +
+      `on its own z-scored features; **C chosen by ${String(meta['cvFolds'])}-fold stratified CV on the training half only** from {${String(meta['cGrid'])}} (best mean accuracy, ties to the smaller C), then refitted on the whole training half.`,
+  );
+  L.push('- Δ = Loupe minus baseline, in accuracy points (the requirement: Loupe within 1 point of the baseline, i.e. Δ >= -1).', '');
+  L.push('| dataset | images | per label | groups file |');
+  L.push('|---|---|---|---|');
+  for (const c of cats) L.push(`| ${c.dataset} | ${c.images} | ${Object.entries(c.perLabel).map(([l, n]) => `${l} ${n}`).join(', ')} | ${c.groupsFile ?? '-'} |`);
+  L.push('');
+  for (const layer of LAYERS) {
+    L.push(`## \`${layer}\` features (${DIMS[layer]} dims)`, '');
+    L.push(
+      '| dataset | split | train / test | leakage | all-"good" acc | Loupe acc | Loupe bal. acc | Loupe good-vs-defect | baseline acc | baseline bal. acc | baseline good-vs-defect | baseline C | **Δ acc** | Δ bal. acc | Δ good-vs-defect |',
+    );
+    L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of rows.filter((x) => x.layer === layer)) {
+      L.push(
+        `| ${r.dataset} | ${r.split} | ${r.train} / ${r.test} | ${r.leakage === null ? '-' : `${pct(r.leakage)}%`} | ${pct(r.allGoodAccuracy)} | ${pct(r.loupe.accuracy)} | ${pct(r.loupe.balancedAccuracy)} | ${pct(r.loupe.goodVsDefectAccuracy)} | ` +
+          `${pct(r.baseline.accuracy)} | ${pct(r.baseline.balancedAccuracy)} | ${pct(r.baseline.goodVsDefectAccuracy)} | ${r.baseline.C} | **${signed(r.deltaAccuracy)}** | ${signed(r.deltaBalanced)} | ${signed(r.deltaGoodVsDefect)} |`,
+      );
+    }
+    L.push('');
+  }
+  const worst = Math.min(...rows.map((r) => r.deltaAccuracy));
+  L.push(`Worst Δ accuracy over all rows: ${signed(worst)} points (${worst >= -1 ? 'meets' : 'MISSES'} the 1-point bar).`, '');
+  L.push('Training time per row (s, this machine; Loupe = standardise + native SGD, baseline = standardise + DCD for the chosen C, CV not included):', '');
+  L.push('| dataset | split | layer | Loupe s | baseline s |');
+  L.push('|---|---|---|---|---|');
+  for (const r of rows) L.push(`| ${r.dataset} | ${r.split} | ${r.layer} | ${r.loupe.trainSeconds.toFixed(2)} | ${r.baseline.trainSeconds.toFixed(2)} |`);
+  L.push('');
+  if (sp) {
+    L.push(`## Training speed (synthetic, seeded: ${sp.n} x ${sp.d} features, ${sp.k} classes)`, '');
+    L.push(
+      `Data: ${sp.k} Gaussian classes, centres ~ N(0, ${sp.spread}^2 I), unit-variance noise, balanced; held-out accuracy on 2000 more rows from the same distribution (a sanity check, not a benchmark). ` +
+        'Wall time of the whole training call (Loupe: `trainSvmClassifier` = standardise + ECOC targets + native trainer; the native call alone in its own column). ' +
+        'The classes overlap (not linearly separable), which is the hard case for dual coordinate descent at C = 1 (many passes; capped at 1000 per learner); Loupe\'s SGD does a fixed number of epochs (30) whatever the data; with the default lambda search the training call costs about 26 such fits (5 C values x 5 folds + the final one).',
+      '',
+    );
+    L.push('| solver | coding | learners | wall s | trainer alone s | held-out acc | notes |');
+    L.push('|---|---|---|---|---|---|---|');
+    for (const s of sp.rows) L.push(`| ${s.solver} | ${s.coding} | ${s.learners} | ${s.seconds.toFixed(2)} | ${s.trainerSeconds.toFixed(2)} | ${pct(s.heldOutAccuracy)} | ${s.notes} |`);
+    L.push('');
+  }
+  L.push('## History', '');
+  L.push(
+    "- The first version of Loupe's trainer (plain Pegasos, eta_1 = 1/lambda, lambda 1e-4, 20 epochs, z-scored rows with ||z||^2 ~ d) missed this bar by up to 14.5 points " +
+      '(magnetic tile, fc1000): SGD converges like R^2 / (lambda T) and R^2 ~ d = 1000-2048 left it far from the SVM optimum (objective 21.06 vs 0.0003 for one learner). ' +
+      'Fixed on 2026-12-01 by (1) scaling the z-scores to unit RMS row norm (folded into the stored std), (2) the offset step eta_t = 1/(lambda (t + t0)), t0 = 1/(lambda eta0), eta0 = 1, ' +
+      '(3) lambda = 1/(C n) with C chosen by 5-fold stratified CV on the training rows, like the baseline, and 30 epochs.',
+  );
+  L.push(
+    "- Coding matters by 1-2 points on its own: the baseline in one-vs-one mode scores 92.4 instead of 93.8 (magnetic tile fc1000) and 93.2 instead of 95.2 (bottle fc1000). " +
+      'So Loupe one-vs-one (the paper\'s and fitcecoc\'s setting, the default) is compared with the baseline one-vs-one, and Loupe one-vs-all with the baseline one-vs-rest.',
+    '',
+  );
+  L.push('## What the figures mean', '');
+  L.push(
+    '- **Plain accuracy** is dominated by the `good` class: these sets are 71-87% good images, so a classifier that answers "good" to everything already scores ' +
+      'the "all-good acc" column. **Balanced accuracy** (mean per-class recall, the "mean per-class accuracy" of Omer & Abbas 2022) gives each defect type the same weight as `good`; ' +
+      'answering "good" to everything scores 1/K on it (K = number of classes). Read balanced accuracy first.',
+  );
+  L.push('- **Good-vs-defect accuracy** scores the multi-class prediction as pass/fail: a defect predicted as the wrong defect type still counts as correct.');
+  L.push(
+    '- **Magnetic tile: the group-aware figure is the honest one.** The dataset has several photographs of the same tile under different lighting; ' +
+      'a random split puts siblings on both sides (see the leakage column), so the classifier is partly recognising tiles it has seen. ' +
+      'The group-aware split keeps every tile on one side (0% leakage) and estimates accuracy on new parts.',
+  );
+  L.push(
+    '- One split, one seed: test sides have 147-674 images but as few as 10-16 per defect type, so one image moves plain accuracy by 0.15-0.7 points and a defect type\'s recall by up to 10 points; ' +
+      'differences of about a point in plain accuracy, or a few points in balanced accuracy, are within noise.',
+  );
+  L.push('- Training times on a shared 2-core machine are noisy; the baseline is single-threaded TypeScript, Loupe\'s trainer is native C++ on 2 threads.');
+  L.push('');
+  return L.join('\n');
+}
+
+async function main(): Promise<void> {
+  if (args['render-only']) {
+    const out = outPath();
+    const j = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { meta: Record<string, unknown>; categories: CategoryInfo[]; rows: Row[]; speed: Awaited<ReturnType<typeof speed>> | null };
+    writeFileSync(out, renderMarkdown(j.categories, j.rows, j.speed, j.meta));
+    log(`re-rendered ${relative(repo, out)}`);
+    return;
+  }
+  const datasetsRoot = findDatasets();
+  let categories = findCategories(datasetsRoot);
+  if (args.categories) {
+    const want = new Set(args.categories.split(','));
+    categories = categories.filter((c) => want.has(basename(c)) || want.has(relative(datasetsRoot, c)));
+  }
+  if (categories.length === 0) throw new Error(`no categories under ${datasetsRoot}`);
+  log(`datasets ${datasetsRoot}; categories ${categories.map((c) => relative(datasetsRoot, c)).join(', ')}`);
+  const cats: CategoryInfo[] = [];
+  const rows: Row[] = [];
+  let weightsHash = '';
+  let backend = '';
+  for (const c of categories) {
+    const r = await runCategory(c, datasetsRoot);
+    cats.push(r.info);
+    rows.push(...r.rows);
+    weightsHash = r.weightsHash;
+    backend = r.backend;
+  }
+  const sp = args['no-speed'] ? null : await speed();
+  const meta = {
+    date: new Date().toISOString().slice(0, 10),
+    command: `npx vite-node tools/eval/classification-benchmark.ts -- ${process.argv.slice(2).filter((a) => a !== '--').join(' ')}`.trim(),
+    cpu: cpus()[0]?.model ?? 'unknown CPU',
+    cores: cpus().length,
+    memGb: Math.round(totalmem() / 2 ** 30),
+    backend,
+    threads: Number(args.threads),
+    weightsHash,
+    seed: Number(args.seed),
+    eps: Number(args.eps),
+    cGrid: String(args['c-grid']),
+    cvFolds: Number(args['cv-folds']),
+    baselineScheme: args['baseline-scheme'],
+    loupeOverrides: loupeOverrides(),
+    loupeCoding: args['loupe-coding'],
+  };
+  const out = outPath();
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, renderMarkdown(cats, rows, sp, meta));
+  writeFileSync(out.replace(/\.md$/, '.json'), JSON.stringify({ meta, categories: cats, rows, speed: sp }, null, 2) + '\n');
+  log(`wrote ${relative(repo, out)}`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
