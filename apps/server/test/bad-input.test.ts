@@ -1,0 +1,161 @@
+// Bad input is answered per image (with the image's id and a status code) and the stream goes on;
+// only problems of the call itself end it. Also: overload (RESOURCE_EXHAUSTED), deadlines, size limits.
+import { rmSync } from 'node:fs';
+
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+import { type LoupeClient, type LoupeServer } from '../dist/index.js';
+import { bottleImages, client, grpcError, inspectAll, modelDirWithFixtures, ONE_CLASS_MODEL, read, smallImage, startInProcess, SVM_MODEL } from './fixtures.js';
+
+const fixtures = inject('fixtureModels');
+
+describe.skipIf(!fixtures)('bad input, limits, overload, deadlines', () => {
+  let dir: string;
+  let server: LoupeServer;
+  let c: LoupeClient;
+  let good: Buffer;
+  let small: Buffer;
+
+  beforeAll(async () => {
+    dir = modelDirWithFixtures(fixtures);
+    // The byte limit sits between the 224x224 JPEG (~10 KB) and the 256x256 PNG (~70 KB) of a bottle.
+    server = await startInProcess(dir, { limits: { maxImageBytes: 40_000, maxImagePixels: 700_000 } });
+    c = client(server.port);
+    await c.waitForReady();
+    good = read(bottleImages('train/good', 1)[0]!);
+    small = await smallImage(bottleImages('train/good', 1)[0]!);
+    expect(good.length).toBeGreaterThan(40_000);
+    expect(small.length).toBeLessThan(40_000);
+  });
+
+  afterAll(async () => {
+    c?.close();
+    await server?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers each bad image by id with the right code, naming the problem, and the stream goes on', async () => {
+    const truncated = small.subarray(0, Math.floor(small.length / 2));
+    const items = [
+      { id: 'ok-1', image: small, model: SVM_MODEL },
+      { id: 'garbage', image: Buffer.from('this is not an image at all'), model: SVM_MODEL },
+      { id: 'truncated', image: truncated, model: SVM_MODEL },
+      { id: 'empty', image: Buffer.alloc(0), model: SVM_MODEL },
+      { id: 'too-big', image: good, model: SVM_MODEL },
+      { id: 'no-model', image: small, model: '' },
+      { id: 'bad-model-name', image: small, model: '../../etc/passwd' },
+      { id: 'unknown-model', image: small, model: 'no-such-model' },
+      { id: 'unknown-version', image: small, model: SVM_MODEL, modelVersion: '9' },
+      { id: '', image: small, model: SVM_MODEL },
+      { id: 'ok-2', image: small, model: ONE_CLASS_MODEL },
+    ];
+    const { responses, summary } = await inspectAll(c, items, 4);
+    expect(summary.status).toBe(grpc.status.OK);
+    expect(responses.length).toBe(items.length);
+    const byId = new Map(responses.map((r) => [r.id, r]));
+    const err = (id: string): { code: number; message: string } => {
+      const r = byId.get(id);
+      expect(r, id).toBeDefined();
+      expect(r!.result, id).toBeUndefined();
+      return r!.error!;
+    };
+    expect(byId.get('ok-1')!.result).toBeDefined();
+    expect(byId.get('ok-2')!.result).toBeDefined();
+    expect(err('garbage')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringContaining('garbage') });
+    expect(err('truncated').code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err('empty')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/'image' field is empty/) });
+    expect(err('too-big')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/'image' field is \d+ bytes; the limit is 40000/) });
+    expect(err('no-model')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/'model' field is empty/) });
+    expect(err('bad-model-name').code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err('unknown-model')).toMatchObject({ code: grpc.status.NOT_FOUND, message: expect.stringContaining('no-such-model') });
+    expect(err('unknown-version').code).toBe(grpc.status.NOT_FOUND);
+    expect(err('')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/'id' field is empty/) });
+  });
+
+  it('refuses a decompression bomb (too many pixels) without decoding it', async () => {
+    const { default: sharp } = await import('sharp');
+    const big = await sharp({ create: { width: 1000, height: 1000, channels: 3, background: { r: 0, g: 0, b: 0 } } }).png({ compressionLevel: 9 }).toBuffer();
+    expect(big.length).toBeLessThan(40_000);
+    const { responses } = await inspectAll(c, [{ id: 'bomb', image: big, model: SVM_MODEL }]);
+    expect(responses[0]!.error!.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(responses[0]!.error!.message).toMatch(/pixel/i);
+  });
+
+  it('an empty stream ends with INVALID_ARGUMENT', async () => {
+    const { responses, summary } = await inspectAll(c, [], 4);
+    expect(responses).toEqual([]);
+    expect(summary.status).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(summary.details).toMatch(/without sending an image/);
+  });
+
+  it('per-image deadlines: DEADLINE_EXCEEDED for that image only', async () => {
+    const items = [
+      { id: 'late', image: small, model: ONE_CLASS_MODEL, deadlineMs: 1 },
+      { id: 'in-time', image: small, model: SVM_MODEL, deadlineMs: 60_000 },
+    ];
+    const { responses } = await inspectAll(c, items, 4);
+    const byId = new Map(responses.map((r) => [r.id, r]));
+    expect(byId.get('late')!.error!.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect(byId.get('in-time')!.result).toBeDefined();
+    // the call deadline of InspectOne
+    const e = await grpcError(c.inspectOne({ id: 'x', image: small, model: ONE_CLASS_MODEL }, 1));
+    expect(e.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+  });
+
+  it('a message over the 16 MB limit is refused with RESOURCE_EXHAUSTED', async () => {
+    const e = await grpcError(c.inspectOne({ id: 'huge', image: Buffer.alloc(17 * 1024 * 1024, 1), model: SVM_MODEL }));
+    expect(e.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(await c.checkHealth('')).toBe('SERVING');
+  });
+
+  it('the stats count the errors; nothing is left queued', async () => {
+    const s = await c.getStats();
+    expect(s.errorsTotal).toBeGreaterThanOrEqual(11);
+    expect(s.queueDepth).toBe(0);
+    expect(s.active).toBe(0);
+    expect(s.openStreams).toBe(0);
+    expect(s.recordedTotal).toBe(s.inspectionsTotal);
+  });
+});
+
+describe.skipIf(!fixtures)('overload', () => {
+  let dir: string;
+  let server: LoupeServer;
+  let c: LoupeClient;
+
+  beforeAll(async () => {
+    dir = modelDirWithFixtures(fixtures);
+    // a tiny waiting room: 2 images in progress, 3 waiting, beyond that RESOURCE_EXHAUSTED
+    server = await startInProcess(dir, { flow: { maxActive: 2, maxQueue: 3, maxInFlightPerStream: 64 }, batching: { dedupe: false } });
+    c = client(server.port);
+    await c.waitForReady();
+  });
+
+  afterAll(async () => {
+    c?.close();
+    await server?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers RESOURCE_EXHAUSTED per image beyond the bounded queue; every image is answered once', async () => {
+    const img = await smallImage(bottleImages('train/good', 1)[0]!);
+    const streams = await Promise.all(
+      [0, 1, 2, 3].map((s) => inspectAll(c, Array.from({ length: 10 }, (_, i) => ({ id: `s${s}-${i}`, image: img, model: ONE_CLASS_MODEL })), 10)),
+    );
+    const all = streams.flatMap((s) => s.responses);
+    expect(streams.every((s) => s.summary.status === grpc.status.OK)).toBe(true);
+    expect(all.length).toBe(40);
+    expect(new Set(all.map((r) => r.id)).size).toBe(40);
+    const exhausted = all.filter((r) => r.error?.code === grpc.status.RESOURCE_EXHAUSTED);
+    const ok = all.filter((r) => r.result);
+    expect(exhausted.length).toBeGreaterThan(0);
+    expect(ok.length).toBeGreaterThanOrEqual(5);
+    expect(ok.length + exhausted.length).toBe(40);
+    expect(exhausted[0]!.error!.message).toMatch(/overloaded/);
+    const s = await c.getStats();
+    expect(s.maxQueue).toBe(3);
+    expect(s.queueDepth).toBe(0);
+    expect(s.recordedTotal).toBe(ok.length);
+  });
+});

@@ -1,0 +1,59 @@
+// Configuration (defaults < --config file < LOUPE_SERVER_* environment < flags), its errors, and the
+// generated gRPC code being in step with protos/ (no engine needed).
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { ConfigError, loadConfig } from '../dist/index.js';
+import { flagsToOverrides, parseServeArgs } from '../dist/serve.js';
+import { SERVER_DIR } from './fixtures.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'loupe-config-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('server configuration', () => {
+  it('merges defaults < file < environment < flags; file paths are relative to the file', () => {
+    const file = join(tmp, 'server.json');
+    writeFileSync(file, JSON.stringify({ modelsDir: 'models', port: 6000, batching: { maxBatchSize: 8, maxQueueDelayMs: 2 }, auth: { tokens: ['from-file'] } }));
+    const flags = parseServeArgs(['--port', '7000', '--max-delay-ms', '1.5', '--token', 'a', '--token', 'b']);
+    const c = loadConfig({ file, env: { LOUPE_SERVER_PORT: '6500', LOUPE_SERVER_MAX_BATCH: '16', LOUPE_SERVER_METRICS_PORT: '9100' }, overrides: flagsToOverrides(flags) });
+    expect(c.modelsDir).toBe(join(tmp, 'models'));
+    expect(c.db.path).toBe(join(tmp, 'models', 'inspections.db'));
+    expect(c.port).toBe(7000);
+    expect(c.batching.maxBatchSize).toBe(16);
+    expect(c.batching.maxQueueDelayMs).toBe(1.5);
+    expect(c.metrics.port).toBe(9100);
+    expect(c.auth.tokens).toEqual(['a', 'b']);
+    expect(c.limits.maxMessageBytes).toBe(16 * 1024 * 1024);
+    expect(c.flow.maxActive).toBe(16 * 2);
+    expect(c.tls).toBeNull();
+  });
+
+  it('names the setting at fault', () => {
+    expect(() => loadConfig({ env: {} })).toThrow(/model directory is required/);
+    expect(() => loadConfig({ env: { LOUPE_SERVER_MODELS: tmp, LOUPE_SERVER_PORT: 'eighty' } })).toThrow(/LOUPE_SERVER_PORT: expected an integer/);
+    expect(() => loadConfig({ env: {}, overrides: { modelsDir: tmp, batching: { maxBatchSize: 0 } } })).toThrow(/batching.maxBatchSize/);
+    expect(() => loadConfig({ env: {}, overrides: { modelsDir: tmp, tls: { cert: '/x.pem' } } })).toThrow(/tls.cert and tls.key/);
+    expect(() => loadConfig({ env: {}, file: join(tmp, 'missing.json') })).toThrow(ConfigError);
+    expect(() => parseServeArgs(['--port', '80x'])).toThrow(/--port must be a non-negative integer, got '80x'/);
+    expect(() => parseServeArgs(['--bogus'])).toThrow(/bogus/);
+  });
+
+  it('reads tokens from a file', () => {
+    const tokens = join(tmp, 'tokens');
+    writeFileSync(tokens, '# comment\nt1\n\nt2\n');
+    expect(loadConfig({ env: { LOUPE_SERVER_MODELS: tmp, LOUPE_SERVER_TOKENS_FILE: tokens, LOUPE_SERVER_TOKENS: 't0' } }).auth.tokens).toEqual(['t0', 't1', 't2']);
+  });
+});
+
+describe('generated code', () => {
+  it('src/gen matches protos/ (npm run proto:check)', () => {
+    const r = spawnSync(process.execPath, [join(SERVER_DIR, 'scripts', 'gen-proto.mjs'), '--check'], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/4 generated files match/);
+  });
+});
