@@ -11,7 +11,7 @@
 // Human table on stdout (stderr with --json); the LAST stdout line is always the JSON summary:
 //   {"batch": {"1": {"loupe": X, "onnxruntime": Y}, "8": {...}, "32": {...}}, "peakRssMb": N}
 // Options: --json, --batches 1,8,32, --threads 2, --rounds N (all batches), --warmup N, --reexport,
-//          --no-rss, --gap-ms 20, --onnx PATH (use this ONNX file as is).
+//          --no-rss, --gap-ms 300, --onnx PATH (use this ONNX file as is).
 import { execFileSync } from 'node:child_process';
 import { existsSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,7 +40,10 @@ const { values: opt } = parseArgs({
     warmup: { type: 'string' },
     reexport: { type: 'boolean', default: false },
     'no-rss': { type: 'boolean', default: false },
-    'gap-ms': { type: 'string', default: '20' },
+    // Both runtimes keep their pool threads spinning for a while after a run (ORT's intra-op pool,
+    // libgomp's team); a run started inside the other's spin-down loses up to 30% at batch 1. 300 ms
+    // lets each start from idle, as a request arriving at a server would.
+    'gap-ms': { type: 'string', default: '300' },
     onnx: { type: 'string' },
   },
 });
