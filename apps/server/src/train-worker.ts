@@ -22,7 +22,7 @@ export interface TrainJob {
   weights?: string | undefined;
   backend: 'auto' | 'cpu' | 'cuda';
   threads: number;
-  svm: { layer: string; lambda: number; epochs: number; seed: number };
+  svm: { layer: string; lambda?: number | undefined; epochs?: number | undefined; seed: number };
   oneClass: { coresetRatio: number; seed: number; validationFraction: number; thresholdQuantile: number };
 }
 
@@ -66,8 +66,8 @@ async function train(job: TrainJob): Promise<number> {
       trainer: nativeSvmTrainer(addon),
       trainerName: 'native',
       layer,
-      lambda: job.svm.lambda,
-      epochs: job.svm.epochs,
+      ...(job.svm.lambda !== undefined ? { lambda: job.svm.lambda } : {}),
+      ...(job.svm.epochs !== undefined ? { epochs: job.svm.epochs } : {}),
       seed: job.svm.seed,
       threads: job.threads,
     });

@@ -113,7 +113,8 @@ export class Trainer {
         weights: this.opts.weights,
         backend: this.opts.backend,
         threads: this.opts.threads,
-        svm: { layer: s?.layer || 'fc1000', lambda: s?.lambda || 1e-4, epochs: s?.epochs || 20, seed: s?.seed ?? 0 },
+        // 0 = unset (proto3): @loupe/core's defaults apply (lambda by cross-validation, SVM_DEFAULTS.epochs).
+        svm: { layer: s?.layer || 'fc1000', lambda: s?.lambda || undefined, epochs: s?.epochs || undefined, seed: s?.seed ?? 0 },
         oneClass: {
           coresetRatio: o?.coresetRatio || 0.01,
           seed: o?.seed ?? 0,

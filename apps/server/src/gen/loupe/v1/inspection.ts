@@ -337,9 +337,9 @@ export interface TrainImage {
 export interface SvmOptions {
   /** CNN tap the features come from: "fc1000" (default), "avg_pool", ... */
   layer: string;
-  /** L2 strength (default 1e-4). */
+  /** L2 strength, lambda = 1/(C n) (default: C chosen by 5-fold cross-validation on the training images). */
   lambda: number;
-  /** SGD epochs (default 20). */
+  /** SGD epochs (default 30). */
   epochs: number;
   /** Seed (default 0). */
   seed: number;
