@@ -106,17 +106,13 @@ export interface TrainSvmOptions {
 // the SVM optimum. So the z-scores are also divided by their RMS row norm (folded into the stored std,
 // so prediction applies exactly the same transform): the trainer sees mean ||z||^2 = 1, a step of ~1 is
 // the natural first step, and lambda = 1/n means C = 1 whatever the feature dimension.
-function unitRowScale(x: FeatureMatrix, s: Standardization): Standardization {
-  const { rows: n, cols: d, data } = x;
+// Scales the z-scores `z` (in place) to unit RMS row norm; returns `s` with that scale in its std.
+function scaleToUnitRms(z: FeatureMatrix, s: Standardization): Standardization {
   let sum = 0;
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j < d; j++) {
-      const v = ((data[i * d + j] as number) - (s.mean[j] as number)) / (s.std[j] as number);
-      sum += v * v;
-    }
-  }
-  const rms = Math.sqrt(sum / n);
+  for (let i = 0; i < z.data.length; i++) sum += (z.data[i] as number) * (z.data[i] as number);
+  const rms = Math.sqrt(sum / z.rows);
   if (!(rms > 0) || !Number.isFinite(rms)) return s;
+  for (let i = 0; i < z.data.length; i++) z.data[i] = (z.data[i] as number) / rms;
   return { ...s, std: s.std.map((v) => v * rms) };
 }
 
@@ -166,8 +162,9 @@ export async function trainSvmClassifier(features: FeaturesInput, labels: readon
     lambda = opts.lambda;
   }
   const coding = codingMatrix(opts.coding ?? SVM_DEFAULTS.coding, classes.length);
-  const standardization = unitRowScale(x, fitStandardization(x, opts.standardize));
-  const z = applyStandardization(x, standardization);
+  const zscores = fitStandardization(x, opts.standardize);
+  const z = applyStandardization(x, zscores);
+  const standardization = scaleToUnitRms(z, zscores);
   const targets = buildTargets(coding, classIndex);
   const trainOptions: SvmTrainOptions = { lambda, eta0, epochs, seed, schedule };
   if (opts.backend !== undefined) trainOptions.backend = opts.backend;
