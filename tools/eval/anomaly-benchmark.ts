@@ -17,7 +17,7 @@
 //   --shots 5,10 --no-fewshot --no-examples --out FILE --speed-images 32
 //   --variants "projectionDim=256;coresetRatio=0.1" (extra config variants per category: metrics + speed)
 //   --render FILE.json (only re-render the markdown from a previous run's anomaly.json; nothing is measured)
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +39,7 @@ import { Engine } from '../../packages/core/src/engine.js';
 import { PixelMetricsAccumulator } from '../../packages/core/src/metrics/pixel.js';
 import { auroc, f1Max } from '../../packages/core/src/metrics/roc.js';
 import { INPUT_ELEMENTS } from '../../packages/core/src/model.js';
+import { findCategories, findDatasets } from './datasets.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
@@ -73,31 +74,6 @@ function log(msg: string): void {
   process.stderr.write(`[anomaly-benchmark] ${msg}\n`);
 }
 
-function findDatasets(): string {
-  const candidates = [args.datasets, process.env['LOUPE_DATASETS'], join(repo, '..', 'shared', 'datasets'), join(repo, 'shared', 'datasets')].filter(
-    (p): p is string => typeof p === 'string',
-  );
-  for (const c of candidates) if (existsSync(c)) return resolve(c);
-  throw new Error(`no datasets folder found (tried ${candidates.join(', ')}); pass --datasets DIR`);
-}
-
-/** Category folders: any folder (up to two levels down) with train/good and test. */
-function findCategories(root: string): string[] {
-  const out: string[] = [];
-  const visit = (dir: string, depth: number): void => {
-    if (existsSync(join(dir, 'train', 'good')) && existsSync(join(dir, 'test'))) {
-      out.push(dir);
-      return;
-    }
-    if (depth === 0) return;
-    for (const e of readdirSync(dir).sort()) {
-      const p = join(dir, e);
-      if (statSync(p).isDirectory()) visit(p, depth - 1);
-    }
-  };
-  visit(root, 2);
-  return out;
-}
 
 function mean(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
@@ -592,7 +568,7 @@ async function main(): Promise<void> {
     return;
   }
   const loadStart = loadavg()[0] ?? 0;
-  const datasetsRoot = findDatasets();
+  const datasetsRoot = findDatasets(repo, args.datasets);
   let categories = findCategories(datasetsRoot);
   if (args.categories) {
     const want = new Set(args.categories.split(','));

@@ -24,7 +24,7 @@
 //   for investigation only; the committed results use the defaults)
 //   --render-only (rewrite the markdown from the existing .json next to --out; no computation)
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,6 +43,7 @@ import { classificationMetrics } from '../../packages/core/src/metrics/classific
 import { readMarker, resolveWeights } from '../../packages/core/src/weights/resolve.js';
 import { loupeHome } from '../../packages/core/src/weights/paths.js';
 import { predictMulticlass, selectC, trainMulticlass, type Multiclass } from './baseline-linear-svm.js';
+import { findCategories, findDatasets } from './datasets.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
@@ -83,31 +84,6 @@ function log(msg: string): void {
   process.stderr.write(`[classification-benchmark] ${msg}\n`);
 }
 
-function findDatasets(): string {
-  const candidates = [args.datasets, process.env['LOUPE_DATASETS'], join(repo, '..', 'shared', 'datasets'), join(repo, 'shared', 'datasets')].filter(
-    (p): p is string => typeof p === 'string',
-  );
-  for (const c of candidates) if (existsSync(c)) return resolve(c);
-  throw new Error(`no datasets folder found (tried ${candidates.join(', ')}); pass --datasets DIR`);
-}
-
-/** Category folders: any folder (up to two levels down) with train/good and test. */
-function findCategories(root: string): string[] {
-  const out: string[] = [];
-  const visit = (dir: string, depth: number): void => {
-    if (existsSync(join(dir, 'train', 'good')) && existsSync(join(dir, 'test'))) {
-      out.push(dir);
-      return;
-    }
-    if (depth === 0) return;
-    for (const e of readdirSync(dir).sort()) {
-      const p = join(dir, e);
-      if (statSync(p).isDirectory()) visit(p, depth - 1);
-    }
-  };
-  visit(root, 2);
-  return out;
-}
 
 // --- Feature cache ----------------------------------------------------------------------------------
 
@@ -549,6 +525,7 @@ function renderMarkdown(cats: CategoryInfo[], rows: Row[], sp: Awaited<ReturnTyp
       'So Loupe one-vs-one (the paper\'s and fitcecoc\'s setting, the default) is compared with the baseline one-vs-one, and Loupe one-vs-all with the baseline one-vs-rest.',
     '',
   );
+  L.push('End-to-end `loupe train` images/s (decode + CNN + lambda search + fit): [`train-speed.md`](train-speed.md).', '');
   L.push('## What the figures mean', '');
   L.push(
     '- **Plain accuracy** is dominated by the `good` class: these sets are 71-87% good images, so a classifier that answers "good" to everything already scores ' +
@@ -578,7 +555,7 @@ async function main(): Promise<void> {
     log(`re-rendered ${relative(repo, out)}`);
     return;
   }
-  const datasetsRoot = findDatasets();
+  const datasetsRoot = findDatasets(repo, args.datasets);
   let categories = findCategories(datasetsRoot);
   if (args.categories) {
     const want = new Set(args.categories.split(','));
