@@ -38,6 +38,27 @@ export interface SvmTrainOptions {
   backend?: BackendName; threads?: number;
 }
 
+export type KnnMethodName = 'auto' | 'bruteForce' | 'pruned';
+
+export interface KnnIndexOptions {
+  backend?: BackendName;
+  threads?: number;
+  // 'pruned' (CPU): a lower bound on a principal subspace of the bank skips rows that cannot be among
+  // the k nearest (same neighbours, far fewer flops on low-rank banks). 'auto': pruned for d >= 256 and
+  // large banks (createKnnIndex only).
+  method?: KnnMethodName;
+  subspaceDim?: number;   // the pruned index's subspace; 0 = min(128, d / 4)
+}
+
+export interface NativeKnnIndex {
+  readonly size: number;
+  readonly dim: number;
+  readonly backend: 'cpu' | 'cuda';
+  readonly method: 'bruteForce' | 'pruned';
+  // The k nearest bank rows of each query ([nq][dim]), squared L2 ascending, ties to the lower index.
+  search(queries: Float32Array, nq: number, k: number): Promise<{ dist: Float32Array; idx: Int32Array }>;
+}
+
 export interface NativeAddon {
   buildInfo(): BuildInfo;
   tapNames(): string[];                          // ["conv1","res2c","res3d","res4f","res5c","avg_pool","fc1000","probabilities"]
@@ -48,11 +69,42 @@ export interface NativeAddon {
   // X: [n][d] standardised, targets: [k][n] int8 (+1/-1/0). Off the JS thread.
   trainLinearSvms(X: Float32Array, n: number, d: number, targets: Int8Array, k: number,
                   options?: SvmTrainOptions): Promise<{ w: Float32Array; b: Float32Array }>;
+  // One-shot exact kNN (brute force unless options.method says otherwise). dist: squared L2, ascending.
   knnSearch(bank: Float32Array, nb: number, queries: Float32Array, nq: number, d: number, k: number,
-            options?: { backend?: BackendName; threads?: number }): Promise<{ dist: Float32Array; idx: Int32Array }>;
+            options?: KnnIndexOptions): Promise<{ dist: Float32Array; idx: Int32Array }>;
+  // An index over a bank (copied) for repeated exact searches; built off the JS thread.
+  createKnnIndex(bank: Float32Array, nb: number, d: number, options?: KnnIndexOptions): Promise<NativeKnnIndex>;
   greedyCoreset(X: Float32Array, n: number, d: number, m: number,
                 options?: { seed?: number; projectionDim?: number; backend?: BackendName; threads?: number },
                 onProgress?: (done: number, total: number) => void): Promise<Int32Array>;
+  // --- PatchCore patch features and anomaly maps (loupe/patch_maps.h). Synchronous (~1 ms per image),
+  // on the JS thread. Results go into the caller's `dst` (exact length, not overlapping the inputs except
+  // where noted); they return nothing. Bad sizes throw TypeError/RangeError naming the argument, engine
+  // checks an Error with code "InvalidArgument".
+  // 3x3 average pool (torch AvgPool2d(3, 1, 1), count_include_pad) of NHWC [n][h][w][c]; pixel p of image i
+  // goes to dst[(i*h*w + p) * dstStride + ch]; dst.length = (n*h*w - 1) * dstStride + c (0 when n = 0).
+  avgPool3x3(src: Float32Array, n: number, h: number, w: number, c: number, dst: Float32Array, dstStride: number): void;
+  // PatchCore embeddings [n*h2*w2][c2+c3]: pooled res3d, then pooled res4f upsampled (bilinear) to h2 x w2.
+  buildPatchEmbeddings(res3d: Float32Array, res4f: Float32Array, n: number,
+                       res3dShape: readonly [number, number, number], res4fShape: readonly [number, number, number],
+                       dst: Float32Array): void;
+  // Rows [n][inDim] -> [n][outDim] through a projection stored by output column (CSR: start has outDim+1
+  // entries from 0 to index.length; value[k] multiplies row[index[k]]). Double sums.
+  sparseProjectRows(src: Float32Array, n: number, inDim: number, start: Int32Array, index: Int32Array,
+                    value: Float32Array, outDim: number, dst: Float32Array): void;
+  // torch bilinear (align_corners = false) sampling of one axis: output o = (1-lambda)*in[i0] + lambda*in[i1].
+  bilinearAxis(inSize: number, outSize: number): { i0: Int32Array; i1: Int32Array; lambda: Float32Array };
+  // [sh][sw] -> [dh][dw], torch bilinear; equal sizes copy. dst may overlap src.
+  resizeBilinear(src: Float32Array, sh: number, sw: number, dh: number, dw: number, dst: Float32Array): void;
+  gaussianKernelSize(sigma: number): number;              // 2*floor(4*sigma+0.5)+1, sigma in [0, 131072]
+  gaussianKernel1d(sigma: number, size: number): Float32Array;  // normalised, odd size
+  reflectIndex(i: number, n: number): number;             // torch 'reflect' padding index into [0, n)
+  // Separable Gaussian (anomalib kernel size, reflect borders); sigma <= 0 or NaN copies. dst may overlap src.
+  gaussianBlur(src: Float32Array, h: number, w: number, sigma: number, dst: Float32Array): void;
+  // Patch scores [gridH][gridW] -> resize to [mapH][mapW] -> blur (sigma <= 0: none) -> resize to
+  // [outH][outW] (equal: none), into dst [outH][outW]. dst may overlap scores.
+  patchScoresToMap(scores: Float32Array, gridH: number, gridW: number, mapH: number, mapW: number, sigma: number,
+                   outH: number, outW: number, dst: Float32Array): void;
   // Writes the model as an ONNX graph (NHWC input "input" [N,224,224,3], caffe-preprocessed; outputs the
   // named taps, default fc1000). Off the JS thread; the file is written atomically.
   exportOnnx(model: NativeModel, path: string,

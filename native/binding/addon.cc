@@ -150,6 +150,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tapShape", Napi::Function::New(env, TapShapeJs, "tapShape"));
   InitModel(env, exports);
   InitMl(env, exports);
+  InitPatch(env, exports);
   InitOnnx(env, exports);
   return exports;
 }

@@ -22,6 +22,7 @@ namespace loupe_binding {
 struct AddonData {
   Napi::FunctionReference model_ctor;
   Napi::FunctionReference session_ctor;
+  Napi::FunctionReference knn_index_ctor;
 };
 inline AddonData& Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 
@@ -94,6 +95,7 @@ std::shared_ptr<const loupe::ResNet50Model> ArgModel(Napi::Env env, const Napi::
 // Module parts.
 void InitOnnx(Napi::Env env, Napi::Object exports);     // exportOnnx
 void InitModel(Napi::Env env, Napi::Object exports);    // loadModel, seededModel, createSession
-void InitMl(Napi::Env env, Napi::Object exports);       // trainLinearSvms, knnSearch, greedyCoreset
+void InitMl(Napi::Env env, Napi::Object exports);       // trainLinearSvms, knnSearch, createKnnIndex, greedyCoreset
+void InitPatch(Napi::Env env, Napi::Object exports);    // PatchCore features and anomaly maps (sync)
 
 }  // namespace loupe_binding

@@ -1,4 +1,5 @@
-// trainLinearSvms, knnSearch, greedyCoreset: async workers over loupe/svm.h and loupe/knn.h.
+// trainLinearSvms, knnSearch, createKnnIndex (+ NativeKnnIndex.search), greedyCoreset: async workers over
+// loupe/svm.h and loupe/knn.h.
 #include <atomic>
 #include <limits>
 #include <mutex>
@@ -106,6 +107,30 @@ Napi::Value TrainLinearSvmsJs(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+void KnnOptionsFrom(Napi::Env env, const Napi::Object& o, loupe::KnnOptions* opts) {
+  Napi::Value v;
+  if (Has(o, "backend", &v)) opts->backend = ArgBackend(env, v, "options.backend");
+  if (Has(o, "threads", &v)) opts->num_threads = static_cast<int>(ArgInt(env, v, "options.threads", 0, 4096));
+  if (Has(o, "method", &v)) {
+    std::string s = ArgString(env, v, "options.method");
+    if (s == "auto") opts->method = loupe::KnnMethod::kAuto;
+    else if (s == "bruteForce") opts->method = loupe::KnnMethod::kBruteForce;
+    else if (s == "pruned") opts->method = loupe::KnnMethod::kPruned;
+    else ThrowRange(env, "options.method must be 'auto', 'bruteForce' or 'pruned', got '" + s + "'");
+  }
+  if (Has(o, "subspaceDim", &v))
+    opts->subspace_dim = static_cast<int>(ArgInt(env, v, "options.subspaceDim", 0, kMaxDim));
+}
+
+Napi::Object KnnResult(Napi::Env env, const std::vector<float>& dist, const std::vector<int64_t>& idx) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("dist", NewFloat32Array(env, dist.data(), dist.size()));
+  Napi::Int32Array out = Napi::Int32Array::New(env, idx.size());
+  for (size_t i = 0; i < idx.size(); ++i) out[i] = static_cast<int32_t>(idx[i]);  // nb < 2^31: checked
+  o.Set("idx", out);
+  return o;
+}
+
 class KnnWorker : public PromiseWorker {
  public:
   KnnWorker(Napi::Env env, Napi::Float32Array bank, int64_t nb, Napi::Float32Array queries, int64_t nq, int64_t d,
@@ -119,14 +144,7 @@ class KnnWorker : public PromiseWorker {
     idx_.resize(static_cast<size_t>(nq_) * k_);
     status_ = loupe::KnnSearch(bank_.data, nb_, queries_.data, nq_, d_, k_, opts_, dist_.data(), idx_.data());
   }
-  Napi::Value Settle(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("dist", NewFloat32Array(env, dist_.data(), dist_.size()));
-    Napi::Int32Array idx = Napi::Int32Array::New(env, idx_.size());
-    for (size_t i = 0; i < idx_.size(); ++i) idx[i] = static_cast<int32_t>(idx_[i]);  // nb < 2^31: checked
-    o.Set("idx", idx);
-    return o;
-  }
+  Napi::Value Settle(Napi::Env env) override { return KnnResult(env, dist_, idx_); }
 
  private:
   HeldArray<float> bank_, queries_;
@@ -148,12 +166,108 @@ Napi::Value KnnSearchJs(const Napi::CallbackInfo& info) {
       ArgArray<float>(env, info[2], "queries", "Float32Array", CheckedProduct(env, nq, d, "queries"), "nq*d");
   CheckedProduct(env, nq, k, "result (nq*k)");
 
-  Napi::Object o = ArgOptions(env, info[6], "options");
   loupe::KnnOptions opts;
-  Napi::Value v;
-  if (Has(o, "backend", &v)) opts.backend = ArgBackend(env, v, "options.backend");
-  if (Has(o, "threads", &v)) opts.num_threads = static_cast<int>(ArgInt(env, v, "options.threads", 0, 4096));
+  KnnOptionsFrom(env, ArgOptions(env, info[6], "options"), &opts);
   return Start(new KnnWorker(env, bank, nb, queries, nq, d, k, opts));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// NativeKnnIndex: a loupe::KnnIndex built once (createKnnIndex, off the JS thread) and searched many
+// times. Searches hold a shared_ptr, so a collected wrapper never frees an index in use.
+class KnnIndexWrap : public Napi::ObjectWrap<KnnIndexWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeKnnIndex",
+                       {InstanceAccessor<&KnnIndexWrap::Size>("size", napi_enumerable),
+                        InstanceAccessor<&KnnIndexWrap::Dim>("dim", napi_enumerable),
+                        InstanceAccessor<&KnnIndexWrap::Backend>("backend", napi_enumerable),
+                        InstanceAccessor<&KnnIndexWrap::Method>("method", napi_enumerable),
+                        InstanceMethod<&KnnIndexWrap::Search>("search")});
+  }
+  explicit KnnIndexWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KnnIndexWrap>(info) {}
+  static Napi::Object New(Napi::Env env, std::shared_ptr<loupe::KnnIndex> index) {
+    Napi::Object obj = Data(env).knn_index_ctor.New({});
+    Unwrap(obj)->index_ = std::move(index);
+    return obj;
+  }
+
+ private:
+  Napi::Value Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), (double)index_->size()); }
+  Napi::Value Dim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), (double)index_->dim()); }
+  Napi::Value Backend(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), index_->backend() == loupe::BackendKind::kCuda ? "cuda" : "cpu");
+  }
+  Napi::Value Method(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), index_->method() == loupe::KnnMethod::kPruned ? "pruned" : "bruteForce");
+  }
+  Napi::Value Search(const Napi::CallbackInfo& info);
+  std::shared_ptr<loupe::KnnIndex> index_;
+};
+
+class CreateKnnIndexWorker : public PromiseWorker {
+ public:
+  CreateKnnIndexWorker(Napi::Env env, Napi::Float32Array bank, int64_t nb, int64_t d, loupe::KnnOptions opts)
+      : PromiseWorker(env, "loupe:createKnnIndex"), nb_(nb), d_(d), opts_(opts) {
+    bank_.Hold(bank);
+  }
+  void Execute() override {
+    std::unique_ptr<loupe::KnnIndex> index;
+    status_ = loupe::KnnIndex::Create(bank_.data, nb_, d_, opts_, &index);
+    index_ = std::move(index);
+  }
+  Napi::Value Settle(Napi::Env env) override { return KnnIndexWrap::New(env, std::move(index_)); }
+
+ private:
+  HeldArray<float> bank_;
+  int64_t nb_, d_;
+  loupe::KnnOptions opts_;
+  std::shared_ptr<loupe::KnnIndex> index_;
+};
+
+class KnnIndexSearchWorker : public PromiseWorker {
+ public:
+  KnnIndexSearchWorker(Napi::Env env, std::shared_ptr<loupe::KnnIndex> index, Napi::Float32Array queries,
+                       int64_t nq, int k)
+      : PromiseWorker(env, "loupe:KnnIndex.search"), index_(std::move(index)), nq_(nq), k_(k) {
+    queries_.Hold(queries);
+  }
+  void Execute() override {
+    dist_.resize(static_cast<size_t>(nq_) * k_);
+    idx_.resize(static_cast<size_t>(nq_) * k_);
+    status_ = index_->Search(queries_.data, nq_, k_, dist_.data(), idx_.data());
+  }
+  Napi::Value Settle(Napi::Env env) override { return KnnResult(env, dist_, idx_); }
+
+ private:
+  std::shared_ptr<loupe::KnnIndex> index_;
+  HeldArray<float> queries_;
+  int64_t nq_;
+  int k_;
+  std::vector<float> dist_;
+  std::vector<int64_t> idx_;
+};
+
+Napi::Value KnnIndexWrap::Search(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t nb = index_->size(), d = index_->dim();
+  int64_t nq = ArgInt(env, info[1], "nq", 0, kMaxRows);
+  const int64_t kmax = index_->backend() == loupe::BackendKind::kCuda ? std::min<int64_t>(nb, loupe::kKnnMaxKCuda)
+                                                                       : std::min<int64_t>(nb, 1 << 16);
+  int k = static_cast<int>(ArgInt(env, info[2], "k", 1, kmax));
+  auto queries =
+      ArgArray<float>(env, info[0], "queries", "Float32Array", CheckedProduct(env, nq, d, "queries"), "nq*dim");
+  CheckedProduct(env, nq, k, "result (nq*k)");
+  return Start(new KnnIndexSearchWorker(env, index_, queries, nq, k));
+}
+
+Napi::Value CreateKnnIndexJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t nb = ArgInt(env, info[1], "nb", 1, kMaxRows);
+  int64_t d = ArgInt(env, info[2], "d", 1, kMaxDim);
+  auto bank = ArgArray<float>(env, info[0], "bank", "Float32Array", CheckedProduct(env, nb, d, "bank"), "nb*d");
+  loupe::KnnOptions opts;
+  KnnOptionsFrom(env, ArgOptions(env, info[3], "options"), &opts);
+  return Start(new CreateKnnIndexWorker(env, bank, nb, d, opts));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -276,6 +390,8 @@ Napi::Value GreedyCoresetJs(const Napi::CallbackInfo& info) {
 void InitMl(Napi::Env env, Napi::Object exports) {
   exports.Set("trainLinearSvms", Napi::Function::New(env, TrainLinearSvmsJs, "trainLinearSvms"));
   exports.Set("knnSearch", Napi::Function::New(env, KnnSearchJs, "knnSearch"));
+  Data(env).knn_index_ctor = Napi::Persistent(KnnIndexWrap::Define(env));
+  exports.Set("createKnnIndex", Napi::Function::New(env, CreateKnnIndexJs, "createKnnIndex"));
   exports.Set("greedyCoreset", Napi::Function::New(env, GreedyCoresetJs, "greedyCoreset"));
 }
 

@@ -223,6 +223,117 @@ TEST_CASE(knn_bad_inputs) {
 }
 
 // ------------------------------------------------------------------------------------------------
+// The bound-pruned index (KnnMethod::kPruned).
+
+namespace {
+
+// Rows of rank `rank` signal plus isotropic noise: what PatchCore banks look like (low-rank), and the
+// case where the bound prunes most rows.
+std::vector<float> LowRankRows(uint64_t seed, int64_t rows, int64_t d, int64_t rank, double noise,
+                               const std::vector<float>& mix) {
+  const auto coef = RandomMatrix(seed, rows, rank, 3.0);
+  const auto eps = RandomMatrix(seed + 1, rows, d, noise);
+  std::vector<float> out((size_t)(rows * d));
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t c = 0; c < d; ++c) {
+      double v = 1.0 + eps[(size_t)(i * d + c)];  // an offset: the index centres on the bank mean
+      for (int64_t r = 0; r < rank; ++r) v += (double)coef[(size_t)(i * rank + r)] * mix[(size_t)(r * d + c)];
+      out[(size_t)(i * d + c)] = (float)v;
+    }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(knn_pruned_index_matches_double_brute_force) {
+  struct Case { int64_t nb, nq, d, rank; double noise; int k; int r; };
+  const Case cases[] = {{1200, 150, 384, 16, 0.05, 1, 0},  {1200, 150, 384, 16, 0.05, 9, 0},
+                        {900, 70, 256, 200, 0.3, 5, 0},    // near full rank: little to prune, still exact
+                        {600, 90, 300, 8, 0.01, 3, 7},     // r below the signal rank
+                        {50, 20, 256, 4, 0.1, 9, 64}};     // r above the bank's rank
+  for (const Case& c : cases) {
+    const auto mix = RandomMatrix(7 + c.d, c.rank, c.d, 1.0 / std::sqrt((double)c.rank));
+    const auto bank = LowRankRows(30 + c.nb, c.nb, c.d, c.rank, c.noise, mix);
+    auto q = LowRankRows(40 + c.nq, c.nq, c.d, c.rank, c.noise, mix);
+    // Some queries are bank rows (distance 0), some are far outliers (everything survives the bound).
+    std::copy(bank.begin(), bank.begin() + 3 * c.d, q.begin());
+    for (int64_t t = 0; t < c.d; ++t) q[(size_t)(4 * c.d + t)] += 50.0f * (float)((t % 7) - 3);
+    for (int threads : {1, 2}) {
+      KnnOptions o;
+      o.num_threads = threads;
+      o.method = KnnMethod::kPruned;
+      o.subspace_dim = c.r;
+      std::unique_ptr<KnnIndex> index;
+      REQUIRE_OK(KnnIndex::Create(bank.data(), c.nb, c.d, o, &index));
+      CHECK(index->method() == KnnMethod::kPruned && index->size() == c.nb && index->dim() == c.d);
+      std::vector<float> dist((size_t)(c.nq * c.k));
+      std::vector<int64_t> idx((size_t)(c.nq * c.k));
+      for (int rep = 0; rep < 2; ++rep) {
+        REQUIRE_OK(index->Search(q.data(), c.nq, c.k, dist.data(), idx.data()));
+        int mism = 0;
+        CheckKnn(bank, c.nb, q, c.nq, c.d, c.k, dist, idx, &mism);
+        CHECK(mism <= (int)(c.nq * c.k / 100));
+        for (int i = 0; i < 3; ++i) CHECK(idx[(size_t)(i * c.k)] == i && dist[(size_t)(i * c.k)] == 0.0f);
+      }
+      // The brute-force index agrees on the neighbours.
+      KnnOptions ob = o;
+      ob.method = KnnMethod::kBruteForce;
+      std::unique_ptr<KnnIndex> brute;
+      REQUIRE_OK(KnnIndex::Create(bank.data(), c.nb, c.d, ob, &brute));
+      CHECK(brute->method() == KnnMethod::kBruteForce);
+      std::vector<float> bd((size_t)(c.nq * c.k));
+      std::vector<int64_t> bi((size_t)(c.nq * c.k));
+      REQUIRE_OK(brute->Search(q.data(), c.nq, c.k, bd.data(), bi.data()));
+      int differ = 0;
+      for (size_t i = 0; i < bi.size(); ++i) differ += bi[i] != idx[i];
+      CHECK(differ <= (int)(c.nq * c.k / 100));
+    }
+  }
+}
+
+TEST_CASE(knn_pruned_index_ties_degenerate_banks_and_options) {
+  const int64_t d = 256;
+  // Duplicated rows (r and r + 300 equal): the lower index comes first, at the same distance.
+  const auto mix = RandomMatrix(3, 6, d, 0.4);
+  auto half = LowRankRows(4, 300, d, 6, 0.02, mix);
+  std::vector<float> bank = half;
+  bank.insert(bank.end(), half.begin(), half.end());
+  const auto q = LowRankRows(5, 20, d, 6, 0.02, mix);
+  KnnOptions o;
+  o.num_threads = 2;
+  std::unique_ptr<KnnIndex> index;
+  REQUIRE_OK(KnnIndex::Create(bank.data(), 600, d, o, &index));  // kAuto picks the pruned index here
+  CHECK(index->method() == KnnMethod::kPruned);
+  std::vector<float> dist(20 * 4);
+  std::vector<int64_t> idx(20 * 4);
+  REQUIRE_OK(index->Search(q.data(), 20, 4, dist.data(), idx.data()));
+  for (int i = 0; i < 20; ++i) {
+    CHECK(idx[(size_t)(i * 4)] < 300 && idx[(size_t)(i * 4 + 1)] == idx[(size_t)(i * 4)] + 300);
+    CHECK(dist[(size_t)(i * 4)] == dist[(size_t)(i * 4 + 1)]);
+  }
+  // An all-equal bank (zero covariance): the k lowest indices.
+  std::vector<float> flat((size_t)(600 * d), 0.25f), one((size_t)d, 0.5f), dd(9);
+  std::vector<int64_t> ii(9);
+  o.method = KnnMethod::kPruned;
+  REQUIRE_OK(KnnIndex::Create(flat.data(), 600, d, o, &index));
+  REQUIRE_OK(index->Search(one.data(), 1, 9, dd.data(), ii.data()));
+  for (int r = 0; r < 9; ++r) {
+    CHECK(ii[(size_t)r] == r);
+    CHECK_NEAR(dd[(size_t)r], 0.0625 * d, 1e-3);
+  }
+  // Small or narrow banks stay brute force under kAuto; a bad subspace size is refused.
+  o.method = KnnMethod::kAuto;
+  REQUIRE_OK(KnnIndex::Create(flat.data(), 600, 64, o, &index));
+  CHECK(index->method() == KnnMethod::kBruteForce);
+  REQUIRE_OK(KnnIndex::Create(flat.data(), 100, d, o, &index));
+  CHECK(index->method() == KnnMethod::kBruteForce);
+  o.subspace_dim = d + 1;
+  CHECK(KnnIndex::Create(flat.data(), 600, d, o, &index).code() == StatusCode::kInvalidArgument);
+  o.subspace_dim = -1;
+  CHECK(KnnIndex::Create(flat.data(), 600, d, o, &index).code() == StatusCode::kInvalidArgument);
+}
+
+// ------------------------------------------------------------------------------------------------
 // Coreset.
 
 namespace {

@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 
 import { EngineError, engineCodeOf, LoupeError, messageOf, WeightsError } from './errors.js';
 import { INPUT_ELEMENTS, isTapName, TAP_NAMES, TAP_SHAPES, tapElements, type TapName } from './model.js';
+import { requireNativeAddon } from './native-kernels.js';
 import type { TensorBatch } from './preprocess.js';
 import { threadBudget } from './threads.js';
 import { resolveWeights, type ResolvedWeights } from './weights/resolve.js';
@@ -16,15 +17,14 @@ let addonPromise: Promise<NativeAddon> | undefined;
 
 /** Loads the native addon once; EngineError(ENGINE_UNAVAILABLE) with the build hint if it is not built. */
 export function loadAddon(): Promise<NativeAddon> {
-  addonPromise ??= import('@loupe/native').then(
-    (m) => {
-      const addon = m.default;
+  addonPromise ??= new Promise<NativeAddon>((done) => done(requireNativeAddon())).then(
+    (addon) => {
       checkTapContract(addon);
       return addon;
     },
     (err: unknown) => {
       addonPromise = undefined; // let a later call retry, e.g. after the addon was built
-      throw new EngineError('Unavailable', `the native engine cannot be loaded: ${messageOf(err)}`, { cause: err });
+      throw err;
     },
   );
   return addonPromise;

@@ -12,10 +12,20 @@
 
 namespace loupe {
 
+// How a CPU index finds the exact neighbours (the CUDA index is always brute force):
+//   kBruteForce: every distance, in blocked GEMM form.
+//   kPruned:     a lower bound on an r-dim principal subspace of the bank skips the rows that cannot be
+//                among the k nearest; survivors get direct distances. Same neighbours, 5-10x fewer flops
+//                on PatchCore banks; building the index costs a covariance (nb x d^2) once.
+//   kAuto:       kPruned for wide rows and large banks (d >= 256, nb >= 4 r), else kBruteForce.
+enum class KnnMethod { kAuto, kBruteForce, kPruned };
+
 struct KnnOptions {
   BackendKind backend = BackendKind::kCpu;
   int num_threads = 0;
   int device_id = 0;
+  KnnMethod method = KnnMethod::kAuto;  // KnnIndex::Create only; one-shot KnnSearch is brute force
+  int subspace_dim = 0;                 // kPruned's r; 0 = min(128, d / 4)
 };
 
 // For each of nq queries (rows of `queries`, [nq][d]) the k nearest bank rows ([nb][d]) by squared L2
@@ -26,8 +36,9 @@ Status KnnSearch(const float* bank, int64_t nb, const float* queries, int64_t nq
 
 // A bank kept ready for repeated searches (the one-class scorer queries the same bank for every image):
 // the CPU index packs the bank once for the blocked GEMM; the CUDA index keeps it in device memory.
-// Search is thread-safe (concurrent calls are serialised on the CUDA index) and gives exactly what
-// KnnSearch gives for the same bank and options.
+// Search is thread-safe (concurrent calls are serialised on the CUDA index). Every method returns the
+// exact k nearest rows (ties to the lower index); distances agree with KnnSearch's up to float
+// rounding (the pruned index sums squared differences directly, the GEMM form uses norms).
 class KnnIndex {
  public:
   virtual ~KnnIndex() = default;
@@ -38,6 +49,7 @@ class KnnIndex {
   virtual int64_t size() const = 0;          // nb
   virtual int64_t dim() const = 0;           // d
   virtual BackendKind backend() const = 0;   // kCpu or kCuda (never kAuto)
+  virtual KnnMethod method() const { return KnnMethod::kBruteForce; }  // never kAuto
 };
 // Limits: 1 <= k <= nb on every backend; the CUDA backend supports k <= kKnnMaxKCuda (KnnSearch with
 // kAuto takes the CPU above it; a CUDA KnnIndex refuses it with kInvalidArgument).

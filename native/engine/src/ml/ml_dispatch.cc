@@ -1,6 +1,7 @@
 // Public entry points of svm.h / knn.h: argument checks, then the backend choice.
 //   kCpu  -> CPU.  kCuda -> CUDA when compiled in and a device exists, else kUnavailable.
 //   kAuto -> CUDA when compiled in and a device exists, else CPU.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,16 @@ Status KnnIndex::Create(const float* bank, int64_t nb, int64_t d, const KnnOptio
 #ifdef LOUPE_HAVE_CUDA
   if (backend == BackendKind::kCuda) return ml::CreateKnnIndexCuda(bank, nb, d, opts, out);
 #endif
+  if (opts.subspace_dim < 0 || opts.subspace_dim > d)
+    return Status(StatusCode::kInvalidArgument, "KnnIndex::Create: subspace_dim must be in [0, d] (got " +
+                                                    std::to_string(opts.subspace_dim) + ", d=" +
+                                                    std::to_string(d) + ")");
+  int r = 0;
+  if (opts.method == KnnMethod::kPruned)
+    r = opts.subspace_dim > 0 ? opts.subspace_dim : (int)std::max<int64_t>(1, std::min<int64_t>(128, d / 4));
+  else if (opts.method == KnnMethod::kAuto)
+    r = opts.subspace_dim > 0 ? opts.subspace_dim : ml::PrunedKnnSubspaceDim(nb, d);
+  if (r > 0) return ml::CreatePrunedKnnIndexCpu(bank, nb, d, r, opts, out);
   return ml::CreateKnnIndexCpu(bank, nb, d, opts, out);
 }
 
@@ -81,6 +92,8 @@ Status KnnSearch(const float* bank, int64_t nb, const float* queries, int64_t nq
                   "KnnSearch: k = " + std::to_string(k) + " exceeds the CUDA limit of " +
                       std::to_string(kKnnMaxKCuda));
   if (o.backend == BackendKind::kAuto && k > kKnnMaxKCuda) o.backend = BackendKind::kCpu;
+  // One search does not repay building a subspace (a covariance of the bank) unless asked for.
+  if (o.method == KnnMethod::kAuto) o.method = KnnMethod::kBruteForce;
   std::unique_ptr<KnnIndex> index;
   LOUPE_RETURN_IF_ERROR(KnnIndex::Create(bank, nb, d, o, &index));
   return index->Search(queries, nq, k, dist, idx);

@@ -198,6 +198,11 @@ Status ValidateKnnQuery(const float* queries, int64_t nq, int64_t d, int k, int6
                         int64_t* idx);
 Status CreateKnnIndexCpu(const float* bank, int64_t nb, int64_t d, const KnnOptions& opts,
                          std::unique_ptr<KnnIndex>* out);
+// The bound-pruned exact index (knn_pruned_cpu.cc) on an r-dim principal subspace.
+Status CreatePrunedKnnIndexCpu(const float* bank, int64_t nb, int64_t d, int r, const KnnOptions& opts,
+                               std::unique_ptr<KnnIndex>* out);
+// The subspace dimension kKnnAuto uses for a bank of nb x d (0: brute force pays better).
+int PrunedKnnSubspaceDim(int64_t nb, int64_t d);
 // Inserts (dv, id) into a list sorted by (dist, idx) of length k when it beats the last entry; the
 // candidates of one list arrive in increasing id order, so ties keep the lower index.
 inline void TopKInsert(float* td, int64_t* ti, int k, float dv, int64_t id) {

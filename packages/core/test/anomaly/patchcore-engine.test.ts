@@ -77,6 +77,28 @@ describe.skipIf(skipReason !== null)('PatchCore with the native engine', () => {
     for (let i = 0; i < b.dist.length; i++) expect(a.dist[i]).toBeCloseTo(b.dist[i]!, 2);
   });
 
+  it("the model's native index (pruned on real 1536-dim patch features) finds the oracle's neighbours", async () => {
+    const index = await model.knnIndex(knn, { threads: 2 });
+    expect(index.method).toBe('pruned');
+    const [r] = await model.score(engine, broken().slice(0, 1), { keepEmbeddings: true });
+    const d = model.bank.d;
+    const nq = 160; // every 5th patch of one broken bottle (the oracle is plain JS)
+    const q = new Float32Array(nq * d);
+    for (let i = 0; i < nq; i++) q.set(r!.embeddings!.subarray(i * 5 * d, (i * 5 + 1) * d), i * d);
+    for (const k of [1, 9]) {
+      const a = await index.search(q, nq, k);
+      const b = bruteForceKnn(model.bank.vectors, model.bank.n, q, nq, d, k);
+      expect(Array.from(a.idx)).toEqual(Array.from(b.idx));
+      for (let i = 0; i < b.dist.length; i++) expect(Math.abs(a.dist[i]! - b.dist[i]!)).toBeLessThanOrEqual(1e-4 * b.dist[i]! + 1e-3);
+    }
+    // The same neighbours as the brute-force native index.
+    const brute = await knn.createKnnIndex(model.bank.vectors, model.bank.n, d, { method: 'bruteForce', threads: 2 });
+    expect(brute.method).toBe('bruteForce');
+    expect(Array.from((await brute.search(q, nq, 1)).idx)).toEqual(Array.from((await index.search(q, nq, 1)).idx));
+    expect(() => index.search(q, nq + 1, 1)).toThrow(/queries has .* elements/);
+    expect(() => index.search(q, nq, 0)).toThrow(/k/);
+  });
+
   it('native coreset returns m distinct rows, deterministic per seed', async () => {
     const n = 500, d = 32;
     const X = randn(n * d, 3);

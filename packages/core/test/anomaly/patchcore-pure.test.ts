@@ -170,6 +170,96 @@ describe('buildPatchEmbeddings', () => {
   });
 });
 
+/** Mirror into [0, n) one bounce at a time (torch 'reflect'). */
+function naiveReflect(i: number, n: number): number {
+  if (n === 1) return 0;
+  while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;
+  return i;
+}
+
+/** Naive 2-D Gaussian blur: the full outer-product kernel (anomalib size), reflected taps, double sums. */
+function naiveBlur(src: Float32Array, h: number, w: number, sigma: number): Float64Array {
+  const half = Math.floor(4 * sigma + 0.5);
+  const k: number[] = [];
+  for (let t = -half; t <= half; t++) k.push(Math.exp(-(t * t) / (2 * sigma * sigma)));
+  const sum = k.reduce((a, b) => a + b, 0);
+  const out = new Float64Array(h * w);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      let s = 0;
+      for (let dy = -half; dy <= half; dy++)
+        for (let dx = -half; dx <= half; dx++) s += ((k[dy + half]! * k[dx + half]!) / (sum * sum)) * src[naiveReflect(y + dy, h) * w + naiveReflect(x + dx, w)]!;
+      out[y * w + x] = s;
+    }
+  return out;
+}
+
+function errorCode(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return (err as { code?: string }).code;
+  }
+  return undefined;
+}
+
+describe('native kernels (engine patch_maps)', () => {
+  it('blurs like the naive 2-D Gaussian with reflect borders, in place too', () => {
+    for (const [h, w, sigma] of [[9, 13, 1.3], [31, 29, 4], [5, 6, 2] /* kernel wider than the map */, [1, 7, 1], [1, 1, 3]] as const) {
+      const src = randomArray(h * w, h * 100 + w);
+      const out = gaussianBlur(src, h, w, sigma);
+      const ref = naiveBlur(src, h, w, sigma);
+      for (let i = 0; i < out.length; i++) expect(out[i]).toBeCloseTo(ref[i]!, 5);
+      const inPlace = src.slice();
+      gaussianBlur(inPlace, h, w, sigma, inPlace);
+      expect(Array.from(inPlace)).toEqual(Array.from(out));
+    }
+    const src = randomArray(12, 1);
+    expect(Array.from(gaussianBlur(src, 3, 4, 0))).toEqual(Array.from(src));
+  });
+
+  it('goes straight to the output size in one call, exactly as map + resize', () => {
+    const ps = randomArray(28 * 28, 6);
+    const two = resizeBilinear(patchScoresToMap(ps, 28), 224, 224, 300, 257);
+    const one = patchScoresToMap(ps, 28, { outHeight: 300, outWidth: 257 });
+    expect(one.length).toBe(300 * 257);
+    expect(Array.from(one)).toEqual(Array.from(two));
+    const out = new Float32Array(300 * 257 + 5).fill(-1);
+    expect(patchScoresToMap(ps, 28, { outHeight: 300, outWidth: 257, out })).toBe(out);
+    expect(Array.from(out.subarray(0, 300 * 257))).toEqual(Array.from(two));
+    expect(out[300 * 257]).toBe(-1);
+  });
+
+  it('projects like the matrix it applies (probed with unit rows)', () => {
+    const inDim = 40, outDim = 6;
+    const p = new SparseRandomProjection({ inDim, outDim, seed: 3 });
+    const eye = new Float32Array(inDim * inDim);
+    for (let i = 0; i < inDim; i++) eye[i * inDim + i] = 1;
+    const P = p.apply(eye, inDim); // row i = the matrix's row for input i
+    const n = 19; // a full 16-row block and a tail
+    const x = randomArray(n * inDim, 4);
+    const y = p.apply(x, n);
+    for (let r = 0; r < n; r++)
+      for (let j = 0; j < outDim; j++) {
+        let s = 0;
+        for (let i = 0; i < inDim; i++) s += x[r * inDim + i]! * P[i * outDim + j]!;
+        expect(y[r * outDim + j]).toBeCloseTo(s, 5);
+      }
+  });
+
+  it('reports bad arguments as INVALID_ARGUMENT', () => {
+    expect(errorCode(() => gaussianKernel1d(0))).toBe('INVALID_ARGUMENT');
+    expect(errorCode(() => gaussianKernel1d(1, 4))).toBe('INVALID_ARGUMENT');
+    expect(errorCode(() => resizeBilinear(new Float32Array(4), 2, 2, 0, 3))).toBe('INVALID_ARGUMENT');
+    expect(errorCode(() => resizeBilinear(new Float32Array(4), 2, 2, 3, 3, new Float32Array(8)))).toBe('INVALID_ARGUMENT');
+    expect(errorCode(() => gaussianBlur(new Float32Array(4), 2, 2, Infinity))).toBe('INVALID_ARGUMENT');
+    expect(errorCode(() => avgPool3x3(new Float32Array(5), 1, 2, 2, 1))).toBe('INVALID_ARGUMENT');
+    expect(errorCode(() => bilinearAxis(0, 4))).toBe('INVALID_ARGUMENT');
+    expect(errorCode(() => patchScoresToMap(new Float32Array(10), 3))).toBe('INVALID_ARGUMENT');
+    expect(errorCode(() => new SparseRandomProjection({ inDim: 8, outDim: 2, seed: 0 }).apply(new Float32Array(8), 1, new Float32Array(1)))).toBe('INVALID_ARGUMENT');
+  });
+});
+
 describe('SparseRandomProjection', () => {
   it('is deterministic per seed, ~sqrt(D) non-zeros per output, and preserves distances on average', () => {
     const a = new SparseRandomProjection({ inDim: 1536, outDim: 256, seed: 7 });
@@ -273,7 +363,8 @@ describe('scoring', () => {
     const bank = { vectors: Float32Array.from([0, 0, 0.1, 0, 0, 0.1, 10, 0]), n: 4, d: 2, storage: 'fp32' as const, sourcePatches: 4 };
     // One image, 3 patches; the worst patch (13, 0) is nearest to (10, 0), 3 away.
     const q = Float32Array.from([0, 0.05, 13, 0, 0.1, 0.1]);
-    const r = await scoreEmbeddings(typescriptKnn, bank, q, 1, 3, { supportNeighbours: 2 });
+    const index = await typescriptKnn.createKnnIndex(bank.vectors, bank.n, bank.d);
+    const r = await scoreEmbeddings(index, bank, q, 1, 3, { supportNeighbours: 2 });
     expect(r.patchScores[0]).toBeCloseTo(0.05, 6);
     expect(r.patchScores[1]).toBeCloseTo(3, 6);
     expect(Array.from(r.nnIdx)).toEqual([0, 3, 1]);
@@ -281,7 +372,7 @@ describe('scoring', () => {
     // N_2(m*) = {(10,0), (0.1,0)}: distances 3 and 12.9.
     const w = 1 - Math.exp(3) / (Math.exp(3) + Math.exp(12.9));
     expect(r.imageScores[0]).toBeCloseTo(w * 3, 6);
-    const r1 = await scoreEmbeddings(typescriptKnn, bank, q, 1, 3, { supportNeighbours: 1 });
+    const r1 = await scoreEmbeddings(index, bank, q, 1, 3, { supportNeighbours: 1 });
     expect(r1.imageScores[0]).toBeCloseTo(3, 6);
   });
 });

@@ -7,9 +7,12 @@
 //   the same family as sklearn's SparseRandomProjection that anomalib uses for its coreset).
 // Everything works on flat NHWC Float32Arrays; one patch row is [dim] floats, rows are ordered
 // image-major, then y, then x (row = ((image * 28) + y) * 28 + x).
+// The arithmetic lives in the C++ engine (native/engine/include/loupe/patch_maps.h, synchronous, ~1 ms
+// per image); these functions check and marshal.
 import { createRng } from '../../datasets/random.js';
 import { LoupeError } from '../../errors.js';
 import { TAP_SHAPES } from '../../model.js';
+import { runKernel } from '../../native-kernels.js';
 import type { TensorBatch } from '../../preprocess.js';
 
 /** Stage outputs PatchCore uses, in concatenation order. */
@@ -25,8 +28,7 @@ export const EMBEDDING_DIM = TAP_SHAPES.res3d[2] + TAP_SHAPES.res4f[2];
  * 3x3 average pooling of one image (NHWC plane at `srcOff`, [h][w][c]), stride 1, zero padding 1,
  * always divided by 9 (torch's count_include_pad). Output pixel (y, x) goes to
  * dst[dstOff + (y * w + x) * dstStride + ch]: dstStride > c writes into wider rows (the embedding).
- * Separable: a vertical 3-row sum (contiguous) then a horizontal 3-sum; edges in their own loops so
- * the inner loops have no branches. `rowBuf` must hold w * c floats.
+ * `_rowBuf` is ignored (the engine has its own scratch); kept so existing callers compile.
  */
 export function avgPool3x3Into(
   src: Float32Array,
@@ -37,38 +39,11 @@ export function avgPool3x3Into(
   dst: Float32Array,
   dstOff: number,
   dstStride: number,
-  rowBuf: Float32Array = new Float32Array(w * c),
+  _rowBuf?: Float32Array,
 ): void {
-  const rs = w * c;
-  const inv9 = 1 / 9;
-  for (let y = 0; y < h; y++) {
-    const r0 = srcOff + y * rs;
-    // Vertical sum of rows y-1, y, y+1 (those that exist).
-    if (y > 0 && y < h - 1) {
-      const a = r0 - rs, b = r0 + rs;
-      for (let i = 0; i < rs; i++) rowBuf[i] = src[a + i]! + src[r0 + i]! + src[b + i]!;
-    } else if (h === 1) {
-      for (let i = 0; i < rs; i++) rowBuf[i] = src[r0 + i]!;
-    } else {
-      const o = y === 0 ? r0 + rs : r0 - rs;
-      for (let i = 0; i < rs; i++) rowBuf[i] = src[r0 + i]! + src[o + i]!;
-    }
-    // Horizontal sum of columns x-1, x, x+1, scaled by 1/9.
-    const orow = dstOff + y * w * dstStride;
-    if (w === 1) {
-      for (let ch = 0; ch < c; ch++) dst[orow + ch] = rowBuf[ch]! * inv9;
-      continue;
-    }
-    for (let ch = 0; ch < c; ch++) dst[orow + ch] = (rowBuf[ch]! + rowBuf[c + ch]!) * inv9;
-    for (let x = 1; x < w - 1; x++) {
-      const o = orow + x * dstStride;
-      const m = x * c;
-      for (let ch = 0; ch < c; ch++) dst[o + ch] = (rowBuf[m - c + ch]! + rowBuf[m + ch]! + rowBuf[m + c + ch]!) * inv9;
-    }
-    const ol = orow + (w - 1) * dstStride;
-    const ml = (w - 1) * c;
-    for (let ch = 0; ch < c; ch++) dst[ol + ch] = (rowBuf[ml - c + ch]! + rowBuf[ml + ch]!) * inv9;
-  }
+  runKernel('avgPool3x3Into', (a) =>
+    a.avgPool3x3(src.subarray(srcOff, srcOff + h * w * c), 1, h, w, c, dst.subarray(dstOff, dstOff + (h * w - 1) * dstStride + c), dstStride),
+  );
 }
 
 /** 3x3 average pooling (see avgPool3x3Into) of n images NHWC [n][h][w][c]. */
@@ -76,8 +51,7 @@ export function avgPool3x3(src: Float32Array, n: number, h: number, w: number, c
   const plane = h * w * c;
   if (src.length !== n * plane) throw new LoupeError('INVALID_ARGUMENT', `avgPool3x3: expected ${n * plane} floats, got ${src.length}`);
   const dst = out ?? new Float32Array(n * plane);
-  const rowBuf = new Float32Array(w * c);
-  for (let img = 0; img < n; img++) avgPool3x3Into(src, img * plane, h, w, c, dst, img * plane, c, rowBuf);
+  runKernel('avgPool3x3', (a) => a.avgPool3x3(src, n, h, w, c, dst.subarray(0, n * plane), c));
   return dst;
 }
 
@@ -89,28 +63,15 @@ export interface BilinearAxis {
   lambda: Float32Array;
 }
 
-/** Precomputes torch/anomalib bilinear sampling (align_corners = false, size given) for one axis. */
+/** torch/anomalib bilinear sampling (align_corners = false, size given) for one axis. */
 export function bilinearAxis(inSize: number, outSize: number): BilinearAxis {
-  const i0 = new Int32Array(outSize);
-  const i1 = new Int32Array(outSize);
-  const lambda = new Float32Array(outSize);
-  const scale = inSize / outSize;
-  for (let o = 0; o < outSize; o++) {
-    let src = (o + 0.5) * scale - 0.5;
-    if (src < 0) src = 0;
-    let a = Math.floor(src);
-    if (a > inSize - 1) a = inSize - 1;
-    const b = a < inSize - 1 ? a + 1 : a;
-    i0[o] = a;
-    i1[o] = b;
-    lambda[o] = src - a;
-  }
-  return { i0, i1, lambda };
+  return runKernel('bilinearAxis', (a) => a.bilinearAxis(inSize, outSize));
 }
 
 /**
  * Builds PatchCore embeddings [n * 784][1536] from res3d [n][28][28][512] and res4f [n][14][14][1024]
  * (NHWC, as the engine returns them). Channels 0..511 are pooled res3d, 512..1535 pooled+upsampled res4f.
+ * `out` may be longer than needed (the rows go at its start).
  */
 export function buildPatchEmbeddings(res3d: Float32Array, res4f: Float32Array, n: number, out?: Float32Array): Float32Array {
   const [h2, w2, c2] = TAP_SHAPES.res3d;
@@ -120,35 +81,7 @@ export function buildPatchEmbeddings(res3d: Float32Array, res4f: Float32Array, n
   if (res4f.length !== n * h3 * w3 * c3) throw new LoupeError('INVALID_ARGUMENT', `res4f: expected ${n * h3 * w3 * c3} floats, got ${res4f.length}`);
   const dst = out ?? new Float32Array(n * h2 * w2 * d);
   if (dst.length < n * h2 * w2 * d) throw new LoupeError('INVALID_ARGUMENT', 'buildPatchEmbeddings: output too small');
-  const rowBuf = new Float32Array(Math.max(w2 * c2, w3 * c3));
-  const p3 = new Float32Array(h3 * w3 * c3); // pooled res4f of one image
-  const hx = new Float32Array(h3 * w2 * c3); // horizontally upsampled rows [14][28][1024]
-  const ay = bilinearAxis(h3, h2);
-  const ax = bilinearAxis(w3, w2);
-  for (let img = 0; img < n; img++) {
-    const base = img * h2 * w2 * d;
-    // res3d: pooled straight into channels [0, 512) of each embedding row.
-    avgPool3x3Into(res3d, img * h2 * w2 * c2, h2, w2, c2, dst, base, d, rowBuf);
-    // res4f: pool, then separable bilinear 14x14 -> 28x28 into channels [512, 1536).
-    avgPool3x3Into(res4f, img * h3 * w3 * c3, h3, w3, c3, p3, 0, c3, rowBuf);
-    for (let y = 0; y < h3; y++) {
-      for (let x = 0; x < w2; x++) {
-        const l = ax.lambda[x]!, k = 1 - l;
-        const a = (y * w3 + ax.i0[x]!) * c3, b = (y * w3 + ax.i1[x]!) * c3;
-        const o = (y * w2 + x) * c3;
-        for (let ch = 0; ch < c3; ch++) hx[o + ch] = k * p3[a + ch]! + l * p3[b + ch]!;
-      }
-    }
-    for (let y = 0; y < h2; y++) {
-      const l = ay.lambda[y]!, k = 1 - l;
-      const r0 = ay.i0[y]! * w2 * c3, r1 = ay.i1[y]! * w2 * c3;
-      for (let x = 0; x < w2; x++) {
-        const o = base + (y * w2 + x) * d + c2;
-        const a = r0 + x * c3, b = r1 + x * c3;
-        for (let ch = 0; ch < c3; ch++) dst[o + ch] = k * hx[a + ch]! + l * hx[b + ch]!;
-      }
-    }
-  }
+  runKernel('buildPatchEmbeddings', (a) => a.buildPatchEmbeddings(res3d, res4f, n, TAP_SHAPES.res3d, TAP_SHAPES.res4f, dst.subarray(0, n * h2 * w2 * d)));
   return dst;
 }
 
@@ -208,22 +141,15 @@ export class SparseRandomProjection {
     return this.index.length;
   }
 
-  /** Projects rows [n][inDim] -> [n][outDim]. */
+  /** Projects rows [n][inDim] -> [n][outDim] (natively, double sums in the matrix's order). */
   apply(src: Float32Array, n: number, out?: Float32Array): Float32Array {
     const { inDim, outDim } = this.spec;
     if (src.length < n * inDim) throw new LoupeError('INVALID_ARGUMENT', `projection: expected ${n * inDim} floats, got ${src.length}`);
     const dst = out ?? new Float32Array(n * outDim);
-    const start = this.start, index = this.index, value = this.value;
-    for (let r = 0; r < n; r++) {
-      const s = r * inDim;
-      const o = r * outDim;
-      for (let j = 0; j < outDim; j++) {
-        let acc = 0;
-        const e = start[j + 1]!;
-        for (let k = start[j]!; k < e; k++) acc += value[k]! * src[s + index[k]!]!;
-        dst[o + j] = acc;
-      }
-    }
+    if (dst.length < n * outDim) throw new LoupeError('INVALID_ARGUMENT', `projection: output holds ${dst.length} floats, needs ${n * outDim}`);
+    runKernel('SparseRandomProjection.apply', (a) =>
+      a.sparseProjectRows(src.subarray(0, n * inDim), n, inDim, this.start, this.index, this.value, outDim, dst.subarray(0, n * outDim)),
+    );
     return dst;
   }
 }
