@@ -5,6 +5,7 @@ import {
   decodeImage,
   heatmapOverlayPng,
   isTapName,
+  loadAddon,
   loadPatchCore,
   loadSvmModel,
   predictSvm,
@@ -175,5 +176,7 @@ export async function loadInspector(file: string, kind: ModelKindName, expectWei
     return new SvmInspector(loaded.model, loaded.header.weightsHash, loaded.header.preprocessing, loaded.header.extra);
   }
   const loaded = await loadPatchCore(file, expectWeightsHash ? { expectWeightsHash } : {});
+  // Build the kNN index now (~0.5 s for a 1% bank) rather than inside the first inspection.
+  await loaded.model.knnIndex(await loadAddon());
   return new PatchCoreInspector(loaded.model);
 }
