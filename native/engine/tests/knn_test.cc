@@ -250,7 +250,8 @@ TEST_CASE(knn_pruned_index_matches_double_brute_force) {
   const Case cases[] = {{1200, 150, 384, 16, 0.05, 1, 0},  {1200, 150, 384, 16, 0.05, 9, 0},
                         {900, 70, 256, 200, 0.3, 5, 0},    // near full rank: little to prune, still exact
                         {600, 90, 300, 8, 0.01, 3, 7},     // r below the signal rank
-                        {50, 20, 256, 4, 0.1, 9, 64}};     // r above the bank's rank
+                        {50, 20, 256, 4, 0.1, 9, 64},      // r above the bank's rank
+                        {20000, 30, 256, 12, 0.05, 2, 0}}; // covariance from a row sample
   for (const Case& c : cases) {
     const auto mix = RandomMatrix(7 + c.d, c.rank, c.d, 1.0 / std::sqrt((double)c.rank));
     const auto bank = LowRankRows(30 + c.nb, c.nb, c.d, c.rank, c.noise, mix);

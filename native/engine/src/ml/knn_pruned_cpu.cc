@@ -179,6 +179,7 @@ inline void InsertByDistanceThenIndex(float* td, int64_t* ti, int k, float dv, i
 }
 
 constexpr int kSubspaceIterations = 6;
+constexpr int64_t kCovarianceRows = 16384;
 constexpr uint64_t kBasisSeed = 0x9E3779B97F4A7C15ull;  // the basis never changes results, only speed
 // Relative slack on the bound: LB and U carry float rounding (GEMM form, projected coordinates); a row
 // is pruned only when LB exceeds U by more than this fraction of the squared norms involved.
@@ -201,15 +202,18 @@ class PrunedCpuKnnIndex : public KnnIndex {
     for (int64_t i = 0; i < nb_; ++i)
       for (int64_t t = 0; t < d_; ++t) centred[(size_t)(i * d_ + t)] = bank[i * d_ + t] - mu_[(size_t)t];
 
-    // Covariance C = Bc^T Bc [d][d] as a product of the transposed centred bank with itself.
-    std::vector<float> ct((size_t)(d_ * nb_));
+    // Covariance C = Bc^T Bc [d][d] as a product of the transposed centred bank with itself, on at most
+    // kCovarianceRows evenly spaced rows (the basis only decides how much is pruned, and a sample of a
+    // huge bank gives nearly the same principal directions at a fraction of nb x d^2).
+    const int64_t ns = std::min<int64_t>(nb_, kCovarianceRows);
+    std::vector<float> ct((size_t)(d_ * ns));
 #pragma omp parallel for num_threads(nt_) schedule(static)
     for (int64_t t = 0; t < d_; ++t)
-      for (int64_t i = 0; i < nb_; ++i) ct[(size_t)(t * nb_ + i)] = centred[(size_t)(i * d_ + t)];
+      for (int64_t i = 0; i < ns; ++i) ct[(size_t)(t * ns + i)] = centred[(size_t)((i * nb_ / ns) * d_ + t)];
     RowMatrix ctm;
-    ctm.Set(ct.data(), d_, nb_);
+    ctm.Set(ct.data(), d_, ns);
     std::vector<float> cov((size_t)(d_ * ctm.min_ldc()));
-    if (!MultiplyParallel(ctm, ct.data(), d_, nb_, cov.data(), ctm.min_ldc()))
+    if (!MultiplyParallel(ctm, ct.data(), d_, ns, cov.data(), ctm.min_ldc()))
       return Status(StatusCode::kInternal, "kNN index: oneDNN sgemm failed (covariance)");
     ct.clear();
     ct.shrink_to_fit();
