@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // images/s through the gRPC server (loupe.v1.Inspection/Inspect, 1, 4 and 16 concurrent streams) vs
-// calling @loupe/core in-process (decode -> batched engine run -> SVM), same SVM model, same real images,
-// same run. The server runs in its own process (apps/server/dist/main.js, dedupe OFF so every image
+// calling @loupe/core in-process (decode -> batched engine run -> SVM, or PatchCore's scoreIter with
+// --model patchcore), same model, same real images, same run. The server runs in its own process (apps/server/dist/main.js, dedupe OFF so every image
 // costs an engine view), the client here; the in-process baseline runs while the server is idle.
 //
-//   node tools/bench/grpc-bench.mjs [--images N] [--streams 1,4,16] [--window 32] [--batch 32] [--threads T] [--json]
+//   node tools/bench/grpc-bench.mjs [--model svm|patchcore] [--images N] [--streams 1,4,16] [--window 32] [--batch 32] [--threads T] [--json]
 //
 // Needs: built workspace (npx nx run @loupe/server:build), the weights cache, and the MVTec bottle
 // images in ../shared/datasets/mvtec_ad/bottle (or $LOUPE_SHARED_DIR). Last stdout line: a JSON summary.
@@ -24,6 +24,7 @@ const { values: args } = parseArgs({
     window: { type: 'string', default: '32' },
     batch: { type: 'string', default: '32' },
     threads: { type: 'string' },
+    model: { type: 'string', default: 'svm' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -50,29 +51,47 @@ const pool = [...list('train/good'), ...list('test/broken_large'), ...list('test
 // N distinct real images where the dataset has them (bytes in memory: no disk reads are timed)
 const images = Array.from({ length: N }, (_, i) => ({ name: pool[i % pool.length], data: readFileSync(pool[i % pool.length]) }));
 
-// --- the model: a small SVM on fc1000 (good / broken_large / contamination, 5 images each)
+const MODEL = args.model;
+if (MODEL !== 'svm' && MODEL !== 'patchcore') {
+  process.stderr.write(`grpc-bench: --model must be svm or patchcore, got ${MODEL}\n`);
+  process.exit(2);
+}
 const tmp = mkdtempSync(join(tmpdir(), 'loupe-grpc-bench-'));
 const engine = await core.Engine.open({ maxBatch: BATCH, ...(threads ? { threads } : {}) });
-const trainFiles = [...list('train/good').slice(0, 5), ...list('test/broken_large').slice(0, 5), ...list('test/contamination').slice(0, 5)];
-const labels = trainFiles.map((f) => (f.includes('broken_large') ? 'broken_large' : f.includes('contamination') ? 'contamination' : 'good'));
-const tf = await core.extractFeatures(trainFiles, { engine, layer: 'fc1000', batchSize: 8 });
-const dim = tf[0].features.fc1000.length;
-const tdata = new Float32Array(tf.length * dim);
-tf.forEach((f, i) => tdata.set(f.features.fc1000, i * dim));
-const svm = await core.trainSvmClassifier({ data: tdata, rows: tf.length, cols: dim }, labels, { trainer: core.nativeSvmTrainer(await core.loadAddon()), trainerName: 'native', layer: 'fc1000' });
-await core.saveSvmModel(join(tmp, 'bench.loupe'), svm, { weightsHash: engine.weightsHash, preprocessing: { mode: 'caffe', size: 224, fit: 'squash', filter: 'cubic' }, extra: { goodClass: 'good' } });
+// --- the model: a small SVM on fc1000 (good / broken_large / contamination, 5 images each), or PatchCore
+// on all of bottle's train/good at the 1% coreset (the anomaly benchmark's bank)
+let inProcess;
+if (MODEL === 'patchcore') {
+  const pc = await core.PatchCoreModel.train(engine, list('train/good'), { batchSize: 8 });
+  await core.savePatchCore(join(tmp, 'bench.loupe'), pc);
+  inProcess = async (srcs) => {
+    const t0 = performance.now();
+    let anomalous = 0;
+    for await (const r of pc.scoreIter(engine, srcs.map((im) => ({ name: im.name, data: im.data })), { batchSize: BATCH })) if (r.isAnomalous) anomalous++;
+    return { seconds: (performance.now() - t0) / 1000, anomalous };
+  };
+} else {
+  const trainFiles = [...list('train/good').slice(0, 5), ...list('test/broken_large').slice(0, 5), ...list('test/contamination').slice(0, 5)];
+  const labels = trainFiles.map((f) => (f.includes('broken_large') ? 'broken_large' : f.includes('contamination') ? 'contamination' : 'good'));
+  const tf = await core.extractFeatures(trainFiles, { engine, layer: 'fc1000', batchSize: 8 });
+  const dim = tf[0].features.fc1000.length;
+  const tdata = new Float32Array(tf.length * dim);
+  tf.forEach((f, i) => tdata.set(f.features.fc1000, i * dim));
+  const svm = await core.trainSvmClassifier({ data: tdata, rows: tf.length, cols: dim }, labels, { trainer: core.nativeSvmTrainer(await core.loadAddon()), trainerName: 'native', layer: 'fc1000' });
+  await core.saveSvmModel(join(tmp, 'bench.loupe'), svm, { weightsHash: engine.weightsHash, preprocessing: { mode: 'caffe', size: 224, fit: 'squash', filter: 'cubic' }, extra: { goodClass: 'good' } });
 
-// --- in-process: core's pipelined decode + batched engine run, then the SVM
-async function inProcess(srcs) {
-  const t0 = performance.now();
-  let anomalous = 0;
-  for await (const batch of core.streamFeatures(srcs, { engine, layer: 'fc1000', batchSize: BATCH })) {
-    const data = new Float32Array(batch.length * dim);
-    batch.forEach((f, i) => data.set(f.features.fc1000, i * dim));
-    const p = core.predictSvm(svm, { data, rows: batch.length, cols: dim });
-    for (const c of p.classIndex) if (svm.classes[c] !== 'good') anomalous++;
-  }
-  return { seconds: (performance.now() - t0) / 1000, anomalous };
+  // --- in-process: core's pipelined decode + batched engine run, then the SVM
+  inProcess = async (srcs) => {
+    const t0 = performance.now();
+    let anomalous = 0;
+    for await (const batch of core.streamFeatures(srcs, { engine, layer: 'fc1000', batchSize: BATCH })) {
+      const data = new Float32Array(batch.length * dim);
+      batch.forEach((f, i) => data.set(f.features.fc1000, i * dim));
+      const p = core.predictSvm(svm, { data, rows: batch.length, cols: dim });
+      for (const c of p.classIndex) if (svm.classes[c] !== 'good') anomalous++;
+    }
+    return { seconds: (performance.now() - t0) / 1000, anomalous };
+  };
 }
 await inProcess(images.slice(0, BATCH)); // warm-up
 const local = await inProcess(images);
@@ -149,5 +168,5 @@ log(`| path | streams | images/s | vs in-process | engine batches | mean batch |
 log(`| --- | ---: | ---: | ---: | ---: | ---: | --- |`);
 log(`| in-process @loupe/core (mean of 2 runs: ${localRate.toFixed(1)}, ${localRate2.toFixed(1)}) | - | ${base.toFixed(1)} | 1.00x | ${Math.ceil(N / BATCH)} | ${BATCH} | ${BATCH} (fixed) |`);
 for (const r of rows) log(`| gRPC Inspect | ${r.streams} | ${r.imagesPerSecond.toFixed(1)} | ${r.ratio.toFixed(2)}x | ${r.batches} | ${r.meanBatch.toFixed(1)} | ${r.sizes.slice(0, 4).map(([k, c]) => `${k} x ${c}`).join(', ')} |`);
-process.stdout.write(`${JSON.stringify({ images: N, batch: BATCH, window: WINDOW, inProcess: base, inProcessRuns: [localRate, localRate2], grpc: rows.map((r) => ({ streams: r.streams, imagesPerSecond: r.imagesPerSecond, ratio: r.ratio, meanBatch: r.meanBatch })) })}\n`);
+process.stdout.write(`${JSON.stringify({ model: MODEL, images: N, batch: BATCH, window: WINDOW, inProcess: base, inProcessRuns: [localRate, localRate2], grpc: rows.map((r) => ({ streams: r.streams, imagesPerSecond: r.imagesPerSecond, ratio: r.ratio, meanBatch: r.meanBatch })) })}\n`);
 process.exit(rows.some((r) => r.errors > 0) ? 1 : 0);
