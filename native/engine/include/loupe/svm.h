@@ -18,7 +18,11 @@ enum class SgdSchedule {
 };
 
 struct SgdSvmOptions {
-  double lambda = 1e-4;    // L2 strength (per sample, Pegasos convention)
+  // L2 strength (per sample, Pegasos convention) for a learner that uses all n rows. A learner over
+  // n_j < n rows (one-vs-one) uses lambda n / n_j, so every binary problem has the same C = 1 / (lambda n)
+  // in liblinear terms (min 1/2 |w|^2 + C sum_i hinge_i), as liblinear and fitcecoc give each learner:
+  // with one lambda for all, learners over two small classes were regularised n / n_j times less.
+  double lambda = 1e-4;
   // Initial step: eta_t = 1 / (lambda (t + t0)) with t0 = 1 / (lambda eta0) (Bottou's offset schedule).
   // 0 = plain Pegasos (t0 = 0, eta_1 = 1/lambda). A step near 1 / mean ||x||^2 keeps the early steps
   // from overshooting by orders of magnitude when lambda is small (they would take ~1/lambda steps to
@@ -38,7 +42,8 @@ struct SgdSvmOptions {
 };
 
 // The step (identical on every backend; only the rounding of the dot products differs). Per learner, t
-// counts its own samples (target != 0) from 1 over all epochs, u = t + t0, eta_t = 1 / (lambda u), w = s v:
+// counts its own samples (target != 0) from 1 over all epochs, lambda is the learner's (lambda n / n_j),
+// u = t + t0, eta_t = 1 / (lambda u), w = s v:
 //   score = w.x + b;  violated = y score < 1;  w <- (1 - 1/u) w;  if violated: w += eta_t y x and
 //   b += y min(eta_t, 1 - y score)  (the bias is not regularised nor shrunk; its step is the proximal
 //   hinge step: the plain subgradient step, stopped where the sample's margin is met, so the huge early

@@ -354,7 +354,7 @@ Status TrainLinearSvmsCuda(const float* X, int64_t n, int64_t d, const int8_t* t
   int64_t total = 0;
   for (int j = 0; j < k; ++j) {
     SvmInitState(&states[(size_t)j]);
-    params[(size_t)j] = MakeSvmStepParams(opts, counts[(size_t)j]);
+    params[(size_t)j] = MakeSvmStepParams(opts, counts[(size_t)j], n);
     off[(size_t)j] = total;
     lens[(size_t)j] = counts[(size_t)j];
     total += counts[(size_t)j];

@@ -163,7 +163,8 @@ Status ValidateSvmInputs(const float* X, int64_t n, int64_t d, const int8_t* tar
                          const SgdSvmOptions& opts, std::vector<int64_t>* counts);
 // Per-row ||x||^2 in double, row-sequential (deterministic), OpenMP over rows.
 void RowNorms2(const float* X, int64_t n, int64_t d, int num_threads, std::vector<double>* out);
-SvmStepParams MakeSvmStepParams(const SgdSvmOptions& opts, int64_t count);
+// Learner j's step parameters: count = its samples n_j of the n rows (lambda_j = lambda n / n_j).
+SvmStepParams MakeSvmStepParams(const SgdSvmOptions& opts, int64_t count, int64_t n);
 // From the final state (v, A, scalars) to the returned model row.
 void SvmFinalize(const SgdSvmOptions& opts, const SvmLearnerState& st, const float* v, const float* A,
                  int64_t d, float* w_out, float* b_out);

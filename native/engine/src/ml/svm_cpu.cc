@@ -96,11 +96,12 @@ Status ValidateSvmInputs(const float* X, int64_t n, int64_t d, const int8_t* tar
   return Status::Ok();
 }
 
-SvmStepParams MakeSvmStepParams(const SgdSvmOptions& opts, int64_t count) {
+SvmStepParams MakeSvmStepParams(const SgdSvmOptions& opts, int64_t count, int64_t n) {
   SvmStepParams p;
-  p.lambda = opts.lambda;
-  p.radius2 = 1.0 / opts.lambda;
-  p.t0 = opts.eta0 > 0.0 ? 1.0 / (opts.lambda * opts.eta0) : 0.0;
+  // The same C = 1 / (lambda n) for every binary problem (svm.h): lambda_j = lambda n / n_j.
+  p.lambda = opts.lambda * ((double)n / (double)count);
+  p.radius2 = 1.0 / p.lambda;
+  p.t0 = opts.eta0 > 0.0 ? 1.0 / (p.lambda * opts.eta0) : 0.0;
   const int64_t total = count * (int64_t)opts.epochs;
   p.avg_start = opts.schedule == SgdSchedule::kAveraged ? total / 2 : -1;
   p.project = opts.project ? 1 : 0;
@@ -152,7 +153,7 @@ Status TrainLinearSvmsCpu(const float* X, int64_t n, int64_t d, const int8_t* ta
   std::vector<SvmStepParams> params((size_t)k);
   for (int j = 0; j < k; ++j) {
     SvmInitState(&states[(size_t)j]);
-    params[(size_t)j] = MakeSvmStepParams(opts, counts[(size_t)j]);
+    params[(size_t)j] = MakeSvmStepParams(opts, counts[(size_t)j], n);
   }
   std::vector<double> xn;
   RowNorms2(X, n, d, nt, &xn);

@@ -1,7 +1,8 @@
 // A plain-TypeScript Pegasos trainer with the native addon's trainLinearSvms signature. It is the test
 // oracle for the C++ kernel and a fallback where the addon is not built. Objective per learner j:
-//   min_w,b  lambda/2 |w|^2 + 1/n_j sum_i max(0, 1 - y_i (w.x_i + b)),
-// over the samples with a non-zero target (one-vs-one learners see two classes only).
+//   min_w,b  lambda_j/2 |w|^2 + 1/n_j sum_i max(0, 1 - y_i (w.x_i + b)),  lambda_j = lambda n / n_j,
+// over the n_j samples with a non-zero target (one-vs-one learners see two classes only): every learner
+// has the same C = 1/(lambda n) in liblinear terms (svm.h).
 // It follows the native step rule and sample order exactly (native/engine/include/loupe/svm.h), in
 // double precision and without the kernel's lazy-scaling tricks, so it is a readable oracle.
 
@@ -72,9 +73,9 @@ export function referenceSampleOrder(seed: number, epoch: number, n: number): In
 
 /**
  * Pegasos (Shalev-Shwartz et al. 2007) with the native kernel's exact step (svm.h), in double precision:
- *   t counts the learner's samples plus the offset t0 = 1/(lambda eta0) (0 when eta0 = 0); eta = 1/(lambda t); score = w.x + b; violated = y score < 1;
+ *   t counts the learner's samples plus the offset t0 = 1/(lambda_j eta0) (0 when eta0 = 0); eta = 1/(lambda_j t); score = w.x + b; violated = y score < 1;
  *   w <- (1 - 1/t) w; if violated: w += eta y x, b += y min(eta, 1 - y score) (bias not regularised,
- *   proximal hinge step); w projected onto the ball of radius 1/sqrt(lambda).
+ *   proximal hinge step); w projected onto the ball of radius 1/sqrt(lambda_j).
  * 'averaged' returns the mean of (w_t, b_t) over the steps t in (T/2, T], T = epochs x samples used.
  * Same sample order as the native kernel, so the two agree up to float rounding.
  */
@@ -86,7 +87,6 @@ export const referenceTrainLinearSvms: SvmTrainer = async (X, n, d, targets, k, 
   const schedule = options.schedule ?? 'averaged';
   const eta0 = options.eta0 ?? 0;
   if (!(eta0 >= 0) || !Number.isFinite(eta0)) throw new LoupeError('INVALID_ARGUMENT', `eta0 must be >= 0, got ${eta0}`);
-  const t0 = eta0 > 0 ? 1 / (lambda * eta0) : 0;
   if (!(lambda > 0) || !Number.isFinite(lambda)) throw new LoupeError('INVALID_ARGUMENT', `lambda must be > 0, got ${lambda}`);
   if (!Number.isInteger(epochs) || epochs < 1) throw new LoupeError('INVALID_ARGUMENT', `epochs must be an integer >= 1, got ${epochs}`);
   for (let j = 0; j < k; j++) {
@@ -103,13 +103,15 @@ export const referenceTrainLinearSvms: SvmTrainer = async (X, n, d, targets, k, 
   const orders = Array.from({ length: epochs }, (_, e) => referenceSampleOrder(seed, e, n));
   const wOut = new Float32Array(k * d);
   const bOut = new Float32Array(k);
-  const radius2 = 1 / lambda;
   const w = new Float64Array(d);
   const avg = new Float64Array(d);
   for (let j = 0; j < k; j++) {
     const tj = targets.subarray(j * n, (j + 1) * n);
     let nj = 0;
     for (let i = 0; i < n; i++) if (tj[i] !== 0) nj++;
+    const lambdaJ = lambda * (n / nj);
+    const t0 = eta0 > 0 ? 1 / (lambdaJ * eta0) : 0;
+    const radius2 = 1 / lambdaJ;
     w.fill(0);
     avg.fill(0);
     let b = 0;
@@ -125,7 +127,7 @@ export const referenceTrainLinearSvms: SvmTrainer = async (X, n, d, targets, k, 
         if (y === 0) continue;
         steps++;
         const t = steps + t0;
-        const eta = 1 / (lambda * t);
+        const eta = 1 / (lambdaJ * t);
         const xo = i * d;
         let score = b;
         for (let c = 0; c < d; c++) score += (w[c] as number) * (X[xo + c] as number);
