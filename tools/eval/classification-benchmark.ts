@@ -465,7 +465,7 @@ function renderMarkdown(cats: CategoryInfo[], rows: Row[], sp: Awaited<ReturnTyp
   L.push('- Features: `fc1000` (1000 logits) and `avg_pool` (2048), both taps from one forward pass per image (images squashed to 224x224).');
   L.push(
     `- **Loupe**: \`trainSvmClassifier\` with its defaults except the coding (${String(meta['loupeCoding'])}): native averaged SGD on the hinge loss, offset step schedule ` +
-      '(eta0 1), 30 epochs, seed 0, z-scored features scaled to unit RMS row norm, lambda = 1/(C n) with **C chosen by 5-fold stratified CV on the training half** from ' +
+      '(eta0 1), 30 epochs, seed 0, z-scored features scaled to unit RMS row norm, lambda = 1/(C n) (each one-vs-one learner over n_j rows uses lambda n / n_j: the same C for every binary problem, as liblinear) with **C chosen by 5-fold stratified CV on the training half** from ' +
       '{0.1, 1, 10, 100, 1000}; ECOC as MATLAB `fitcecoc` with loss-weighted hinge decoding; `predictSvm`.',
   );
   L.push(
@@ -518,7 +518,8 @@ function renderMarkdown(cats: CategoryInfo[], rows: Row[], sp: Awaited<ReturnTyp
     "- The first version of Loupe's trainer (plain Pegasos, eta_1 = 1/lambda, lambda 1e-4, 20 epochs, z-scored rows with ||z||^2 ~ d) missed this bar by up to 14.5 points " +
       '(magnetic tile, fc1000): SGD converges like R^2 / (lambda T) and R^2 ~ d = 1000-2048 left it far from the SVM optimum (objective 21.06 vs 0.0003 for one learner). ' +
       'Fixed on 2026-12-01 by (1) scaling the z-scores to unit RMS row norm (folded into the stored std), (2) the offset step eta_t = 1/(lambda (t + t0)), t0 = 1/(lambda eta0), eta0 = 1, ' +
-      '(3) lambda = 1/(C n) with C chosen by 5-fold stratified CV on the training rows, like the baseline, and 30 epochs.',
+      '(3) lambda = 1/(C n) with C chosen by 5-fold stratified CV on the training rows, like the baseline, and 30 epochs; ' +
+        '(4) one C for every binary learner (lambda_j = lambda n / n_j): with one lambda for all, one-vs-one learners over two small classes were regularised n / n_j times less than the others (before this fix: worst Δ accuracy -0.7, magnetic tile group-aware avg_pool balanced accuracy 43.1 instead of 48.6).',
   );
   L.push(
     "- Coding matters by 1-2 points on its own: the baseline in one-vs-one mode scores 92.4 instead of 93.8 (magnetic tile fc1000) and 93.2 instead of 95.2 (bottle fc1000). " +

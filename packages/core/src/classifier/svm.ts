@@ -79,7 +79,8 @@ export interface TrainSvmOptions {
   coding?: CodingName;
   /**
    * L2 strength, Pegasos per-sample convention, on rows scaled to mean ||z||^2 = 1 (see ROW_SCALE_NOTE);
-   * lambda = 1/(C n) in liblinear terms. Default 'auto': C from SVM_DEFAULTS.cGrid by stratified k-fold
+   * lambda = 1/(C n) in liblinear terms (the trainer gives a learner over n_j rows lambda n / n_j: one C for
+   * every binary problem). Default 'auto': C from SVM_DEFAULTS.cGrid by stratified k-fold
    * cross-validation on the training rows (falls back to C = 1 when a class has fewer than 2 rows).
    */
   lambda?: number | 'auto';
