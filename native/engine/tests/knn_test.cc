@@ -330,6 +330,11 @@ TEST_CASE(knn_pruned_index_ties_degenerate_banks_and_options) {
   CHECK(index->method() == KnnMethod::kBruteForce);
   o.subspace_dim = d + 1;
   CHECK(KnnIndex::Create(flat.data(), 600, d, o, &index).code() == StatusCode::kInvalidArgument);
+  o.subspace_dim = 0;
+  flat[(size_t)(123 * d + 7)] = std::numeric_limits<float>::quiet_NaN();  // a poisoned bank is refused
+  const Status nan = KnnIndex::Create(flat.data(), 600, d, o, &index);
+  CHECK(nan.code() == StatusCode::kInvalidArgument && nan.message().find("row 123") != std::string::npos);
+  flat[(size_t)(123 * d + 7)] = 0.25f;
   o.subspace_dim = -1;
   CHECK(KnnIndex::Create(flat.data(), 600, d, o, &index).code() == StatusCode::kInvalidArgument);
 }

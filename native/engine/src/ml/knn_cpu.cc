@@ -157,6 +157,11 @@ Status ValidateKnnBank(const float* bank, int64_t nb, int64_t d) {
     return Status(StatusCode::kInvalidArgument, "kNN: nb and d must be > 0 (got nb=" +
                                                     std::to_string(nb) + ", d=" + std::to_string(d) +
                                                     ")");
+  // A NaN or infinity would silently poison every distance (and the pruned index's subspace).
+  for (int64_t i = 0; i < nb * d; ++i)
+    if (!std::isfinite(bank[i]))
+      return Status(StatusCode::kInvalidArgument, "kNN: bank row " + std::to_string(i / d) + " has a non-finite value at column " +
+                                                      std::to_string(i % d));
   return Status::Ok();
 }
 
