@@ -17,6 +17,7 @@ import {
   formatSkipReport,
   heatmapOverlayPng,
   IMAGE_EXTENSIONS,
+  loadAddon,
   loadPatchCore,
   LoupeError,
   ModelFileError,
@@ -268,6 +269,8 @@ export async function evaluateOneClassCommand(modelFile: string, dir: string, o:
   // Pixel samples at <= 256 px per side: memory stays ~256 KB per image whatever the image size.
   const pixel: { scores: Float32Array; mask: Uint8Array | null; width: number; height: number }[] = [];
   let emptyMasks = 0;
+  // The kNN index is built once per model (part of loading it), not per image: outside the timing.
+  await model.knnIndex(await loadAddon(), scoreOptions(ctx));
   const bar = new ProgressBar('evaluate', ds.test.length, ctx.stderr, ctx.opts.progress && Boolean(ctx.stderr.isTTY));
   const t0 = performance.now();
   let k = 0;
