@@ -36,7 +36,7 @@ Status KnnSearch(const float* bank, int64_t nb, const float* queries, int64_t nq
 
 // A bank kept ready for repeated searches (the one-class scorer queries the same bank for every image):
 // the CPU index packs the bank once for the blocked GEMM; the CUDA index keeps it in device memory.
-// Search is thread-safe (concurrent calls are serialised on the CUDA index). Every method returns the
+// Search is thread-safe (concurrent calls are serialised: each uses all of the index's threads). Every method returns the
 // exact k nearest rows (ties to the lower index); distances agree with KnnSearch's up to float
 // rounding (the pruned index sums squared differences directly, the GEMM form uses norms).
 class KnnIndex {

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -206,6 +207,9 @@ class CpuKnnIndex : public KnnIndex {
   Status Search(const float* queries, int64_t nq, int k, float* dist, int64_t* idx) override {
     LOUPE_RETURN_IF_ERROR(ValidateKnnQuery(queries, nq, d_, k, nb_, dist, idx));
     if (nq == 0) return Status::Ok();
+    // One search at a time: each already uses every thread it was given, and concurrent ones (a server's
+    // streams) would only stack OpenMP teams on the same cores.
+    std::lock_guard<std::mutex> lock(search_mu_);
     std::vector<double> qn2;
     RowNorms2(queries, nq, d_, nt_, &qn2);
 
@@ -316,6 +320,7 @@ class CpuKnnIndex : public KnnIndex {
   }
 
  private:
+  std::mutex search_mu_;
   int64_t nb_, d_;
   int nt_;
   std::vector<float> panels_;  // [ceil(nb/16)][d][16] (portable GEMM)

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -274,6 +275,9 @@ class PrunedCpuKnnIndex : public KnnIndex {
   Status Search(const float* queries, int64_t nq, int k, float* dist, int64_t* idx) override {
     LOUPE_RETURN_IF_ERROR(ValidateKnnQuery(queries, nq, d_, k, nb_, dist, idx));
     if (nq == 0) return Status::Ok();
+    // One search at a time: each already uses every thread it was given, and concurrent ones (a server's
+    // streams) would only stack OpenMP teams on the same cores.
+    std::lock_guard<std::mutex> lock(search_mu_);
     // Query rows per task: up to 128 (the GEMMs' efficiency), at least 4 tasks per thread (balance),
     // and the bound block [qb][nb] within ~8 MB per thread.
     int64_t qb = std::min<int64_t>(128, (nq + 4 * nt_ - 1) / (4 * nt_));
@@ -377,6 +381,7 @@ class PrunedCpuKnnIndex : public KnnIndex {
     return ok.load();
   }
 
+  std::mutex search_mu_;
   int64_t nb_, d_;
   int r_;
   int nt_;
