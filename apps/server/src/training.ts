@@ -87,14 +87,18 @@ export class Trainer {
     if (this.running >= this.opts.maxConcurrent) {
       throw new ItemFailure(Status.RESOURCE_EXHAUSTED, `${this.running} training(s) already running (the limit is ${this.opts.maxConcurrent}); retry later`);
     }
+    // The slot is taken before the first await (two requests cannot both pass the check) and given back
+    // in `finally` whatever fails, a bad model name included (it used to keep the slot for good).
     this.running++;
     this.metrics.trainings.set(this.running);
     const started = performance.now();
     const progress = (stage: string, done: number, total: number, message = ''): void =>
       onProgress({ stage, done, total, elapsedS: (performance.now() - started) / 1000, message });
-    const reservation = await this.registry.reserveNextVersion(req.name);
-    const dir = await mkdtemp(join(tmpdir(), 'loupe-train-'));
+    let reservation: Awaited<ReturnType<ModelRegistry['reserveNextVersion']>> | undefined;
+    let dir: string | undefined;
     try {
+      reservation = await this.registry.reserveNextVersion(req.name);
+      dir = await mkdtemp(join(tmpdir(), 'loupe-train-'));
       progress('receiving', 0, req.images.length, `training ${kind} model '${req.name}' version ${reservation.version} on ${req.images.length} images`);
       const images: TrainJob['images'] = [];
       for (let i = 0; i < req.images.length; i++) {
@@ -133,8 +137,8 @@ export class Trainer {
       this.log.info('model trained', { model: req.name, version: reservation.version, kind, images: req.images.length, seconds: Number(((performance.now() - started) / 1000).toFixed(1)) });
       return entry;
     } finally {
-      reservation.release();
-      await rm(dir, { recursive: true, force: true });
+      reservation?.release();
+      if (dir) await rm(dir, { recursive: true, force: true });
       this.running--;
       this.metrics.trainings.set(this.running);
     }

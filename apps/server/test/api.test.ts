@@ -246,6 +246,30 @@ describe.skipIf(!fixtures)('loupe.v1.Inspection: every RPC round trip', () => {
     expect((await grpcError(c.train({ name: 'bad/name', kind: ModelKind.MODEL_KIND_ONE_CLASS, images: [{ image: images[0]!.image, label: '', name: '' }] }))).code).toBe(grpc.status.INVALID_ARGUMENT);
   });
 
+  // Runs after the bad requests above: one of them (a bad model name) used to keep the only training
+  // slot, so this Train failed with RESOURCE_EXHAUSTED.
+  it('Train: a one-class PatchCore model trained remotely on good images only scores a broken bottle above the threshold', async () => {
+    const good = bottleImages('train/good', 24, 40).map((f) => ({ image: read(f), label: '', name: f }));
+    const stages: string[] = [];
+    const model = await c.train(
+      { name: 'remote-oc', kind: ModelKind.MODEL_KIND_ONE_CLASS, images: good, load: true, oneClass: { coresetRatio: 0.05, seed: 0, validationFraction: 0.2, thresholdQuantile: 0 } },
+      (p) => stages.push(p.stage),
+    );
+    expect(model.name).toBe('remote-oc');
+    expect(model.kind).toBe(ModelKind.MODEL_KIND_ONE_CLASS);
+    expect(model.state).toBe(ModelState.MODEL_STATE_LOADED);
+    expect(model.description).toMatch(/PatchCore: bank \d+ x 1536/);
+    expect(stages[0]).toBe('receiving');
+    expect(stages[stages.length - 1]).toBe('done');
+    expect(existsSync(join(dir, 'remote-oc', '1.loupe'))).toBe(true);
+    const [broken] = bottleImages('test/broken_large', 1);
+    const [unseen] = bottleImages('test/good', 1);
+    const rb = (await c.inspectOne({ id: 'b', image: read(broken!), model: 'remote-oc' })).result!;
+    const rg = (await c.inspectOne({ id: 'g', image: read(unseen!), model: 'remote-oc' })).result!;
+    expect(rb.verdict).toBe(Verdict.VERDICT_ANOMALOUS);
+    expect(rb.score).toBeGreaterThan(rg.score);
+  });
+
   it('server reflection lists the services', async () => {
     const require = createRequire(import.meta.url);
     const protoFile = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto', 'grpc', 'reflection', 'v1', 'reflection.proto');
