@@ -28,7 +28,6 @@ export const EMBEDDING_DIM = TAP_SHAPES.res3d[2] + TAP_SHAPES.res4f[2];
  * 3x3 average pooling of one image (NHWC plane at `srcOff`, [h][w][c]), stride 1, zero padding 1,
  * always divided by 9 (torch's count_include_pad). Output pixel (y, x) goes to
  * dst[dstOff + (y * w + x) * dstStride + ch]: dstStride > c writes into wider rows (the embedding).
- * `_rowBuf` is ignored (the engine has its own scratch); kept so existing callers compile.
  */
 export function avgPool3x3Into(
   src: Float32Array,
@@ -39,7 +38,6 @@ export function avgPool3x3Into(
   dst: Float32Array,
   dstOff: number,
   dstStride: number,
-  _rowBuf?: Float32Array,
 ): void {
   runKernel('avgPool3x3Into', (a) =>
     a.avgPool3x3(src.subarray(srcOff, srcOff + h * w * c), 1, h, w, c, dst.subarray(dstOff, dstOff + (h * w - 1) * dstStride + c), dstStride),
