@@ -44,8 +44,8 @@ export interface KnnIndexOptions {
   backend?: BackendName;
   threads?: number;
   // 'pruned' (CPU): a lower bound on a principal subspace of the bank skips rows that cannot be among
-  // the k nearest (same neighbours, far fewer flops on low-rank banks). 'auto': pruned for d >= 256 and
-  // large banks (createKnnIndex only).
+  // the k nearest (same neighbours, far fewer flops on low-rank banks). 'auto': pruned for d >= 256,
+  // large banks and at least half the variance on the subspace (createKnnIndex only).
   method?: KnnMethodName;
   subspaceDim?: number;   // the pruned index's subspace; 0 = min(128, d / 4)
 }

@@ -322,6 +322,17 @@ TEST_CASE(knn_pruned_index_ties_degenerate_banks_and_options) {
     CHECK(ii[(size_t)r] == r);
     CHECK_NEAR(dd[(size_t)r], 0.0625 * d, 1e-3);
   }
+  // kAuto falls back to brute force on a bank without low-rank structure (isotropic noise).
+  {
+    KnnOptions oa;
+    oa.num_threads = 2;
+    const auto noise = RandomMatrix(21, 600, d);
+    REQUIRE_OK(KnnIndex::Create(noise.data(), 600, d, oa, &index));
+    CHECK(index->method() == KnnMethod::kBruteForce);
+    oa.method = KnnMethod::kPruned;  // ... unless asked for
+    REQUIRE_OK(KnnIndex::Create(noise.data(), 600, d, oa, &index));
+    CHECK(index->method() == KnnMethod::kPruned);
+  }
   // Small or narrow banks stay brute force under kAuto; a bad subspace size is refused.
   o.method = KnnMethod::kAuto;
   REQUIRE_OK(KnnIndex::Create(flat.data(), 600, 64, o, &index));

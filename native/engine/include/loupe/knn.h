@@ -17,7 +17,8 @@ namespace loupe {
 //   kPruned:     a lower bound on an r-dim principal subspace of the bank skips the rows that cannot be
 //                among the k nearest; survivors get direct distances. Same neighbours, 5-10x fewer flops
 //                on PatchCore banks; building the index costs a covariance (nb x d^2) once.
-//   kAuto:       kPruned for wide rows and large banks (d >= 256, nb >= 4 r), else kBruteForce.
+//   kAuto:       kPruned for wide rows and large banks (d >= 256, nb >= 4 r) whose r principal
+//                directions hold at least half the variance, else kBruteForce.
 enum class KnnMethod { kAuto, kBruteForce, kPruned };
 
 struct KnnOptions {

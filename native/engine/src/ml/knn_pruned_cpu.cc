@@ -181,6 +181,7 @@ inline void InsertByDistanceThenIndex(float* td, int64_t* ti, int k, float dv, i
 
 constexpr int kSubspaceIterations = 6;
 constexpr int64_t kCovarianceRows = 16384;
+constexpr double kMinCapturedVariance = 0.5;  // kAuto's threshold, see CreatePrunedKnnIndexCpu
 constexpr uint64_t kBasisSeed = 0x9E3779B97F4A7C15ull;  // the basis never changes results, only speed
 // Relative slack on the bound: LB and U carry float rounding (GEMM form, projected coordinates); a row
 // is pruned only when LB exceeds U by more than this fraction of the squared norms involved.
@@ -251,6 +252,7 @@ class PrunedCpuKnnIndex : public KnnIndex {
     bpn_.resize((size_t)nb_);
     bres_.resize((size_t)nb_);
     bcn_max_ = 0.0f;
+    double captured = 0.0, total = 0.0;
     for (int64_t i = 0; i < nb_; ++i) {
       double pn = 0.0, cn = 0.0;
       for (int64_t j = 0; j < r_; ++j) {
@@ -262,7 +264,10 @@ class PrunedCpuKnnIndex : public KnnIndex {
       bpn_[(size_t)i] = (float)pn;
       bres_[(size_t)i] = (float)std::sqrt(std::max(0.0, cn - pn));
       bcn_max_ = std::max(bcn_max_, (float)cn);
+      captured += pn;
+      total += cn;
     }
+    captured_ = total > 0.0 ? captured / total : 1.0;
     coords_.Set(bpc.data(), nb_, r_);
     return Status::Ok();
   }
@@ -271,6 +276,8 @@ class PrunedCpuKnnIndex : public KnnIndex {
   int64_t dim() const override { return d_; }
   BackendKind backend() const override { return BackendKind::kCpu; }
   KnnMethod method() const override { return KnnMethod::kPruned; }
+  // Fraction of the bank's variance (about its mean) on the subspace: how tight the bound can be.
+  double captured_variance() const { return captured_; }
 
   Status Search(const float* queries, int64_t nq, int k, float* dist, int64_t* idx) override {
     LOUPE_RETURN_IF_ERROR(ValidateKnnQuery(queries, nq, d_, k, nb_, dist, idx));
@@ -392,6 +399,7 @@ class PrunedCpuKnnIndex : public KnnIndex {
   std::vector<float> bpn_;    // ||p(bank row)||^2
   std::vector<float> bres_;   // residual norms e(bank row)
   float bcn_max_ = 0.0f;      // max ||bank row - mu||^2 (scale of the slack)
+  double captured_ = 1.0;     // see captured_variance()
 };
 
 }  // namespace
@@ -410,6 +418,11 @@ Status CreatePrunedKnnIndexCpu(const float* bank, int64_t nb, int64_t d, int r, 
                                                     std::to_string(r) + ", d=" + std::to_string(d) + ")");
   std::unique_ptr<PrunedCpuKnnIndex> index(new PrunedCpuKnnIndex(nb, d, r, ResolveThreads(opts.num_threads)));
   LOUPE_RETURN_IF_ERROR(index->Init(bank));
+  // kAuto on a bank without low-rank structure (isotropic noise keeps r/d of its variance on any r-dim
+  // subspace): the bound would prune little and the brute-force GEMM is faster. PatchCore banks keep
+  // 86-96% on 128 directions.
+  if (opts.method == KnnMethod::kAuto && index->captured_variance() < kMinCapturedVariance)
+    return CreateKnnIndexCpu(bank, nb, d, opts, out);
   *out = std::move(index);
   return Status::Ok();
 }
