@@ -139,6 +139,29 @@ void PackRowsAsPanels(const float* R, int64_t rows, int64_t K, std::vector<float
   }
 }
 
+void RowMatrix::Set(const float* R, int64_t n, int64_t K) {
+  n_ = n;
+  K_ = K;
+#ifdef LOUPE_HAVE_ONEDNN
+  data_.assign(R, R + n * K);
+#else
+  PackRowsAsPanels(R, n, K, &data_);
+#endif
+}
+
+bool RowMatrix::MultiplyNT(const float* A, int64_t m, float* C, int64_t ldc, int64_t row0, int64_t rows) const {
+  if (rows < 0) rows = n_ - row0;
+  if (m == 0 || rows == 0) return true;
+#ifdef LOUPE_HAVE_ONEDNN
+  return dnnl_sgemm('N', 'T', m, rows, K_, 1.0f, A, K_, data_.data() + row0 * K_, K_, 0.0f, C, ldc) ==
+         dnnl_success;
+#else
+  GemmPanels(A, K_, m, K_, data_.data() + (row0 / kGemmNR) * K_ * kGemmNR, (rows + kGemmNR - 1) / kGemmNR, C,
+             ldc);
+  return true;
+#endif
+}
+
 void PackMatrixAsPanels(const float* Bm, int64_t K, int64_t N, std::vector<float>* panels) {
   const int64_t np = (N + kGemmNR - 1) / kGemmNR;
   panels->assign((size_t)(np * K * kGemmNR), 0.0f);
@@ -158,11 +181,14 @@ Status ValidateKnnBank(const float* bank, int64_t nb, int64_t d) {
     return Status(StatusCode::kInvalidArgument, "kNN: nb and d must be > 0 (got nb=" +
                                                     std::to_string(nb) + ", d=" + std::to_string(d) +
                                                     ")");
-  // A NaN or infinity would silently poison every distance (and the pruned index's subspace).
+  return Status::Ok();
+}
+
+Status CheckKnnBankFinite(const float* bank, int64_t nb, int64_t d) {
   for (int64_t i = 0; i < nb * d; ++i)
     if (!std::isfinite(bank[i]))
-      return Status(StatusCode::kInvalidArgument, "kNN: bank row " + std::to_string(i / d) + " has a non-finite value at column " +
-                                                      std::to_string(i % d));
+      return Status(StatusCode::kInvalidArgument, "kNN: bank row " + std::to_string(i / d) +
+                                                      " has a non-finite value at column " + std::to_string(i % d));
   return Status::Ok();
 }
 
@@ -189,11 +215,7 @@ class CpuKnnIndex : public KnnIndex {
  public:
   CpuKnnIndex(int64_t nb, int64_t d, int nt) : nb_(nb), d_(d), nt_(nt) {}
   Status Init(const float* bank) {
-#ifdef LOUPE_HAVE_ONEDNN
-    rows_.assign(bank, bank + nb_ * d_);
-#else
-    PackRowsAsPanels(bank, nb_, d_, &panels_);
-#endif
+    rows_.Set(bank, nb_, d_);
     std::vector<double> n2;
     RowNorms2(bank, nb_, d_, nt_, &n2);
     bnorm_.resize((size_t)nb_);
@@ -256,19 +278,11 @@ class CpuKnnIndex : public KnnIndex {
           const int64_t np = std::min(kBankBlockPanels, npanels - p0);
           const int64_t j0 = p0 * kGemmNR;
           const int64_t nc = std::min(np * kGemmNR, nb - j0);
-#ifdef LOUPE_HAVE_ONEDNN
-          // C[mq][nc] = Q[i0.., :] . bank[j0.., :]^T; inside this parallel region oneDNN runs it on the
-          // calling thread (no nested team), so the threads stay ours.
-          const dnnl_status_t gst = dnnl_sgemm('N', 'T', mq, nc, d, 1.0f, queries + i0 * d, d,
-                                               rows_.data() + j0 * d, d, 0.0f, C.data(), kBankBlockRows);
-          if (gst != dnnl_success) {
+          // C[mq][nc] = Q[i0.., :] . bank[j0.., :]^T, on this thread (the threads stay ours).
+          if (!rows_.MultiplyNT(queries + i0 * d, mq, C.data(), kBankBlockRows, j0, nc)) {
             failed.store(true);
             continue;
           }
-#else
-          GemmPanels(queries + i0 * d, d, mq, d, panels_.data() + p0 * d * kGemmNR, np, C.data(),
-                     kBankBlockRows);
-#endif
           for (int64_t r = 0; r < mq; ++r) {
             const float qn = (float)qn2[(size_t)(i0 + r)];
             const float* cr = C.data() + r * kBankBlockRows;
@@ -323,8 +337,7 @@ class CpuKnnIndex : public KnnIndex {
   std::mutex search_mu_;
   int64_t nb_, d_;
   int nt_;
-  std::vector<float> panels_;  // [ceil(nb/16)][d][16] (portable GEMM)
-  std::vector<float> rows_;    // the bank as given, [nb][d] (oneDNN sgemm)
+  RowMatrix rows_;             // the bank, for Q . bank^T
   std::vector<float> bnorm_;
 };
 

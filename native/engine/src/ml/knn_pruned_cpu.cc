@@ -27,52 +27,10 @@
 
 #include "loupe/knn.h"
 #include "ml/ml_internal.h"
-#ifdef LOUPE_HAVE_ONEDNN
-#include <oneapi/dnnl/dnnl.h>
-#endif
 
 namespace loupe {
 namespace ml {
 namespace {
-
-// R [n][K] held for products C[m][n] = A[m][K] . R^T: oneDNN's sgemm on the rows where it is built in,
-// else our packed-panel micro-kernel (C then needs ldc >= panels * kGemmNR columns).
-class RowMatrix {
- public:
-  void Set(const float* R, int64_t n, int64_t K) {
-    n_ = n;
-    K_ = K;
-#ifdef LOUPE_HAVE_ONEDNN
-    rows_.assign(R, R + n * K);
-#else
-    PackRowsAsPanels(R, n, K, &panels_);
-#endif
-  }
-  int64_t rows() const { return n_; }
-  // Columns C must have room for.
-  int64_t min_ldc() const {
-#ifdef LOUPE_HAVE_ONEDNN
-    return n_;
-#else
-    return (n_ + kGemmNR - 1) / kGemmNR * kGemmNR;
-#endif
-  }
-  // Inside an OpenMP parallel region this runs on the calling thread (oneDNN does not nest teams).
-  bool MultiplyNT(const float* A, int64_t m, float* C, int64_t ldc) const {
-    if (m == 0) return true;
-#ifdef LOUPE_HAVE_ONEDNN
-    return dnnl_sgemm('N', 'T', m, n_, K_, 1.0f, A, K_, rows_.data(), K_, 0.0f, C, ldc) == dnnl_success;
-#else
-    GemmPanels(A, K_, m, K_, panels_.data(), (n_ + kGemmNR - 1) / kGemmNR, C, ldc);
-    return true;
-#endif
-  }
-
- private:
-  int64_t n_ = 0, K_ = 0;
-  std::vector<float> rows_;
-  std::vector<float> panels_;
-};
 
 // Rows of Y [r][d] made orthonormal (modified Gram-Schmidt, twice for stability, in double). A row that
 // collapses (rank-deficient bank) becomes a fresh random direction orthogonal to the others.
@@ -253,14 +211,16 @@ class PrunedCpuKnnIndex : public KnnIndex {
     bres_.resize((size_t)nb_);
     bcn_max_ = 0.0f;
     double captured = 0.0, total = 0.0;
+    std::vector<double> cn2;
+    RowNorms2(centred.data(), nb_, d_, nt_, &cn2);
     for (int64_t i = 0; i < nb_; ++i) {
-      double pn = 0.0, cn = 0.0;
+      double pn = 0.0;
+      const double cn = cn2[(size_t)i];
       for (int64_t j = 0; j < r_; ++j) {
         const float v = bp[(size_t)(i * basis_.min_ldc() + j)];
         bpc[(size_t)(i * r_ + j)] = v;
         pn += (double)v * v;
       }
-      for (int64_t t = 0; t < d_; ++t) cn += (double)centred[(size_t)(i * d_ + t)] * centred[(size_t)(i * d_ + t)];
       bpn_[(size_t)i] = (float)pn;
       bres_[(size_t)i] = (float)std::sqrt(std::max(0.0, cn - pn));
       bcn_max_ = std::max(bcn_max_, (float)cn);
@@ -404,11 +364,13 @@ class PrunedCpuKnnIndex : public KnnIndex {
 
 }  // namespace
 
+int DefaultPrunedSubspaceDim(int64_t d) { return (int)std::max<int64_t>(1, std::min<int64_t>(128, d / 4)); }
+
 int PrunedKnnSubspaceDim(int64_t nb, int64_t d) {
   // Worth it when the d-dim GEMM dominates: wide rows and a bank much larger than the subspace.
-  const int64_t r = std::min<int64_t>(128, d / 4);
-  if (d < 256 || nb < 4 * r) return 0;
-  return (int)r;
+  const int r = DefaultPrunedSubspaceDim(d);
+  if (d < 256 || nb < 4 * (int64_t)r) return 0;
+  return r;
 }
 
 Status CreatePrunedKnnIndexCpu(const float* bank, int64_t nb, int64_t d, int r, const KnnOptions& opts,

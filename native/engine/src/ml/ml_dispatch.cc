@@ -1,7 +1,6 @@
 // Public entry points of svm.h / knn.h: argument checks, then the backend choice.
 //   kCpu  -> CPU.  kCuda -> CUDA when compiled in and a device exists, else kUnavailable.
 //   kAuto -> CUDA when compiled in and a device exists, else CPU.
-#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -64,6 +63,7 @@ Status KnnIndex::Create(const float* bank, int64_t nb, int64_t d, const KnnOptio
   LOUPE_RETURN_IF_ERROR(ml::ValidateKnnBank(bank, nb, d));
   if (opts.num_threads < 0)
     return Status(StatusCode::kInvalidArgument, "KnnIndex::Create: num_threads must be >= 0");
+  LOUPE_RETURN_IF_ERROR(ml::CheckKnnBankFinite(bank, nb, d));
   BackendKind backend;
   LOUPE_RETURN_IF_ERROR(ResolveMlBackend(opts.backend, opts.device_id, "KnnIndex", &backend));
 #ifdef LOUPE_HAVE_CUDA
@@ -75,7 +75,7 @@ Status KnnIndex::Create(const float* bank, int64_t nb, int64_t d, const KnnOptio
                                                     std::to_string(d) + ")");
   int r = 0;
   if (opts.method == KnnMethod::kPruned)
-    r = opts.subspace_dim > 0 ? opts.subspace_dim : (int)std::max<int64_t>(1, std::min<int64_t>(128, d / 4));
+    r = opts.subspace_dim > 0 ? opts.subspace_dim : ml::DefaultPrunedSubspaceDim(d);
   else if (opts.method == KnnMethod::kAuto)
     r = opts.subspace_dim > 0 ? opts.subspace_dim : ml::PrunedKnnSubspaceDim(nb, d);
   if (r > 0) return ml::CreatePrunedKnnIndexCpu(bank, nb, d, r, opts, out);

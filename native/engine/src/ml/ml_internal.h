@@ -192,9 +192,28 @@ void PackMatrixAsPanels(const float* Bm, int64_t K, int64_t N, std::vector<float
 void GemmPanels(const float* A, int64_t lda, int64_t m, int64_t K, const float* Bp, int64_t npanels,
                 float* C, int64_t ldc);
 
+// R [n][K] kept for products C[m][rows] = A[m][K] . R[row0 .. row0 + rows)^T, the NT case of the CPU
+// kNN indexes: oneDNN's sgemm on the rows where it is built in, else GemmPanels on packed panels (then
+// row0 must be a multiple of kGemmNR and C needs room for whole panels: min_ldc()). On the calling thread
+// (inside an OpenMP parallel region oneDNN does not start a nested team).
+class RowMatrix {
+ public:
+  void Set(const float* R, int64_t n, int64_t K);
+  int64_t min_ldc() const { return (n_ + kGemmNR - 1) / kGemmNR * kGemmNR; }
+  // rows < 0: all rows from row0. False when oneDNN's sgemm fails.
+  bool MultiplyNT(const float* A, int64_t m, float* C, int64_t ldc, int64_t row0 = 0, int64_t rows = -1) const;
+
+ private:
+  int64_t n_ = 0, K_ = 0;
+  std::vector<float> data_;  // the rows as given (oneDNN) or packed panels (portable)
+};
+
 // ---------------------------------------------------------------------------------------------------
 // kNN.
 Status ValidateKnnBank(const float* bank, int64_t nb, int64_t d);
+// A NaN or infinity would silently poison every distance (and the pruned index's subspace): checked
+// once, where an index is built (KnnSearch builds one too).
+Status CheckKnnBankFinite(const float* bank, int64_t nb, int64_t d);
 Status ValidateKnnQuery(const float* queries, int64_t nq, int64_t d, int k, int64_t nb, float* dist,
                         int64_t* idx);
 Status CreateKnnIndexCpu(const float* bank, int64_t nb, int64_t d, const KnnOptions& opts,
@@ -202,7 +221,9 @@ Status CreateKnnIndexCpu(const float* bank, int64_t nb, int64_t d, const KnnOpti
 // The bound-pruned exact index (knn_pruned_cpu.cc) on an r-dim principal subspace.
 Status CreatePrunedKnnIndexCpu(const float* bank, int64_t nb, int64_t d, int r, const KnnOptions& opts,
                                std::unique_ptr<KnnIndex>* out);
-// The subspace dimension kKnnAuto uses for a bank of nb x d (0: brute force pays better).
+// The pruned index's default subspace dimension, min(128, d / 4) (at least 1).
+int DefaultPrunedSubspaceDim(int64_t d);
+// The subspace dimension kAuto uses for a bank of nb x d (0: brute force pays better).
 int PrunedKnnSubspaceDim(int64_t nb, int64_t d);
 // Inserts (dv, id) into a list sorted by (dist, idx) of length k when it beats the last entry; the
 // candidates of one list arrive in increasing id order, so ties keep the lower index.
