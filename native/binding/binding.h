@@ -1,5 +1,6 @@
 // Shared helpers of the thin N-API binding (native/binding/*.cc): argument checking, Status -> Error,
-// and the per-addon constructors. The binding only marshals; every decision lives in the engine.
+// the promise-returning worker and the per-addon constructors. The binding only marshals; every
+// decision lives in the engine.
 #pragma once
 
 #ifndef NAPI_CPP_EXCEPTIONS
@@ -85,6 +86,37 @@ struct HeldArray {
     data = arr.Data();
   }
 };
+
+// A promise-returning worker: Execute() sets status_; Settle() builds the result on the JS thread.
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(Napi::Env env, const char* name)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  virtual Napi::Value Settle(Napi::Env env) = 0;
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (!status_.ok()) {
+      deferred_.Reject(StatusError(env, status_).Value());
+      return;
+    }
+    deferred_.Resolve(Settle(env));
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+  Napi::Promise::Deferred deferred_;
+  loupe::Status status_;
+};
+
+template <typename W>
+Napi::Value Start(W* worker) {
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
 
 // Copies a float/int vector into a new typed array.
 Napi::Float32Array NewFloat32Array(Napi::Env env, const float* data, size_t n);

@@ -15,37 +15,6 @@ namespace {
 constexpr int64_t kMaxRows = std::numeric_limits<int32_t>::max();  // indices come back as Int32Array
 constexpr int64_t kMaxDim = int64_t{1} << 24;
 
-// A promise-returning worker: Execute() sets status_; Settle() builds the result on the JS thread.
-class PromiseWorker : public Napi::AsyncWorker {
- public:
-  PromiseWorker(Napi::Env env, const char* name)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() const { return deferred_.Promise(); }
-
- protected:
-  virtual Napi::Value Settle(Napi::Env env) = 0;
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (!status_.ok()) {
-      deferred_.Reject(StatusError(env, status_).Value());
-      return;
-    }
-    deferred_.Resolve(Settle(env));
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
-  Napi::Promise::Deferred deferred_;
-  loupe::Status status_;
-};
-
-template <typename W>
-Napi::Value Start(W* worker) {
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
-}
-
 // ---------------------------------------------------------------------------------------------------
 class SvmWorker : public PromiseWorker {
  public:

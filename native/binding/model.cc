@@ -42,33 +42,19 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   std::shared_ptr<const loupe::ResNet50Model> model_;
 };
 
-class LoadModelWorker : public Napi::AsyncWorker {
+class LoadModelWorker : public PromiseWorker {
  public:
-  LoadModelWorker(Napi::Env env, std::string path)
-      : Napi::AsyncWorker(env, "loupe:loadModel"), deferred_(Napi::Promise::Deferred::New(env)),
-        path_(std::move(path)) {}
-  Napi::Promise Promise() const { return deferred_.Promise(); }
+  LoadModelWorker(Napi::Env env, std::string path) : PromiseWorker(env, "loupe:loadModel"), path_(std::move(path)) {}
 
   void Execute() override {
     loupe::WeightStore store;
     status_ = EndsWithLwts(path_) ? loupe::LoadWeightStore(path_, &store) : loupe::LoadTfjsWeights(path_, &store);
     if (status_.ok()) status_ = loupe::BuildResNet50(store, &model_);
   }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (!status_.ok()) {
-      deferred_.Reject(StatusError(env, status_).Value());
-      return;
-    }
-    deferred_.Resolve(ModelWrap::New(env, std::move(model_)));
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  Napi::Value Settle(Napi::Env env) override { return ModelWrap::New(env, std::move(model_)); }
 
  private:
-  Napi::Promise::Deferred deferred_;
   std::string path_;
-  loupe::Status status_;
   std::shared_ptr<const loupe::ResNet50Model> model_;
 };
 
@@ -76,10 +62,7 @@ Napi::Value LoadModelJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = ArgString(env, info[0], "path");
   if (path.empty()) ThrowRange(env, "path must not be empty");
-  auto* worker = new LoadModelWorker(env, std::move(path));
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  return Start(new LoadModelWorker(env, std::move(path)));
 }
 
 Napi::Value SeededModelJs(const Napi::CallbackInfo& info) {

@@ -9,32 +9,20 @@
 namespace loupe_binding {
 namespace {
 
-class ExportOnnxWorker : public Napi::AsyncWorker {
+class ExportOnnxWorker : public PromiseWorker {
  public:
   ExportOnnxWorker(Napi::Env env, std::shared_ptr<const loupe::ResNet50Model> model, std::string path,
                    loupe::OnnxExportOptions options)
-      : Napi::AsyncWorker(env, "loupe:exportOnnx"), deferred_(Napi::Promise::Deferred::New(env)),
-        model_(std::move(model)), path_(std::move(path)), options_(std::move(options)) {}
-  Napi::Promise Promise() const { return deferred_.Promise(); }
+      : PromiseWorker(env, "loupe:exportOnnx"), model_(std::move(model)), path_(std::move(path)),
+        options_(std::move(options)) {}
 
   void Execute() override { status_ = loupe::ExportOnnx(*model_, options_, path_); }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (!status_.ok()) {
-      deferred_.Reject(StatusError(env, status_).Value());
-      return;
-    }
-    deferred_.Resolve(env.Undefined());
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  Napi::Value Settle(Napi::Env env) override { return env.Undefined(); }
 
  private:
-  Napi::Promise::Deferred deferred_;
   std::shared_ptr<const loupe::ResNet50Model> model_;  // kept alive while the worker reads it
   std::string path_;
   loupe::OnnxExportOptions options_;
-  loupe::Status status_;
 };
 
 Napi::Value ExportOnnxJs(const Napi::CallbackInfo& info) {
@@ -59,10 +47,7 @@ Napi::Value ExportOnnxJs(const Napi::CallbackInfo& info) {
     if (!v.IsBoolean()) ThrowType(env, "options.dynamicBatch must be a boolean");
     options.dynamic_batch = v.As<Napi::Boolean>().Value();
   }
-  auto* worker = new ExportOnnxWorker(env, std::move(model), std::move(path), std::move(options));
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  return Start(new ExportOnnxWorker(env, std::move(model), std::move(path), std::move(options)));
 }
 
 }  // namespace
