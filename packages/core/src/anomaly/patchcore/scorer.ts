@@ -19,7 +19,10 @@ export type KnnSearcher = Pick<NativeKnnIndex, 'search'> & Partial<Pick<NativeKn
 export interface ScorerOptions {
   /** b, the neighbourhood of the reweighting (anomalib: 9). 1 disables reweighting (score = s*). */
   supportNeighbours?: number;
-  /** For createKnnSearcher. */
+}
+
+/** Where and how wide the kNN index runs. */
+export interface KnnIndexRunOptions {
   backend?: 'auto' | 'cpu' | 'cuda';
   threads?: number;
 }
@@ -41,8 +44,8 @@ export interface EmbeddingScores {
  * The index scoring searches: built once per bank (the native CPU index prunes with a principal-subspace
  * bound on PatchCore's wide rows: same exact neighbours, ~4x faster than the brute-force GEMM).
  */
-export function createKnnSearcher(native: KnnNative, bank: MemoryBank, options: Pick<ScorerOptions, 'backend' | 'threads'> = {}): Promise<KnnSearcher> {
-  const o: { backend?: 'auto' | 'cpu' | 'cuda'; threads?: number } = {};
+export function createKnnSearcher(native: KnnNative, bank: MemoryBank, options: KnnIndexRunOptions = {}): Promise<KnnSearcher> {
+  const o: KnnIndexRunOptions = {};
   if (options.backend !== undefined) o.backend = options.backend;
   if (options.threads !== undefined) o.threads = options.threads;
   return native.createKnnIndex(bank.vectors, bank.n, bank.d, o);
