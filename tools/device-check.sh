@@ -4,7 +4,7 @@
 #
 # Usage (from the repo root, on the GPU machine):
 #   OUT=/some/dir bash tools/device-check.sh
-# Optional inputs:
+# Optional inputs (`bash tools/device-prepare.sh` makes both, on the machine without the GPU):
 #   .device/resnet50_fp16.lwts   real weights (LWTS, `loupe_engine_bench --weights model.json --dump-lwts
 #                                F --fp16`; else .device/resnet50.lwts or any .device/*.lwts); without
 #                                one, seeded weights (seed 0) are dumped here and used
