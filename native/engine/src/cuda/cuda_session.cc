@@ -496,7 +496,12 @@ Status CudaSession::AddConv(const FoldedConv& fc, int in_h, int in_w, bool relu,
   L.has_bias = has_bias;
   std::vector<float> bias = bias_override ? *bias_override : fc.bias;
   if (!has_bias) std::fill(bias.begin(), bias.end(), 0.0f);
-  LOUPE_RETURN_IF_ERROR(UploadConv(&L, fc, bias));
+  const Status up = UploadConv(&L, fc, bias);
+  if (!up.ok()) {  // the layer is dropped: release the descriptors it may have made
+    if (L.wdesc) api_->cudnnDestroyFilterDescriptor(L.wdesc);
+    if (L.bdesc) api_->cudnnDestroyTensorDescriptor(L.bdesc);
+    return up;
+  }
   convs_.push_back(std::move(L));
   return Status::Ok();
 }
@@ -787,6 +792,7 @@ Status CudaSession::ChooseAlgo(int batch, int ci, ConvPlan* cp, AlgoChoice* choi
   std::memset(perf, 0, sizeof(perf));
   int returned = 0;
   cudnnStatus_t st = CUDNN_STATUS_NOT_SUPPORTED;
+  bool found = false;  // the list comes from timing runs (Find), not from the heuristic
   if (use_find_) {
     st = api_->cudnnFindConvolutionForwardAlgorithm(handle_, cp->x, L.wdesc, cp->conv, cp->y,
                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf);
@@ -795,6 +801,7 @@ Status CudaSession::ChooseAlgo(int batch, int ci, ConvPlan* cp, AlgoChoice* choi
                    CudnnErrorText(*api_, "cudnnFindConvolutionForwardAlgorithm", st).c_str());
     // A failed find can leave a (non-sticky) CUDA error behind: clear it before the heuristic.
     if (st != CUDNN_STATUS_SUCCESS) cudaGetLastError();
+    found = st == CUDNN_STATUS_SUCCESS;
   }
   if (st != CUDNN_STATUS_SUCCESS) {
     returned = 0;
@@ -815,19 +822,32 @@ Status CudaSession::ChooseAlgo(int batch, int ci, ConvPlan* cp, AlgoChoice* choi
       continue;
     choice->candidates.push_back(p);
   }
-  if (choice->candidates.empty()) {
-    // Last resort: the most general algorithm (works for every layout/type cuDNN supports).
+  // fp32: Find also times CUDNN_DEFAULT_MATH, which is TF32 on Ampere and later; the probe runs every
+  // fp32 candidate with FMA math, so rank by the FMA timings when Find gave any.
+  if (dt_ == DType::kF32) {
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> fma;
+    for (const auto& p : choice->candidates)
+      if (p.mathType == CUDNN_FMA_MATH) fma.push_back(p);
+    if (!fma.empty()) choice->candidates.swap(fma);
+  }
+  if (choice->candidates.size() > 4) choice->candidates.resize(4);
+  // Always end with the most general algorithms (they work for every layout and type cuDNN supports),
+  // so a list of fast candidates that all fail at the probe still leaves one that runs.
+  for (cudnnConvolutionFwdAlgo_t a :
+       {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM}) {
+    bool listed = false;
+    for (const auto& p : choice->candidates) listed = listed || p.algo == a;
+    if (listed) continue;
     cudnnConvolutionFwdAlgoPerf_t p;
     std::memset(&p, 0, sizeof(p));
-    p.algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+    p.algo = a;
     p.status = CUDNN_STATUS_SUCCESS;
     p.mathType = math_;
     p.memory = 0;
     choice->candidates.push_back(p);
-    p.algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
-    choice->candidates.push_back(p);
   }
-  if (choice->candidates.size() > 4) choice->candidates.resize(4);
+  // A heuristic list (Find failed) is cached under its own key, so a later process tries Find again.
+  if (use_find_ && !found) k.replace(k.size() - 5, 5, "|heur");
   AlgoCache::Get().Store(k, *choice);
   return Status::Ok();
 }
@@ -873,7 +893,12 @@ Status CudaSession::ProbeConv(int batch, const ConvOp& op, ConvPlan* cp, const A
         continue;
       }
       ws = std::max(ws, cand.memory);
-      if (ws > ws_limit_) continue;
+      if (ws > ws_limit_) {
+        last_error = std::string(AlgoName(cand.algo)) + " needs a workspace of " +
+                     std::to_string(ws >> 20) + " MiB, over the limit of " +
+                     std::to_string(ws_limit_ >> 20) + " MiB (LOUPE_CUDNN_WS_MB)";
+        continue;
+      }
       Status g = EnsureWorkspace(ws);
       if (!g.ok()) {
         cudaFree(probe_in.ptr);
@@ -929,6 +954,7 @@ Status CudaSession::EnsurePlan(int batch, BatchPlan** out) {
   // Building a plan runs every conv once (the probe) on the shared activation buffers: let the previous
   // run's output copies (another slot's stream) finish reading them first. Plans are built rarely.
   LOUPE_CUDA_CHECK(cudaDeviceSynchronize());
+  const auto plan_t0 = std::chrono::steady_clock::now();
   LOUPE_RETURN_IF_ERROR(EnsureCapacity(batch));
   auto plan = std::make_unique<BatchPlan>();
   plan->batch = batch;
@@ -996,9 +1022,12 @@ Status CudaSession::EnsurePlan(int batch, BatchPlan** out) {
            AlgoName(static_cast<cudnnConvolutionFwdAlgo_t>(kv.first)) + " x" +
            std::to_string(kv.second);
     std::fprintf(stderr,
-                 "[loupe cuda] plan batch %d (%s): %zu convs, %d fused, algos {%s}, workspace %.1f MiB "
-                 "(max needed %.1f MiB), activations %.1f MiB\n",
-                 batch, PrecisionName(opts_.precision), convs_.size(), fused_count, h.c_str(),
+                 "[loupe cuda] plan batch %d (%s) in %.0f ms: %zu convs, %d fused, algos {%s}, "
+                 "workspace %.1f MiB (max needed %.1f MiB), activations %.1f MiB\n",
+                 batch, PrecisionName(opts_.precision),
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - plan_t0)
+                     .count(),
+                 convs_.size(), fused_count, h.c_str(),
                  workspace_.bytes / 1048576.0, ws_max / 1048576.0,
                  [&] {
                    size_t t = 0;

@@ -329,10 +329,22 @@ Status TrainLinearSvmsCuda(const float* X, int64_t n, int64_t d, const int8_t* t
   int stages = 0;
   SvmKernelFn kernel = SvmEpochKernelWide;
   size_t smem = 0;
+  // The row ring must fit the device's opt-in shared memory (227 KB on Hopper, 99 KB on some other
+  // parts): fewer rows in flight, else the wide kernel (no ring).
+  int smem_optin = 0;
+  LOUPE_CUDA_CHECK(
+      cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, opts.device_id));
+  const auto ring_bytes = [&](int st) {
+    return (size_t)st * dp * sizeof(float) + 2 * kSvmChunk * (sizeof(double) + sizeof(int32_t));
+  };
   if (nv != 0) {
     stages = dp * 4 * 8 <= 96 * 1024 ? 8 : 4;
+    if (ring_bytes(stages) > (size_t)smem_optin) stages = 4;
+    if (ring_bytes(stages) > (size_t)smem_optin) nv = 0;
+  }
+  if (nv != 0) {
     kernel = stages == 8 ? PickNV<8>(nv) : PickNV<4>(nv);
-    smem = (size_t)stages * dp * sizeof(float) + 2 * kSvmChunk * (sizeof(double) + sizeof(int32_t));
+    smem = ring_bytes(stages);
     LOUPE_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   }

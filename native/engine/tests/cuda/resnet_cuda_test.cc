@@ -1,7 +1,7 @@
 // The CUDA backend against the CPU reference backend (the oracle), on the same fresh random inputs:
 //   seeded weights (always), and real weights when LOUPE_WEIGHTS names a model.json or a .lwts file;
-//   fp32 (rel. error <= 1e-3), bf16 and fp16 (<= 2e-2 on fc1000) at batch 1 and 8, taps res3d, res4f,
-//   fc1000 and probabilities, output buffers poisoned first; graphs (repeat runs), batch changes,
+//   fp32 (rel. error <= 1e-3), bf16 and fp16 (<= 2e-2 on fc1000) at batch 1 and 8, every tap, fused and
+//   unfused (seeded) convolutions, output buffers poisoned first; graphs (repeat runs), batch changes,
 //   concurrent callers, cancellation; with real weights + the reference images (LOUPE_REFERENCE_DIR,
 //   else $LOUPE_SHARED_DIR/reference/resnet50) the top-1 class must equal the reference for every
 //   precision. Without a usable GPU + cuDNN everything GPU-side SKIPs, and the CPU-only checks run.
@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <random>
@@ -106,8 +107,13 @@ std::vector<float> RandomInputs(int batch, uint64_t salt) {
   return x;
 }
 
+// Every named output: a tap wired to the wrong buffer or converted wrongly shows up against the CPU.
 const std::vector<Tap>& CheckedTaps() {
-  static const std::vector<Tap> t = {Tap::kRes3d, Tap::kRes4f, Tap::kFc1000, Tap::kProbabilities};
+  static const std::vector<Tap> t = [] {
+    std::vector<Tap> all;
+    for (int i = 0; i < static_cast<int>(Tap::kCount); ++i) all.push_back(static_cast<Tap>(i));
+    return all;
+  }();
   return t;
 }
 
@@ -145,6 +151,9 @@ double Tolerance(Precision p, Tap t) {
   // scale (std ~7 on the seeded weights: a CPU emulation of bf16 storage measured fc1000 3e-3,
   // res4f 8e-3, probabilities 1.4e-2), so they get 5e-2.
   if (t == Tap::kProbabilities) return 5e-2;
+  // res5c carries the most rounding steps: a numpy emulation of bf16 storage on the real weights
+  // measured 1.8e-2 there (fused; 1.6e-2 unfused), conv1 2.4e-3, res2c 1.0e-2, avg_pool 1.0e-2.
+  if (t == Tap::kRes5c) return 3e-2;
   return 2e-2;
 }
 
@@ -181,8 +190,11 @@ int ArgMax(const float* v, int n) {
 }
 
 // GPU (all precisions) vs the CPU reference on the same inputs, batch 1 and 8 (one GPU session per
-// precision serves both batch sizes: its plans are per batch size).
-void CompareWithReference(std::shared_ptr<const ResNet50Model> model, const char* what) {
+// precision serves both batch sizes: its plans are per batch size). unfused: sessions made with
+// LOUPE_CUDNN_FUSED=0 (read when a session is made), so the plain convolution + our bias/residual/ReLU
+// epilogue kernels run everywhere (the fused call takes most convs when cuDNN supports it).
+void CompareWithReference(std::shared_ptr<const ResNet50Model> model, const char* what,
+                          bool unfused = false) {
   auto ref = MakeReference(model);
   if (!ref) return;
   const int batches[] = {1, 8};
@@ -195,7 +207,9 @@ void CompareWithReference(std::shared_ptr<const ResNet50Model> model, const char
     if (!st.ok()) return;
   }
   for (Precision p : kPrecisions) {
+    if (unfused) setenv("LOUPE_CUDNN_FUSED", "0", 1);
     auto gpu = MakeCuda(model, p);
+    if (unfused) unsetenv("LOUPE_CUDNN_FUSED");
     if (!gpu) continue;
     CHECK(gpu->backend_name() == "cuda-cudnn");
     for (int bi = 0; bi < 2; ++bi) {
@@ -262,6 +276,11 @@ TEST_CASE(AutoNeverPicksCudaWithoutGpu) {
 TEST_CASE(SeededWeightsMatchCpuReference) {
   GpuOrSkip();
   CompareWithReference(SeededModel(), "seeded");
+}
+
+TEST_CASE(SeededWeightsMatchCpuReferenceUnfused) {
+  GpuOrSkip();
+  CompareWithReference(SeededModel(), "seeded unfused", true);
 }
 
 TEST_CASE(RealWeightsMatchCpuReference) {
