@@ -21,6 +21,7 @@ import {
   writeClassificationReport,
   type ClassificationMetrics,
   type CodingName,
+  type DecodingName,
   type Dataset,
   type DatasetItem,
   type Engine,
@@ -117,6 +118,7 @@ export async function featuresOf(
 export interface SvmSettings {
   readonly layer: SvmLayer;
   readonly coding: CodingName;
+  readonly decoding?: DecodingName;
   readonly seed: number;
   /** L2 strength; default: chosen by cross-validation in @loupe/core (SVM_DEFAULTS). */
   readonly lambda?: number;
@@ -130,6 +132,7 @@ export async function trainSvm(features: readonly Float32Array[], labels: readon
     trainer,
     trainerName: 'native',
     coding: s.coding,
+    ...(s.decoding !== undefined ? { decoding: s.decoding } : {}),
     ...(s.lambda !== undefined ? { lambda: s.lambda } : {}),
     ...(s.epochs !== undefined ? { epochs: s.epochs } : {}),
     seed: s.seed,

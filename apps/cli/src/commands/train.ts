@@ -15,6 +15,7 @@ import {
   undersample,
   type ClassificationMetrics,
   type DatasetItem,
+  type DecodingName,
   type GroupMap,
   type SvmClassifier,
 } from '@loupe/core';
@@ -47,6 +48,7 @@ export interface TrainCommandOptions {
   split: number;
   balance?: boolean;
   coding: 'ovo' | 'ova';
+  decoding: DecodingName;
   seed: number;
   groups?: string;
   kfold?: number;
@@ -105,7 +107,7 @@ export async function trainCommand(dir: string, o: TrainCommandOptions, ctx: Run
   const classes = [...ds.labels];
   const coding = o.coding === 'ova' ? 'onevsall' : 'onevsone';
   const fit = o.crop ? 'crop' : 'squash';
-  const settings = { layer: o.layer, coding, seed: o.seed, epochs: o.epochs, ...(o.lambda !== undefined ? { lambda: o.lambda } : {}) } as const;
+  const settings = { layer: o.layer, coding, decoding: o.decoding, seed: o.seed, epochs: o.epochs, ...(o.lambda !== undefined ? { lambda: o.lambda } : {}) } as const;
   if (!o.json && ds.skipped.length > 0) ctx.stderr.write(`loupe: ${ds.skipped.length} file(s) skipped (see \`loupe dataset stats ${dir}\`)\n`);
 
   const engine = await openEngine(ctx);
@@ -195,6 +197,7 @@ export async function trainCommand(dir: string, o: TrainCommandOptions, ctx: Run
       model: resolve(o.out),
       layer: o.layer,
       coding,
+      decoding: model.decoding,
       train: o.kfold !== undefined ? items.length : train.length,
       test: heldOut.items.length,
       ...(reportHtml ? { report: reportHtml } : {}),
@@ -208,7 +211,7 @@ export async function trainCommand(dir: string, o: TrainCommandOptions, ctx: Run
       ? `split     stratified ${o.kfold}-fold cross-validation${groups ? ', group-aware' : ''}, seed ${o.seed}; the saved model is refitted on all images`
       : `split     stratified, ${Math.round(o.split * 100)}% held back${groups ? ', group-aware' : ''}, seed ${o.seed}: ${train.length} train / ${heldOut.items.length} held back`,
     `features  ${o.layer}, ${items.length} images (${feats.cached} from the cache) in ${formatSeconds(featMs)} on ${engine.backend}`,
-    `svm       ${coding}, ${model.coding.learners} learner(s), lambda ${model.training.lambda.toPrecision(3)}${model.training.lambdaSelection ? ` (C ${model.training.lambdaSelection.C}, by ${model.training.lambdaSelection.folds}-fold CV)` : ''}, ${model.training.epochs} epochs (native SGD)`,
+    `svm       ${coding}, ${model.coding.learners} learner(s), ${model.decoding} decoding, lambda ${model.training.lambda.toPrecision(3)}${model.training.lambdaSelection ? ` (C ${model.training.lambdaSelection.C}, by ${model.training.lambdaSelection.folds}-fold CV)` : ''}, ${model.training.epochs} epochs (native SGD)`,
     '',
     o.kfold !== undefined
       ? formatCountsTable({ images: labelCounts(items, classes) })

@@ -1,5 +1,6 @@
 // Error-correcting output codes, as MATLAB's fitcecoc: a coding matrix M [K classes][L learners] with
-// entries +1 / -1 / 0, binary targets per learner, and loss-weighted decoding with the hinge loss.
+// entries +1 / -1 / 0, binary targets per learner, and two decodings: loss-weighted with the hinge loss
+// (fitcecoc's default) and voting (libsvm's and liblinear's one-vs-one rule), ties by the loss.
 
 import { LoupeError } from '../errors.js';
 
@@ -15,6 +16,14 @@ export interface CodingMatrix {
   /** Row-major [K][L], entries +1 / -1 / 0. */
   readonly matrix: Int8Array;
 }
+
+/**
+ * 'vote': each learner votes for the classes whose code its score's sign agrees with, the most votes
+ * win, ties by the loss-weighted hinge loss. 'lossweighted': fitcecoc's default. The hinge loss grows
+ * with the margin, so under it one confidently wrong learner can outweigh all the others of a class;
+ * under the vote every learner counts once (measured on our data: docs/benchmarks/classification.md).
+ */
+export type DecodingName = 'vote' | 'lossweighted';
 
 /** Number of binary learners for a coding of K classes. */
 export function learnerCount(name: CodingName, k: number): number {
@@ -104,4 +113,37 @@ export function decodeLossWeighted(coding: CodingMatrix, learnerScores: Float32A
     classIndex[i] = best;
   }
   return { classIndex, scores };
+}
+
+/**
+ * Voting decoding: votes_k = #{l : M_kl != 0, sign(s_l) = M_kl} (a score of exactly 0 votes for no
+ * class); the most votes win, ties to the smaller loss-weighted hinge loss, then to the first class.
+ * Scores [n][K] = votes_k + 1 / (2 (1 + loss_k)): the integer part is the vote count, the fraction (in
+ * (0, 1/2]) the tie-break, so the argmax of the scores is the decision.
+ */
+export function decodeVotes(coding: CodingMatrix, learnerScores: Float32Array, n: number): DecodeResult {
+  const { learners: l, classes: k, matrix } = coding;
+  const loss = decodeLossWeighted(coding, learnerScores, n).scores; // negated losses, checks the shape
+  const classIndex = new Int32Array(n);
+  const scores = new Float32Array(n * k);
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let c = 0; c < k; c++) {
+      let votes = 0;
+      for (let j = 0; j < l; j++) {
+        const m = matrix[c * l + j] as number;
+        const s = learnerScores[i * l + j] as number;
+        if (m !== 0 && m * s > 0) votes++;
+      }
+      scores[i * k + c] = votes + 1 / (2 * (1 - (loss[i * k + c] as number)));
+      if ((scores[i * k + c] as number) > (scores[i * k + best] as number)) best = c;
+    }
+    classIndex[i] = best;
+  }
+  return { classIndex, scores };
+}
+
+/** Decodes with the named rule. */
+export function decode(name: DecodingName, coding: CodingMatrix, learnerScores: Float32Array, n: number): DecodeResult {
+  return name === 'vote' ? decodeVotes(coding, learnerScores, n) : decodeLossWeighted(coding, learnerScores, n);
 }

@@ -1,13 +1,13 @@
 // Multiclass linear SVM on CNN features, as in Omer & Abbas 2022 (MATLAB fitcecoc with linear SVM
 // learners trained by SGD): standardise, build the ECOC targets, train the binary learners with an
-// injected trainer (the native C++ kernel in production, the TS reference in tests), decode with
-// loss-weighted hinge decoding.
+// injected trainer (the native C++ kernel in production, the TS reference in tests), decode by voting
+// (ties by the loss-weighted hinge loss) or, as fitcecoc, by the loss alone.
 
 import type { NativeAddon, SvmTrainOptions } from '@loupe/native';
 
 import { createRng } from '../datasets/random.js';
 import { LoupeError } from '../errors.js';
-import { buildTargets, codingMatrix, decodeLossWeighted, type CodingMatrix, type CodingName } from './coding.js';
+import { buildTargets, codingMatrix, decode, type CodingMatrix, type CodingName, type DecodingName } from './coding.js';
 import { toFeatureMatrix, type FeatureMatrix, type FeaturesInput } from './features.js';
 import type { SvmTrainer } from './reference-sgd.js';
 import { applyStandardization, fitStandardization, type Standardization, type StandardizeOptions } from './standardize.js';
@@ -17,12 +17,13 @@ export type SgdSchedule = NonNullable<SvmTrainOptions['schedule']>;
 /** The classifier's defaults: the one place they are written (CLI and server read them from here). */
 export const SVM_DEFAULTS = {
   coding: 'onevsone' as CodingName,
+  decoding: 'vote' as DecodingName,
   epochs: 30,
   eta0: 1,
   schedule: 'averaged' as SgdSchedule,
   seed: 0,
   /** C values tried by the lambda search (lambda = 1 / (C n)), small to large. */
-  cGrid: [0.1, 1, 10, 100, 1000] as readonly number[],
+  cGrid: [0.1, 0.3, 1, 3, 10, 30, 100, 1000] as readonly number[],
   cvFolds: 5,
 } as const;
 
@@ -32,6 +33,8 @@ export interface LambdaSelection {
   readonly grid: readonly number[];
   /** CV accuracy per grid value. */
   readonly cvAccuracy: readonly number[];
+  /** CV balanced accuracy (mean per-class recall) per grid value: the criterion. Absent in older files. */
+  readonly cvBalancedAccuracy?: readonly number[];
   /** The chosen C (lambda = 1 / (C n)). */
   readonly C: number;
 }
@@ -63,6 +66,8 @@ export interface SvmClassifier {
   readonly dim: number;
   readonly standardization: Standardization;
   readonly coding: CodingMatrix;
+  /** How learner scores become a class ('lossweighted' for model files older than this field). */
+  readonly decoding: DecodingName;
   /** Binary learner weights, row-major [L][d], in standardised feature space. */
   readonly weights: Float32Array;
   /** Binary learner biases [L]. */
@@ -77,6 +82,8 @@ export interface TrainSvmOptions {
   trainerName?: string;
   /** Default 'onevsone' (fitcecoc's default, the paper's). */
   coding?: CodingName;
+  /** Default 'vote' (SVM_DEFAULTS.decoding); 'lossweighted' is fitcecoc's default. */
+  decoding?: DecodingName;
   /**
    * L2 strength, Pegasos per-sample convention, on rows scaled to mean ||z||^2 = 1 (see ROW_SCALE_NOTE);
    * lambda = 1/(C n) in liblinear terms (the trainer gives a learner over n_j rows lambda n / n_j: one C for
@@ -181,6 +188,7 @@ export async function trainSvmClassifier(features: FeaturesInput, labels: readon
     dim: x.cols,
     standardization,
     coding,
+    decoding: opts.decoding ?? SVM_DEFAULTS.decoding,
     weights: w,
     bias: b,
     training: {
@@ -199,8 +207,11 @@ export async function trainSvmClassifier(features: FeaturesInput, labels: readon
 
 /**
  * Picks C (lambda = 1/(C n)) by stratified k-fold CV on the training rows: each fold's model is the
- * full pipeline (its own standardisation) with every other setting as asked; the best mean accuracy
- * wins, ties going to the smaller C (the stronger regularisation). Undefined when a class is too small.
+ * full pipeline (its own standardisation) with every other setting as asked; the best balanced accuracy
+ * of the pooled out-of-fold predictions wins (plain accuracy is flat over C on these good-heavy sets
+ * while the defect classes' recall is not), ties going to the larger C: on features with d >= n the
+ * training rows are separable, the upper end of the curve is a plateau where the SGD models differ only
+ * by noise. Undefined when a class is too small.
  */
 async function selectLambda(x: FeatureMatrix, classIndex: Int32Array, classes: readonly string[], classCounts: readonly number[], opts: TrainSvmOptions): Promise<LambdaSelection | undefined> {
   const folds = Math.min(SVM_DEFAULTS.cvFolds, ...classCounts);
@@ -216,6 +227,7 @@ async function selectLambda(x: FeatureMatrix, classIndex: Int32Array, classes: r
   });
   const grid = SVM_DEFAULTS.cGrid;
   const correct = grid.map(() => 0);
+  const correctPerClass = grid.map(() => new Float64Array(classes.length));
   for (let f = 0; f < folds; f++) {
     const tr: number[] = [];
     const te: number[] = [];
@@ -232,13 +244,19 @@ async function selectLambda(x: FeatureMatrix, classIndex: Int32Array, classes: r
       const m = await trainSvmClassifier(xtr, ltr, { ...opts, classes, lambda: 1 / ((grid[g] as number) * tr.length) });
       const p = predictSvm(m, xte).classIndex;
       te.forEach((r, j) => {
-        if (p[j] === classIndex[r]) correct[g] = (correct[g] as number) + 1;
+        if (p[j] !== classIndex[r]) return;
+        correct[g] = (correct[g] as number) + 1;
+        const pc = correctPerClass[g] as Float64Array;
+        const c = classIndex[r] as number;
+        pc[c] = (pc[c] as number) + 1;
       });
     }
   }
+  const balanced = correctPerClass.map((pc) => pc.reduce((a, v, c) => a + v / (classCounts[c] as number), 0) / classes.length);
   let best = 0;
-  for (let g = 1; g < grid.length; g++) if ((correct[g] as number) > (correct[best] as number)) best = g;
-  return { folds, grid, cvAccuracy: correct.map((c) => c / n), C: grid[best] as number };
+  // >= with a tolerance: sums of the same recalls in another order must still tie.
+  for (let g = 1; g < grid.length; g++) if ((balanced[g] as number) >= (balanced[best] as number) - 1e-12) best = g;
+  return { folds, grid, cvAccuracy: correct.map((c) => c / n), cvBalancedAccuracy: balanced, C: grid[best] as number };
 }
 
 /** Binary learner scores [n][L] = w_l . z + b_l on standardised features. */
@@ -262,7 +280,7 @@ export interface SvmPrediction {
   /** Predicted class name per row. */
   readonly labels: string[];
   readonly classIndex: Int32Array;
-  /** Per-class scores [n][K] (negated loss-weighted hinge loss; higher = more likely). */
+  /** Per-class scores [n][K], higher = more likely: votes + tie-break (decodeVotes) or the negated loss. */
   readonly scores: Float32Array;
   /** Binary learner scores [n][L]. */
   readonly learnerScores: Float32Array;
@@ -276,6 +294,6 @@ export function predictSvm(model: SvmClassifier, features: FeaturesInput): SvmPr
   }
   const z = applyStandardization(x, model.standardization);
   const ls = learnerScores(model, z);
-  const { classIndex, scores } = decodeLossWeighted(model.coding, ls, x.rows);
+  const { classIndex, scores } = decode(model.decoding, model.coding, ls, x.rows);
   return { labels: Array.from(classIndex, (c) => model.classes[c] as string), classIndex, scores, learnerScores: ls };
 }

@@ -1,6 +1,6 @@
 // Saving and loading a trained SVM classifier as a Loupe model file (kind 'svm').
 
-import type { CodingMatrix, CodingName } from '../classifier/coding.js';
+import type { CodingMatrix, CodingName, DecodingName } from '../classifier/coding.js';
 import type { LambdaSelection, SgdSchedule, SvmClassifier, SvmTrainingInfo } from '../classifier/svm.js';
 import { ModelFileError } from './errors.js';
 import { readModelFile, writeModelFile, type DecodedModel, type ModelHeaderBase } from './format.js';
@@ -28,6 +28,8 @@ export interface SvmModelHeader extends ModelHeaderBase {
   readonly preprocessing: Record<string, unknown>;
   readonly standardization: { readonly stdFloor: number; readonly mean: string; readonly std: string };
   readonly coding: { readonly name: CodingName; readonly classes: number; readonly learners: number; readonly matrix: number[][] };
+  /** Absent in files written before voting existed: those decode 'lossweighted', as they were trained. */
+  readonly decoding?: DecodingName;
   readonly svm: { readonly learners: number; readonly dim: number; readonly weights: string; readonly bias: string };
   readonly training: SvmTrainingInfo;
   readonly metrics?: unknown;
@@ -62,6 +64,7 @@ export async function saveSvmModel(file: string, model: SvmClassifier, meta: Svm
     preprocessing: meta.preprocessing,
     standardization: { stdFloor: model.standardization.stdFloor, mean: SECTION.mean, std: SECTION.std },
     coding: { name: coding.name, classes: coding.classes, learners: coding.learners, matrix },
+    decoding: model.decoding,
     svm: { learners: coding.learners, dim: model.dim, weights: SECTION.weights, bias: SECTION.bias },
     training: model.training,
     ...(meta.metrics !== undefined ? { metrics: meta.metrics } : {}),
@@ -140,6 +143,8 @@ export function svmModelFromDecoded(decoded: DecodedModel, file: string, opts: L
   if (!isObject(svm) || svm['learners'] !== L || svm['dim'] !== d || typeof svm['weights'] !== 'string' || typeof svm['bias'] !== 'string') {
     bad('svm', `must describe ${L} learners of dimension ${d}`);
   }
+  const decoding = h['decoding'] ?? 'lossweighted';
+  if (decoding !== 'vote' && decoding !== 'lossweighted') bad('decoding', `unknown decoding ${JSON.stringify(decoding)} (vote | lossweighted)`);
   const training = h['training'];
   if (!isObject(training)) bad('training', 'missing');
   const section = (field: string, nameOf: unknown, length: number): Float32Array => {
@@ -171,6 +176,7 @@ export function svmModelFromDecoded(decoded: DecodedModel, file: string, opts: L
     dim: d,
     standardization: { mean, std, stdFloor: stObj['stdFloor'] as number },
     coding: codingMatrix,
+    decoding: decoding as DecodingName,
     weights,
     bias,
     training: {

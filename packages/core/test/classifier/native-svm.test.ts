@@ -41,9 +41,11 @@ describe.skipIf(!hasAddon)('trainSvmClassifier on the native kernel', () => {
     expect(sel!.grid).toEqual(SVM_DEFAULTS.cGrid);
     expect(sel!.cvAccuracy).toHaveLength(sel!.grid.length);
     for (const a of sel!.cvAccuracy) expect(a).toBeGreaterThan(0.8); // separable blobs: every C is decent
-    const best = Math.max(...sel!.cvAccuracy);
-    expect(sel!.cvAccuracy[sel!.grid.indexOf(sel!.C)]).toBe(best);
-    expect(sel!.cvAccuracy.indexOf(best)).toBe(sel!.grid.indexOf(sel!.C)); // ties go to the smaller C
+    // The criterion is the balanced accuracy; ties go to the larger C (the last maximum).
+    const bal = sel!.cvBalancedAccuracy!;
+    expect(bal).toHaveLength(sel!.grid.length);
+    const best = Math.max(...bal);
+    expect(bal.lastIndexOf(best)).toBe(sel!.grid.indexOf(sel!.C));
     expect(auto.training.lambda).toBeCloseTo(1 / (sel!.C * train.rows), 12);
     expect(predictSvm(auto, testX).labels).toEqual(testLabels);
     // An explicit lambda skips the search; a class with one row makes CV impossible (C = 1 then).
@@ -52,6 +54,25 @@ describe.skipIf(!hasAddon)('trainSvmClassifier on the native kernel', () => {
     const tiny = await trainSvmClassifier({ data: train.data.slice(0, 6 * 40), rows: 6, cols: 40 }, trainLabels.slice(0, 6), { trainer, classes });
     expect(tiny.training.lambdaSelection).toBeUndefined();
     expect(tiny.training.lambda).toBeCloseTo(1 / 6, 12);
+  });
+
+  it('the CV criterion is the balanced accuracy: on a good-heavy overlapping set it differs from accuracy', async () => {
+    const trainer = nativeSvmTrainer(await loadAddon());
+    const b = blobs({ classes: ['good', 'dent'], perClass: 80, dim: 20, seed: 5, separation: 0.35 });
+    // Keep every good row and one dent in eight: 80 good, 10 dent.
+    const keep: number[] = [];
+    let dents = 0;
+    b.labels.forEach((l, i) => {
+      if (l === 'good' || dents++ % 8 === 0) keep.push(i);
+    });
+    const x = { data: new Float32Array(keep.length * 20), rows: keep.length, cols: 20 };
+    keep.forEach((r, i) => x.data.set(b.x.data.subarray(r * 20, (r + 1) * 20), i * 20));
+    const m = await trainSvmClassifier(x, keep.map((i) => b.labels[i]!), { trainer, seed: 1, threads: 1 });
+    const sel = m.training.lambdaSelection!;
+    const bal = sel.cvBalancedAccuracy!;
+    expect(bal.some((v, g) => Math.abs(v - (sel.cvAccuracy[g] as number)) > 0.02)).toBe(true);
+    expect(bal.lastIndexOf(Math.max(...bal))).toBe(sel.grid.indexOf(sel.C));
+    for (const v of bal) expect(v).toBeLessThanOrEqual(1);
   });
 
   it('same seed -> bit-identical weights; threads do not change the result', async () => {

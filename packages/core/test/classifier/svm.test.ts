@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { buildTargets, codingMatrix, decodeLossWeighted, learnerCount } from '../../src/classifier/coding.js';
+import { buildTargets, codingMatrix, decodeLossWeighted, decodeVotes, learnerCount } from '../../src/classifier/coding.js';
 import { toFeatureMatrix } from '../../src/classifier/features.js';
 import { referenceTrainLinearSvms } from '../../src/classifier/reference-sgd.js';
 import { applyStandardization, fitStandardization } from '../../src/classifier/standardize.js';
@@ -61,6 +61,43 @@ describe('ECOC coding (MATLAB designecoc)', () => {
     // class1: m=-1,s=-3 -> 0; m=+1,s=3 -> 0 => 0; class2: m=-1,s=0 -> 0.5; m=-1,s=3 -> 2 => 1.25
     expect(d.classIndex[1]).toBe(1);
     expect(Array.from(d.scores.subarray(3, 6))).toEqual([-1.25, -0, -1.25]);
+  });
+
+  it('voting, hand-computed: one confident learner outweighs the majority under the loss, not the vote', () => {
+    // OvO, 3 classes, learners (0,1), (0,2), (1,2); s = [-0.2, -9, 0.3]:
+    // votes: learner (0,1) s<0 -> class 1; (0,2) s<0 -> class 2; (1,2) s>0 -> class 1 => [0, 2, 1].
+    // losses: class 0 (0.6 + 5) / 2 = 2.8; class 1 (m=-1,s=-0.2 -> 0.4; m=+1,s=0.3 -> 0.35) / 2 = 0.375;
+    // class 2 (m=-1,s=-9 -> 0; m=-1,s=0.3 -> 0.65) / 2 = 0.325: the loss picks class 2, the vote class 1.
+    const c = codingMatrix('onevsone', 3);
+    const s = Float32Array.from([-0.2, -9, 0.3]);
+    expect(decodeLossWeighted(c, s, 1).classIndex[0]).toBe(2);
+    const v = decodeVotes(c, s, 1);
+    expect(v.classIndex[0]).toBe(1);
+    const scores = Array.from(v.scores);
+    expect(scores.map(Math.floor)).toEqual([0, 2, 1]); // integer part: the votes
+    expect(scores[1]).toBeCloseTo(2 + 1 / (2 * 1.375), 6); // fraction: 1 / (2 (1 + loss))
+    expect(scores[0]).toBeCloseTo(0 + 1 / (2 * 3.8), 6);
+  });
+
+  it('voting ties go to the smaller loss, then to the first class; a zero score votes for no class', () => {
+    const c = codingMatrix('onevsone', 3);
+    // s = [1, -1, 0.5]: votes [1, 0, ... ] -> (0,1) class 0, (0,2) class 2, (1,2) class 1: one each.
+    // losses: class 0 (0 + 1) / 2 = 0.5; class 1 (1 + 0.25) / 2 = 0.625; class 2 (0 + 0.75) / 2 = 0.375.
+    const t = decodeVotes(c, Float32Array.from([1, -1, 0.5]), 1);
+    expect(Array.from(t.scores).map(Math.floor)).toEqual([1, 1, 1]);
+    expect(t.classIndex[0]).toBe(2);
+    // All-zero scores: no votes, equal losses -> the first class.
+    const z = decodeVotes(c, new Float32Array(3), 1);
+    expect(Array.from(z.scores).map(Math.floor)).toEqual([0, 0, 0]);
+    expect(z.classIndex[0]).toBe(0);
+    // The decision is always the argmax of the scores.
+    const rnd = Float32Array.from({ length: 300 }, (_, i) => Math.sin(i * 12.9898) * 3);
+    const r = decodeVotes(c, rnd, 100);
+    for (let i = 0; i < 100; i++) {
+      const row = Array.from(r.scores.subarray(i * 3, i * 3 + 3));
+      expect(r.classIndex[i]).toBe(row.indexOf(Math.max(...row)));
+    }
+    expect(() => decodeVotes(c, new Float32Array(4), 2)).toThrow(/learner scores/);
   });
 
   it('OvA decoding uses every learner', () => {

@@ -181,6 +181,18 @@ describe('SVM model files', () => {
       expect((await codeOf(loadSvmModel(file))).field).toBe('svm.weights');
       put(withHeader(good, (h) => delete h['weightsHash']));
       expect((await codeOf(loadSvmModel(file))).field).toBe('weightsHash');
+      put(withHeader(good, (h) => (h['decoding'] = 'majority')));
+      expect(await codeOf(loadSvmModel(file))).toMatchObject({ code: 'MODEL_CORRUPT', field: 'decoding' });
+    });
+
+    it('a file from before the decoding field decodes as it was trained (loss-weighted)', async () => {
+      expect(headerOf(good)['decoding']).toBe('vote');
+      put(withHeader(good, (h) => delete h['decoding']));
+      const old = (await loadSvmModel(file)).model;
+      expect(old.decoding).toBe('lossweighted');
+      const x = blobs({ classes: ['good', 'dulled', 'braided'], perClass: 10, dim: 12, seed: 4 }).x;
+      const want = predictSvm({ ...(await trained()), decoding: 'lossweighted' }, x);
+      expect(Array.from(predictSvm(old, x).scores)).toEqual(Array.from(want.scores));
     });
 
     it('decodeModel works on bytes too', () => {
