@@ -120,6 +120,22 @@ describe('decodeImage', () => {
     expect([img.rgb[3], img.rgb[4], img.rgb[5]]).toEqual([10, 200, 30]); // alpha 0 pixel keeps its colour
   });
 
+  it('alpha does not change the colours when the image is resized (no premultiplied resize)', async () => {
+    const w = 300;
+    const h = 260;
+    const rgb = rawRgb(w, h, (x, y) => [(x * 7) % 256, (y * 5) % 256, (x + y) % 256]);
+    const rgba = Buffer.alloc(w * h * 4);
+    for (let i = 0; i < w * h; i++) rgba.set([rgb[i * 3]!, rgb[i * 3 + 1]!, rgb[i * 3 + 2]!, 3 + (i % 2) * 120], i * 4);
+    const opaque = await decodeImage(await sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer());
+    for (const fit of ['squash', 'crop'] as const) {
+      const want = fit === 'squash' ? opaque : await decodeImage(await sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer(), { fit });
+      const got = await decodeImage(await sharp(rgba, { raw: { width: w, height: h, channels: 4 } }).png().toBuffer(), { fit });
+      let maxErr = 0;
+      for (let i = 0; i < INPUT_ELEMENTS; i++) maxErr = Math.max(maxErr, Math.abs(got.rgb[i]! - want.rgb[i]!));
+      expect(maxErr).toBeLessThanOrEqual(1);
+    }
+  });
+
   it('reduces 16-bit PNGs to 8 bits', async () => {
     const png16 = await sharp(pattern, { raw: { width: 224, height: 224, channels: 3 } }).toColourspace('rgb16').png().toBuffer();
     expect((await sharp(png16).metadata()).depth).toBe('ushort');

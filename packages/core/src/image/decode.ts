@@ -114,23 +114,30 @@ export async function decodeImage(source: ImageSource, options: DecodeOptions = 
   const uprightW = swapped ? height : width;
   const uprightH = swapped ? width : height;
 
+  const run = async (p: sharp.Sharp): Promise<{ data: Buffer; info: sharp.OutputInfo }> => {
+    try {
+      return await p.toBuffer({ resolveWithObject: true });
+    } catch (err) {
+      if (isPixelLimitError(err)) throw new ImageTooLargeError(name, width, height, limit, err);
+      throw new ImageDecodeError(name, cleanSharpMessage(err), err);
+    }
+  };
   let pipeline = sharp(data, { limitInputPixels: limit, failOn: 'truncated', pages: 1, page: 0, ignoreIcc: true }).rotate();
-  if (uprightW !== INPUT_SIZE || uprightH !== INPUT_SIZE) {
+  const resize = uprightW !== INPUT_SIZE || uprightH !== INPUT_SIZE;
+  if (resize && meta.hasAlpha) {
+    // sharp resizes with the colour premultiplied by alpha whatever the order of the calls, which
+    // would darken and shift (mostly) transparent pixels: drop the alpha in a pass of its own first.
+    const opaque = await run(pipeline.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }));
+    pipeline = sharp(opaque.data, { raw: { width: opaque.info.width, height: opaque.info.height, channels: opaque.info.channels } });
+  }
+  if (resize) {
     pipeline = pipeline.resize(INPUT_SIZE, INPUT_SIZE, {
       fit: fit === 'crop' ? 'cover' : 'fill',
       position: 'centre',
       kernel: RESIZE_KERNEL,
     });
   }
-  pipeline = pipeline.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' });
-
-  let out: { data: Buffer; info: sharp.OutputInfo };
-  try {
-    out = await pipeline.toBuffer({ resolveWithObject: true });
-  } catch (err) {
-    if (isPixelLimitError(err)) throw new ImageTooLargeError(name, width, height, limit, err);
-    throw new ImageDecodeError(name, cleanSharpMessage(err), err);
-  }
+  const out = await run(pipeline.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }));
   const { info } = out;
   if (info.width !== INPUT_SIZE || info.height !== INPUT_SIZE || info.channels !== INPUT_CHANNELS) {
     throw new ImageDecodeError(name, `decoder produced ${info.width}x${info.height}x${info.channels}, expected ${INPUT_SIZE}x${INPUT_SIZE}x3`);
