@@ -3,7 +3,7 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 
-import type { TapName } from '@loupe/core';
+import { AbortError, type TapName } from '@loupe/core';
 
 import { openEngine, write, type RunContext } from '../context.js';
 
@@ -18,6 +18,9 @@ export interface ExportCommandOptions {
 export async function exportCommand(o: ExportCommandOptions, ctx: RunContext): Promise<number> {
   const out = resolve(o.onnx);
   const engine = await openEngine(ctx);
+  // The export itself is one short native call that cannot stop halfway: an interrupt during the engine
+  // load must stop here, before the file is replaced.
+  if (ctx.signal.aborted) throw new AbortError(ctx.signal.reason);
   const started = performance.now();
   await engine.exportOnnx(out, {
     taps: o.layers,

@@ -121,6 +121,22 @@ describe.skipIf(skipReason !== null)('PatchCore with the native engine', () => {
     expect(model.thresholds.image).toBeGreaterThan(0);
   });
 
+  it('an interrupt during the last batch of calibration still refuses the model (no model to save)', async () => {
+    const ac = new AbortController();
+    const stages: string[] = [];
+    const run = PatchCoreModel.train(engine, files(join(BOTTLE!, 'train', 'good'), 6, 4), {
+      config: { coresetRatio: 0.1 },
+      batchSize: 8,
+      signal: ac.signal,
+      onProgress: (stage, done, total) => {
+        stages.push(stage);
+        if (stage === 'embed' && done === total) ac.abort(); // calibration's images fit in one batch
+      },
+    });
+    await expect(run).rejects.toMatchObject({ name: 'AbortError' });
+    expect(stages).toContain('embed');
+  });
+
   it('scores broken bottles above good ones and puts the peak on the defect', async () => {
     const g = await model.score(engine, good());
     const b = await model.score(engine, broken());

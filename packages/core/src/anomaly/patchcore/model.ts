@@ -370,6 +370,7 @@ export class PatchCoreModel {
     if (options.backend !== undefined) bankOpts.backend = options.backend;
     const bank = await buildMemoryBank(knn, features, n, d, bankOpts, (done, total) => options.onProgress?.('coreset', done, total));
     features = new Float32Array(0);
+    checkAbort(options.signal);
 
     const provisional: Thresholds = { image: Infinity, pixel: Infinity, method: 'quantile', quantile: config.thresholdQuantile, goodCount: 0, defectCount: 0 };
     const model = new PatchCoreModel(config, bank, provisional, engine.weightsHash ?? null, [], {
@@ -384,6 +385,9 @@ export class PatchCoreModel {
       // A single training image: thresholds from the bank image itself (optimistic; say so).
       await model.calibrate(engine, bankImages, options.defects ?? [], { ...options, knn });
     }
+    // A stage that ends inside one engine batch never reaches the per-batch checks: an interrupt
+    // during the last one must still not hand back a model (the caller would save it).
+    checkAbort(options.signal);
     model.training.seconds = (performance.now() - t0) / 1000;
     return model;
   }
