@@ -3,7 +3,7 @@
 //
 // Scores: `rawScore` is the PatchCore distance, `score` its normalised value with the model's calibrated
 // threshold at exactly 0.5 (core's normalizeScore), so "anomalous" is simply score >= 0.5.
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import {
@@ -13,6 +13,7 @@ import {
   escapeXml,
   extractFeatures,
   f1Max,
+  findImageFiles,
   formatFromExtension,
   formatSkipReport,
   heatmapOverlayPng,
@@ -30,6 +31,7 @@ import {
   scanMvtecOneClass,
   scoreHistogramPng,
   thinCurve,
+  UNSUPPORTED_IMAGE_FORMATS,
   writeFileAtomic,
   writeHeatmapOverlay,
   writeHtmlReport,
@@ -542,18 +544,9 @@ async function expandInputs(inputs: readonly string[]): Promise<{ file: string; 
       out.push({ file: input, name: stemOf(path.basename(input)) });
       continue;
     }
-    const found: { file: string; name: string }[] = [];
-    const walk = async (d: string): Promise<void> => {
-      const entries = await readdir(d, { withFileTypes: true });
-      for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-        const p = path.join(d, e.name);
-        if (e.isDirectory()) await walk(p);
-        // Output names keep the sub-folders (MVTec repeats 000.png in every defect folder).
-        else if (formatFromExtension(e.name) !== undefined && formatFromExtension(e.name) !== 'bmp') found.push({ file: p, name: stemOf(path.relative(input, p)).split(path.sep).join('_') });
-      }
-    };
-    await walk(input);
-    if (found.length === 0) throw new DatasetError('DATASET_EMPTY', `${input}: no image files (${Object.keys(IMAGE_EXTENSIONS).filter((e) => e !== '.bmp').join(' ')}) in this directory`, { input });
+    // Output names keep the sub-folders (MVTec repeats 000.png in every defect folder).
+    const found = (await findImageFiles(input)).map((p) => ({ file: p, name: stemOf(path.relative(input, p)).split(path.sep).join('_') }));
+    if (found.length === 0) throw new DatasetError('DATASET_EMPTY', `${input}: no image files (${Object.entries(IMAGE_EXTENSIONS).filter(([, f]) => !UNSUPPORTED_IMAGE_FORMATS.has(f)).map(([e]) => e).join(' ')}) in this directory`, { input });
     out.push(...found);
   }
   return out;

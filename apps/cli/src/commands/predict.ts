@@ -1,8 +1,7 @@
 // loupe predict MODEL IMG|DIR...: the class of each image under a trained classifier, with per-class scores.
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
 
-import { compareStrings, formatFromExtension, ImageReadError, predictSvm, readModelHeader } from '@loupe/core';
+import { findImageFiles, ImageReadError, predictSvm, readModelHeader } from '@loupe/core';
 
 import { checkWeights, featureCacheSetting, featuresOf, loadClassifier } from '../classification.js';
 import { checkReadable, openEngine, write, type RunContext } from '../context.js';
@@ -16,28 +15,13 @@ export interface PredictCommandOptions {
   classifier?: string;
 }
 
-/** Image files under a folder (recursive, sorted; hidden entries skipped), by extension. */
-async function imagesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const entries = await fs.readdir(dir, { withFileTypes: true });
-  entries.sort((a, b) => compareStrings(a.name, b.name));
-  for (const e of entries) {
-    if (e.name.startsWith('.')) continue;
-    const p = join(dir, e.name);
-    const st = await fs.stat(p).catch(() => undefined);
-    if (st?.isDirectory()) out.push(...(await imagesUnder(p)));
-    else if (st?.isFile() && formatFromExtension(p) !== undefined) out.push(p);
-  }
-  return out;
-}
-
 /** Files as given; folders expanded to the images under them. A folder without images is an error. */
 export async function expandInputs(inputs: readonly string[]): Promise<string[]> {
   const files: string[] = [];
   for (const input of inputs) {
     const st = await fs.stat(input).catch(() => undefined);
     if (st?.isDirectory()) {
-      const found = await imagesUnder(input);
+      const found = await findImageFiles(input);
       if (found.length === 0) throw new ImageReadError(input, 'the folder holds no image files (.png .jpg .jpeg .webp .tif .tiff .gif)');
       files.push(...found);
     } else files.push(input);

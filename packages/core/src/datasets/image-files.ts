@@ -1,6 +1,9 @@
 // Which files count as images: by extension first, then by their leading bytes (magic numbers).
 
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+
+import { compareStrings } from './util.js';
 
 export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'tiff' | 'gif' | 'bmp';
 
@@ -19,6 +22,38 @@ export const IMAGE_EXTENSIONS: Readonly<Record<string, ImageFormat>> = Object.fr
 /** The format an extension implies, or undefined when the extension is not an image one. */
 export function formatFromExtension(file: string): ImageFormat | undefined {
   return IMAGE_EXTENSIONS[path.extname(file).toLowerCase()];
+}
+
+/** Formats the decoder cannot read even though they are images (listed so scans can say so). */
+export const UNSUPPORTED_IMAGE_FORMATS: ReadonlySet<ImageFormat> = new Set<ImageFormat>(['bmp']);
+
+/**
+ * The decodable image files under `dir` (by extension), recursively, sorted, hidden entries skipped.
+ * Symbolic links are followed (datasets are often linked together), each real folder once: a link
+ * back up the tree is not walked again (it would never end), nor is a second link to a seen folder.
+ */
+export async function findImageFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  const walk = async (d: string): Promise<void> => {
+    const real = await fs.realpath(d);
+    if (seen.has(real)) return;
+    seen.add(real);
+    const entries = await fs.readdir(d, { withFileTypes: true });
+    entries.sort((a, b) => compareStrings(a.name, b.name));
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const p = path.join(d, e.name);
+      const st = e.isSymbolicLink() ? await fs.stat(p).catch(() => undefined) : e;
+      if (st?.isDirectory()) await walk(p);
+      else if (st?.isFile()) {
+        const f = formatFromExtension(p);
+        if (f !== undefined && !UNSUPPORTED_IMAGE_FORMATS.has(f)) out.push(p);
+      }
+    }
+  };
+  await walk(dir);
+  return out;
 }
 
 /** Number of leading bytes `sniffImageFormat` needs. */

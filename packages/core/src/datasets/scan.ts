@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 
 import { DatasetError } from './errors.js';
-import { IMAGE_EXTENSIONS, formatFromExtension, sniffImageFormat, toPosixRelative, type ImageFormat } from './image-files.js';
+import { IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_FORMATS, formatFromExtension, sniffImageFormat, toPosixRelative, type ImageFormat } from './image-files.js';
 import { compareStrings, mapLimit } from './util.js';
 import type { Dataset, DatasetItem, DatasetLayout, MvtecSplit, OneClassDataset, SkippedFile } from './types.js';
 
@@ -35,8 +35,6 @@ export interface ScanMvtecOptions extends ScanOptions {
   goodLabel?: string;
 }
 
-/** Formats the decoder cannot read even though they are images. */
-const UNSUPPORTED_FORMATS: ReadonlySet<ImageFormat> = new Set<ImageFormat>(['bmp']);
 
 interface Candidate {
   path: string;
@@ -78,8 +76,14 @@ async function listSubdirs(dir: string): Promise<string[]> {
   return out.sort(compareStrings);
 }
 
-/** Every regular file under `dir` (recursive, sorted, hidden directories skipped). */
-async function walkFiles(root: string, dir: string, out: WalkedFile[]): Promise<void> {
+/**
+ * Every regular file under `dir` (recursive, sorted, hidden directories skipped). Linked folders are
+ * followed, each real folder once (`seen`: a link back up the tree would never end).
+ */
+async function walkFiles(root: string, dir: string, out: WalkedFile[], seen = new Set<string>()): Promise<void> {
+  const real = await fs.realpath(dir);
+  if (seen.has(real)) return;
+  seen.add(real);
   const entries = await fs.readdir(dir, { withFileTypes: true });
   entries.sort((a, b) => compareStrings(a.name, b.name));
   for (const e of entries) {
@@ -97,7 +101,7 @@ async function walkFiles(root: string, dir: string, out: WalkedFile[]): Promise<
       }
     }
     if (isDir) {
-      if (!e.name.startsWith('.')) await walkFiles(root, p, out);
+      if (!e.name.startsWith('.')) await walkFiles(root, p, out, seen);
     } else if (isFile) {
       out.push({ path: p, relPath: toPosixRelative(root, p) });
     }
@@ -120,7 +124,7 @@ async function inspectFile(c: Candidate, verify: VerifyLevel, hash: boolean): Pr
     try {
       const st = await fs.stat(c.path);
       if (st.size === 0) return { ok: false, skip: { ...base, reason: 'empty-file' } };
-      if (UNSUPPORTED_FORMATS.has(extFormat)) {
+      if (UNSUPPORTED_IMAGE_FORMATS.has(extFormat)) {
         return { ok: false, skip: { ...base, reason: 'unsupported-format', detail: `${extFormat} images cannot be decoded` } };
       }
       return { ok: true, format: extFormat, bytes: st.size };
@@ -143,7 +147,7 @@ async function inspectFile(c: Candidate, verify: VerifyLevel, hash: boolean): Pr
     }
     format = sniffed;
   }
-  if (UNSUPPORTED_FORMATS.has(format)) {
+  if (UNSUPPORTED_IMAGE_FORMATS.has(format)) {
     return { ok: false, skip: { ...base, reason: 'unsupported-format', detail: `${format} images cannot be decoded` } };
   }
   let width: number | undefined;

@@ -1,10 +1,10 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { formatCountsTable, labelCounts } from '../../src/datasets/counts.js';
 import { DatasetError } from '../../src/datasets/errors.js';
-import { sniffImageFormat } from '../../src/datasets/image-files.js';
+import { findImageFiles, sniffImageFormat } from '../../src/datasets/image-files.js';
 import { detectLayout, formatSkipReport, scanDataset, scanFolderPerLabel, scanMvtec, scanMvtecOneClass } from '../../src/datasets/scan.js';
 import { sharedDir, skipNote, tempDir } from '../support/env.js';
 import { imageBytes, writeBytes, writeImage, writeMask } from './fixtures.js';
@@ -17,6 +17,28 @@ describe('sniffImageFormat', () => {
     expect(sniffImageFormat(Buffer.from('BM\x00\x00\x00\x00', 'latin1'))).toBe('bmp');
     expect(sniffImageFormat(Buffer.from('hello world, not an image'))).toBeUndefined();
     expect(sniffImageFormat(new Uint8Array(0))).toBeUndefined();
+  });
+});
+
+describe('findImageFiles', () => {
+  const t = tempDir('loupe-find-');
+  afterAll(() => t.cleanup());
+
+  it('walks sub-folders and linked folders once each: a link back up the tree ends', async () => {
+    const root = join(t.dir, 'in');
+    await writeImage(join(root, 'b.png'), 1);
+    await writeImage(join(root, 'sub', 'a.jpg'), 2, 'jpeg');
+    writeBytes(join(root, 'sub', 'notes.txt'), 'x');
+    writeBytes(join(root, 'sub', 'old.bmp'), 'BM\x00\x00');
+    await writeImage(join(root, '.hidden', 'c.png'), 3);
+    await writeImage(join(t.dir, 'elsewhere', 'd.png'), 4);
+    symlinkSync('..', join(root, 'sub', 'loop')); // in/sub/loop -> in
+    symlinkSync(join(t.dir, 'elsewhere'), join(root, 'linked'));
+    symlinkSync(join(t.dir, 'elsewhere'), join(root, 'linked-again'));
+    symlinkSync(join(t.dir, 'nowhere'), join(root, 'dangling'));
+    mkdirSync(join(root, 'empty'));
+    const found = await findImageFiles(root);
+    expect(found).toEqual([join(root, 'b.png'), join(root, 'linked', 'd.png'), join(root, 'sub', 'a.jpg')]);
   });
 });
 
