@@ -3,6 +3,7 @@
 // Needs the real weights and the shared MVTec bottle images (skipped, with a note, without them).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -151,4 +152,28 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     expect(await exited).toBe(0);
     expect(logs.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
   });
+});
+
+// No server needed: what a client sees from addresses that are not a Loupe server.
+describe.skipIf(!haveData)('loupe --server against what is not a Loupe server', () => {
+  it('a refused port fails at once; a peer that accepts TCP but never answers fails after the connect timeout, not never', async () => {
+    const silent = createServer(() => {}); // accepts, then says nothing (no HTTP/2 settings)
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const t0 = Date.now();
+      const hung = await loupe(['--server', `127.0.0.1:${port}`, 'inspect', join(bottle, 'train', 'good', '000.png'), '--model', 'bottle']);
+      expect(hung.code).toBe(1);
+      expect(hung.stderr).toMatch(/no gRPC answer within 10 s/);
+      expect(Date.now() - t0).toBeLessThan(30_000);
+      silent.close();
+      await new Promise((r) => setTimeout(r, 100));
+      const refused = await loupe(['--server', `127.0.0.1:${port}`, 'models', 'list']);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/UNAVAILABLE: .*ECONNREFUSED/);
+      expect(refused.stderr).not.toMatch(/Resolution note/);
+    } finally {
+      silent.close();
+    }
+  }, 60_000);
 });

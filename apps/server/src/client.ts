@@ -84,6 +84,7 @@ export class LoupeClient {
   readonly health: InstanceType<typeof HealthClient>;
   private readonly token: string | undefined;
   private readonly timeoutMs: number;
+  private readonly tlsInUse: boolean;
 
   constructor(address: string, opts: ClientOptions = {}) {
     const target = parseAddress(address);
@@ -103,6 +104,7 @@ export class LoupeClient {
     this.health = new HealthClient(target, creds, channelOptions);
     this.token = opts.token;
     this.timeoutMs = opts.timeoutMs ?? 60_000;
+    this.tlsInUse = Boolean(opts.tls);
   }
 
   metadata(): grpc.Metadata {
@@ -118,6 +120,28 @@ export class LoupeClient {
   private call<Req, Res>(fn: (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: Res) => void) => unknown, req: Req, timeoutMs?: number): Promise<Res> {
     return new Promise((resolve, reject) => {
       fn(req, this.metadata(), this.deadline(timeoutMs), (err, res) => (err ? reject(err) : resolve(res)));
+    });
+  }
+
+  /**
+   * Resolves once the channel is READY, or has failed outright (a refused port: the call then fails at
+   * once, with the reason); rejects when it is still connecting after timeoutMs, as with a peer that
+   * accepts TCP but never speaks gRPC (an inspection stream has no deadline and would wait for ever).
+   */
+  connected(timeoutMs = 10_000): Promise<void> {
+    const channel = this.inspection.getChannel();
+    const deadline = Date.now() + timeoutMs;
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        const state = channel.getConnectivityState(true);
+        const s = grpc.connectivityState;
+        if (state === s.READY || state === s.TRANSIENT_FAILURE || state === s.SHUTDOWN) return resolve();
+        channel.watchConnectivityState(state, deadline, (err) => {
+          if (err) reject(new Error(`no gRPC answer within ${Math.round(timeoutMs / 1000)} s: the address accepts connections but does not talk gRPC${this.tlsInUse ? ' over TLS' : ''} (is it a Loupe server, and is --tls right?)`));
+          else check();
+        });
+      };
+      check();
     });
   }
 

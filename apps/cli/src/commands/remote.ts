@@ -1,12 +1,14 @@
 // Remote mode: `loupe serve` runs the inspection server in the foreground; with `--server HOST:PORT`
 // the other commands here talk to one (inspect, models, inspections, stats) through @loupe/server's
 // client. @loupe/server (gRPC, SQLite) is imported lazily, so the local commands never load it.
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 import type { LoupeClient, ServeFlags } from '@loupe/server';
+
+import { findImageFiles, IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_FORMATS } from '@loupe/core';
 
 import { write } from '../context.js';
 import { errorText, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from '../errors.js';
@@ -36,7 +38,6 @@ export interface RemoteDeps {
 export const EXIT_ANOMALOUS = 1;
 export const EXIT_ERRORS = 2;
 
-const IMAGE_EXT = /\.(png|jpe?g|webp|tiff?|gif)$/i;
 const MAX_TRAIN_REQUEST = 16 * 1024 * 1024 - 64 * 1024;
 
 /** A usage problem found by a remote command (exit 2, one line). */
@@ -84,19 +85,31 @@ async function connect(cmd: Command): Promise<{ client: LoupeClient; address: st
   const { LoupeClient } = await import('@loupe/server');
   const tls = opts.tls || opts.ca || opts.clientCert ? { ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.clientCert ? { cert: opts.clientCert } : {}), ...(opts.clientKey ? { key: opts.clientKey } : {}) } : undefined;
   const token = opts.token ?? process.env['LOUPE_TOKEN'];
+  let client: LoupeClient;
   try {
-    return { client: new LoupeClient(opts.server, { ...(tls ? { tls } : {}), ...(token ? { token } : {}) }), address: opts.server, opts };
+    client = new LoupeClient(opts.server, { ...(tls ? { tls } : {}), ...(token ? { token } : {}) });
   } catch (err) {
     throw new RemoteUsageError(errorText(err));
   }
+  try {
+    await client.connected(CONNECT_TIMEOUT_MS);
+  } catch (err) {
+    client.close();
+    throw new Error(`server ${opts.server}: ${errorText(err)}`);
+  }
+  return { client, address: opts.server, opts };
 }
+
+/** How long a silent peer may keep the connection half-open before a command gives up. */
+const CONNECT_TIMEOUT_MS = 10_000;
 
 /** gRPC errors as one line naming the server: "server 127.0.0.1:50051: UNAVAILABLE: ...". */
 function remoteText(err: unknown, address: string): string {
   const e = err as { code?: unknown; details?: unknown };
   if (typeof e?.code === 'number' && typeof e.details === 'string') {
     const names: Record<number, string> = { 1: 'CANCELLED', 3: 'INVALID_ARGUMENT', 4: 'DEADLINE_EXCEEDED', 5: 'NOT_FOUND', 7: 'PERMISSION_DENIED', 8: 'RESOURCE_EXHAUSTED', 9: 'FAILED_PRECONDITION', 13: 'INTERNAL', 14: 'UNAVAILABLE', 16: 'UNAUTHENTICATED' };
-    return `server ${address}: ${names[e.code] ?? `code ${e.code}`}: ${e.details}`;
+    // grpc-js ends some details with an empty "Resolution note: ".
+    return `server ${address}: ${names[e.code] ?? `code ${e.code}`}: ${e.details.replace(/\s*Resolution note:\s*$/, '')}`;
   }
   return errorText(err);
 }
@@ -114,17 +127,14 @@ function action<A extends unknown[]>(deps: RemoteDeps, fn: (...args: A) => Promi
   };
 }
 
-/** Image files of the arguments: files as given, folders searched recursively (sorted). */
+/** The extensions findImageFiles keeps, for messages. */
+function decodableExtensions(): string {
+  return Object.entries(IMAGE_EXTENSIONS).filter(([, f]) => !UNSUPPORTED_IMAGE_FORMATS.has(f)).map(([e]) => e).join(' ');
+}
+
+/** Image files of the arguments: files as given, folders searched recursively (sorted, links once). */
 export async function listImages(inputs: readonly string[]): Promise<string[]> {
   const out: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const e of entries) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.isFile() && IMAGE_EXT.test(e.name)) out.push(p);
-    }
-  };
   for (const input of inputs) {
     let st;
     try {
@@ -133,9 +143,9 @@ export async function listImages(inputs: readonly string[]): Promise<string[]> {
       throw new RemoteUsageError(`${input}: no such file or folder`);
     }
     if (st.isDirectory()) {
-      const before = out.length;
-      await walk(input);
-      if (out.length === before) throw new RemoteUsageError(`${input}: no images in this folder (looked for ${IMAGE_EXT.source})`);
+      const found = await findImageFiles(input);
+      if (found.length === 0) throw new RemoteUsageError(`${input}: no images in this folder (looked for ${decodableExtensions()})`);
+      out.push(...found);
     } else out.push(input);
   }
   return out;
