@@ -117,6 +117,15 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     expect(badLines.find((l) => l['file'] === junk)!['error']).toMatchObject({ code: 3 });
     expect(badLines[badLines.length - 1]).toEqual({ total: 4, anomalous: 0, errors: 1 });
 
+    // Over the message limit: that image is an error, the stream and the other images go on.
+    const huge = join(tmp, 'huge.png');
+    writeFileSync(huge, Buffer.alloc(17 * 2 ** 20, 1));
+    const big = await remote('inspect', huge, join(tmp, 'good'), '--model', 'bottle', '--json');
+    expect(big.code, big.stderr).toBe(2);
+    const bigLines = jsonLines(big.stdout);
+    expect(bigLines.find((l) => l['file'] === huge)!['error']).toMatchObject({ code: 'TOO_LARGE' });
+    expect(bigLines[bigLines.length - 1]).toEqual({ total: 4, anomalous: 0, errors: 1 });
+
     const unknown = await remote('inspect', junk, '--model', 'no-such-model', '--json');
     expect(unknown.code).toBe(2);
     expect(jsonLines(unknown.stdout)[0]!['error']).toMatchObject({ code: 5 });
@@ -126,7 +135,7 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     const r = await remote('inspections', 'list', '--since', '1h', '--json', '--limit', '1000');
     expect(r.code, r.stderr).toBe(0);
     const rows = jsonLines(r.stdout);
-    expect(rows.length).toBe(3 + 4 + 3); // the three successful inspect runs
+    expect(rows.length).toBe(3 + 4 + 3 + 3); // the good images of the four inspect runs that reached the model
     expect(rows.every((x) => x['model'] === 'bottle')).toBe(true);
     const none = await remote('inspections', 'list', '--since', new Date(Date.now() + 3_600_000).toISOString(), '--json');
     expect(none.stdout).toBe('');

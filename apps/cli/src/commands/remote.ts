@@ -38,7 +38,8 @@ export interface RemoteDeps {
 export const EXIT_ANOMALOUS = 1;
 export const EXIT_ERRORS = 2;
 
-const MAX_TRAIN_REQUEST = 16 * 1024 * 1024 - 64 * 1024;
+/** Bytes one request may carry: the channel's 16 MiB message limit less room for the other fields. */
+const MAX_REQUEST_BYTES = 16 * 1024 * 1024 - 64 * 1024;
 
 /** A usage problem found by a remote command (exit 2, one line). */
 class RemoteUsageError extends Error {}
@@ -181,6 +182,15 @@ async function inspectCommand(inputs: string[], o: InspectOptions, cmd: Command,
     for (let i = 0; i < files.length; i++) {
       let image: Buffer;
       try {
+        // Over the message limit the channel would fail the whole stream, every other image with it.
+        const { size } = await stat(files[i]!);
+        if (size > MAX_REQUEST_BYTES) {
+          errors++;
+          done++;
+          answered.add(i);
+          line({ id: String(i), file: files[i], error: { code: 'TOO_LARGE', message: `${files[i]} is ${(size / 2 ** 20).toFixed(1)} MiB; one request carries at most ${(MAX_REQUEST_BYTES / 2 ** 20).toFixed(1)} MiB (downscale or recompress it)` } });
+          continue;
+        }
         image = await readFile(files[i]!);
       } catch (err) {
         errors++;
@@ -282,7 +292,7 @@ async function trainRemote(name: string, inputs: string[], o: TrainRemoteOptions
     for (const f of files) {
       const image = await readFile(f);
       bytes += image.length;
-      if (bytes > MAX_TRAIN_REQUEST) throw new RemoteUsageError(`the training images are over ${Math.floor(MAX_TRAIN_REQUEST / 2 ** 20)} MB, the most one Train request carries; use fewer or smaller images`);
+      if (bytes > MAX_REQUEST_BYTES) throw new RemoteUsageError(`the training images are over ${Math.floor(MAX_REQUEST_BYTES / 2 ** 20)} MB, the most one Train request carries; use fewer or smaller images`);
       const rel = relative(resolve(input), resolve(f));
       const label = o.kind === 'svm' ? (rel.includes('/') ? rel.split('/')[0]! : basename(resolve(input))) : '';
       images.push({ image, label, name: rel || basename(f) });

@@ -161,6 +161,6 @@ export async function decodeImage(source: ImageSource, options: DecodeOptions = 
 function cleanSharpMessage(err: unknown): string {
   const msg = messageOf(err).trim();
   if (/unsupported image format/i.test(msg)) return 'not a supported image format (JPEG, PNG, WebP, TIFF, GIF, ...)';
-  if (/premature end|truncated|unexpected end|not enough data|read error|short read/i.test(msg)) return `truncated or corrupt data (${msg.split('\n')[0]})`;
+  if (/premature end|truncated|unexpected end|end of stream|not enough data|read error|short read/i.test(msg)) return `truncated or corrupt data (${msg.split('\n')[0]})`;
   return msg.split('\n')[0] ?? msg;
 }

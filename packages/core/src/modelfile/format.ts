@@ -266,7 +266,13 @@ export async function readModelHeader(file: string): Promise<ModelHeaderBase> {
     let total = 0;
     for (;;) {
       const chunk = Buffer.alloc(64 * 1024);
-      const { bytesRead } = await fh.read(chunk, 0, chunk.length, total);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await fh.read(chunk, 0, chunk.length, total));
+      } catch (err) {
+        // EISDIR (a folder given as the model) and I/O errors: name the file, as open() failures do.
+        throw new ModelFileError('MODEL_READ', file, `cannot read: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
       if (bytesRead === 0) break;
       const part = chunk.subarray(0, bytesRead);
       chunks.push(part);

@@ -121,6 +121,10 @@ describe('SVM model files', () => {
       expect(await codeOf(loadSvmModel(join(t.dir, 'nope.loupe')))).toMatchObject({ code: 'MODEL_READ', input: join(t.dir, 'nope.loupe') });
     });
 
+    it('a folder given as the model names it', async () => {
+      expect(await codeOf(readModelHeader(t.dir))).toMatchObject({ code: 'MODEL_READ', input: t.dir });
+    });
+
     it('not a model', async () => {
       put('PK\x03\x04 some zip');
       expect(await codeOf(loadSvmModel(file))).toMatchObject({ code: 'MODEL_NOT_A_MODEL', field: 'magic', input: file });
