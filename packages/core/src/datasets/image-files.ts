@@ -27,13 +27,19 @@ export function formatFromExtension(file: string): ImageFormat | undefined {
 /** Formats the decoder cannot read even though they are images (listed so scans can say so). */
 export const UNSUPPORTED_IMAGE_FORMATS: ReadonlySet<ImageFormat> = new Set<ImageFormat>(['bmp']);
 
+/** A file found by `listFilesUnder`; `dangling`: a symbolic link to nothing (for "unreadable" reports). */
+export interface ListedFile {
+  readonly path: string;
+  readonly dangling: boolean;
+}
+
 /**
- * The decodable image files under `dir` (by extension), recursively, sorted, hidden entries skipped.
- * Symbolic links are followed (datasets are often linked together), each real folder once: a link
- * back up the tree is not walked again (it would never end), nor is a second link to a seen folder.
+ * Every file under `dir`, recursively, sorted, hidden folders skipped (hidden files kept: scans report
+ * them). Symbolic links are followed (datasets are often linked together), each real folder once: a
+ * link back up the tree is not walked again (it would never end), nor a second link to a seen folder.
  */
-export async function findImageFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
+export async function listFilesUnder(dir: string): Promise<ListedFile[]> {
+  const out: ListedFile[] = [];
   const seen = new Set<string>();
   const walk = async (d: string): Promise<void> => {
     const real = await fs.realpath(d);
@@ -42,18 +48,27 @@ export async function findImageFiles(dir: string): Promise<string[]> {
     const entries = await fs.readdir(d, { withFileTypes: true });
     entries.sort((a, b) => compareStrings(a.name, b.name));
     for (const e of entries) {
-      if (e.name.startsWith('.')) continue;
       const p = path.join(d, e.name);
       const st = e.isSymbolicLink() ? await fs.stat(p).catch(() => undefined) : e;
-      if (st?.isDirectory()) await walk(p);
-      else if (st?.isFile()) {
-        const f = formatFromExtension(p);
-        if (f !== undefined && !UNSUPPORTED_IMAGE_FORMATS.has(f)) out.push(p);
-      }
+      if (!st) out.push({ path: p, dangling: true });
+      else if (st.isDirectory()) {
+        if (!e.name.startsWith('.')) await walk(p);
+      } else if (st.isFile()) out.push({ path: p, dangling: false });
     }
   };
   await walk(dir);
   return out;
+}
+
+/** The decodable image files under `dir` (by extension; hidden ones skipped), as `listFilesUnder`. */
+export async function findImageFiles(dir: string): Promise<string[]> {
+  return (await listFilesUnder(dir))
+    .filter((f) => {
+      if (f.dangling || path.basename(f.path).startsWith('.')) return false;
+      const fmt = formatFromExtension(f.path);
+      return fmt !== undefined && !UNSUPPORTED_IMAGE_FORMATS.has(fmt);
+    })
+    .map((f) => f.path);
 }
 
 /** Number of leading bytes `sniffImageFormat` needs. */

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 
 import { DatasetError } from './errors.js';
-import { IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_FORMATS, formatFromExtension, sniffImageFormat, toPosixRelative, type ImageFormat } from './image-files.js';
+import { IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_FORMATS, formatFromExtension, listFilesUnder, sniffImageFormat, toPosixRelative, type ImageFormat } from './image-files.js';
 import { compareStrings, mapLimit } from './util.js';
 import type { Dataset, DatasetItem, DatasetLayout, MvtecSplit, OneClassDataset, SkippedFile } from './types.js';
 
@@ -76,36 +76,9 @@ async function listSubdirs(dir: string): Promise<string[]> {
   return out.sort(compareStrings);
 }
 
-/**
- * Every regular file under `dir` (recursive, sorted, hidden directories skipped). Linked folders are
- * followed, each real folder once (`seen`: a link back up the tree would never end).
- */
-async function walkFiles(root: string, dir: string, out: WalkedFile[], seen = new Set<string>()): Promise<void> {
-  const real = await fs.realpath(dir);
-  if (seen.has(real)) return;
-  seen.add(real);
-  const entries = await fs.readdir(dir, { withFileTypes: true });
-  entries.sort((a, b) => compareStrings(a.name, b.name));
-  for (const e of entries) {
-    const p = path.join(dir, e.name);
-    let isDir = e.isDirectory();
-    let isFile = e.isFile();
-    if (e.isSymbolicLink()) {
-      try {
-        const st = await fs.stat(p);
-        isDir = st.isDirectory();
-        isFile = st.isFile();
-      } catch {
-        out.push({ path: p, relPath: toPosixRelative(root, p) }); // dangling link: reported as unreadable
-        continue;
-      }
-    }
-    if (isDir) {
-      if (!e.name.startsWith('.')) await walkFiles(root, p, out, seen);
-    } else if (isFile) {
-      out.push({ path: p, relPath: toPosixRelative(root, p) });
-    }
-  }
+/** Every file under `dir` (listFilesUnder: sorted, hidden folders skipped, linked folders once). */
+async function walkFiles(root: string, dir: string, out: WalkedFile[]): Promise<void> {
+  for (const f of await listFilesUnder(dir)) out.push({ path: f.path, relPath: toPosixRelative(root, f.path) }); // dangling links: reported as unreadable
 }
 
 type Inspected =
