@@ -22,6 +22,7 @@ import {
   type ClassificationMetrics,
   type CodingName,
   type DecodingName,
+  type LoupeError,
   type Dataset,
   type DatasetItem,
   type Engine,
@@ -86,6 +87,8 @@ export interface FeatureRun {
   readonly features: Float32Array[];
   readonly cached: number;
   readonly computed: number;
+  /** With skipInvalid: the images that could not be read or decoded (their features are empty). */
+  readonly invalid: readonly { readonly index: number; readonly error: LoupeError }[];
 }
 
 /** Features of files through the cache, with a progress bar on a terminal. */
@@ -95,7 +98,7 @@ export async function featuresOf(
   layer: TapName,
   fit: FitMode,
   ctx: RunContext,
-  opts: { label?: string; cacheDir?: string | false } = {},
+  opts: { label?: string; cacheDir?: string | false; skipInvalid?: boolean } = {},
 ): Promise<FeatureRun> {
   const bar = new ProgressBar(opts.label ?? 'features', files.length, ctx.stderr, progressEnabled(ctx, files.length));
   try {
@@ -106,10 +109,11 @@ export async function featuresOf(
       batchSize: ctx.opts.batchSize,
       signal: ctx.signal,
       ...(opts.cacheDir !== undefined ? { cacheDir: opts.cacheDir } : {}),
+      ...(opts.skipInvalid ? { onInvalidImage: 'skip' as const } : {}),
       onProgress: (p) => bar.update(p.done),
     });
     if (r.writeFailures > 0) ctx.stderr.write(`loupe: warning: ${r.writeFailures} feature cache entr${r.writeFailures === 1 ? 'y' : 'ies'} could not be written (features were still computed)\n`);
-    return { features: r.features, cached: r.cached, computed: r.computed };
+    return { features: r.features, cached: r.cached, computed: r.computed, invalid: r.invalid };
   } finally {
     bar.clear();
   }

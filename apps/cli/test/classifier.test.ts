@@ -317,6 +317,19 @@ describe.runIf(haveWeights && haveBottle)('classifier commands on real MVTec bot
     const pe = await loupe(['predict', model, empty]);
     expect(pe.code).toBe(1);
     expect(pe.stderr).toContain(`${empty}: the folder holds no image files`);
+    // One undecodable image among good ones: reported in its place, the others classified, exit 2.
+    const mixed = join(tmp, 'mixed');
+    mkdirSync(mixed, { recursive: true });
+    copyFileSync(join(data.dir, 'train', 'good', readdirSync(join(data.dir, 'train', 'good'))[0]!), join(mixed, 'a.png'));
+    writeFileSync(join(mixed, 'b.png'), 'not a png at all');
+    copyFileSync(join(data.dir, 'train', 'good', readdirSync(join(data.dir, 'train', 'good'))[1]!), join(mixed, 'c.png'));
+    const pm = await loupe(['predict', model, mixed, '--json']);
+    expect(pm.code, pm.stderr).toBe(2);
+    const rows = pm.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+    expect(rows.map((r) => r['file'])).toEqual(['a.png', 'b.png', 'c.png'].map((f) => join(mixed, f)));
+    expect(rows[1]!['error']).toMatchObject({ code: 'IMAGE_DECODE' });
+    expect(rows[1]!['error'].message).toContain(join(mixed, 'b.png'));
+    for (const r of [rows[0]!, rows[2]!]) expect(typeof r['label']).toBe('string');
 
     const one = join(tmp, 'one-label');
     mkdirSync(join(one, 'good'), { recursive: true });

@@ -139,11 +139,18 @@ export interface CachedExtractOptions {
   readonly batchSize?: number;
   readonly signal?: AbortSignal;
   readonly onProgress?: (p: CachedFeatureProgress) => void;
+  /**
+   * 'throw' (default): the first unreadable or undecodable image fails the call. 'skip': it is listed in
+   * `invalid` (its `features` entry is empty) and the others go on.
+   */
+  readonly onInvalidImage?: 'throw' | 'skip';
 }
 
 export interface CachedExtractResult {
-  /** One vector per input file, in input order. */
+  /** One vector per input file, in input order (empty for the files in `invalid`). */
   readonly features: Float32Array[];
+  /** With onInvalidImage 'skip': the files that could not be read or decoded, in input order. */
+  readonly invalid: { readonly index: number; readonly error: LoupeError }[];
   /** sha256 of each input file. */
   readonly hashes: string[];
   /** Images taken from the cache. */
@@ -172,6 +179,8 @@ export async function extractFeaturesCached(files: readonly string[], opts: Cach
   let corrupt = 0;
   let writeFailures = 0;
   let done = 0;
+  const skip = opts.onInvalidImage === 'skip';
+  const invalid: { index: number; error: LoupeError }[] = [];
   // Chunks bound the encoded bytes held in memory while keeping engine batches full.
   const chunk = Math.max(64, batchSize * 4);
   for (let start = 0; start < total; start += chunk) {
@@ -184,7 +193,13 @@ export async function extractFeaturesCached(files: readonly string[], opts: Cach
       try {
         data = await fs.readFile(file);
       } catch (err) {
-        throw new ImageReadError(file, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : messageOf(err), err);
+        const e = new ImageReadError(file, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : messageOf(err), err);
+        if (!skip) throw e;
+        invalid.push({ index: i, error: e });
+        features[i] = new Float32Array(0);
+        hashes[i] = '';
+        done++;
+        continue;
       }
       const sha = contentHash(data);
       hashes[i] = sha;
@@ -208,7 +223,26 @@ export async function extractFeaturesCached(files: readonly string[], opts: Cach
     if (todo.length > 0) {
       const stream = streamFeatures(
         todo.map(([, m]) => ({ name: m.name, data: m.data })),
-        { engine: opts.engine, layer: opts.layer, batchSize, decode: { fit }, ...(opts.signal ? { signal: opts.signal } : {}) },
+        {
+          engine: opts.engine,
+          layer: opts.layer,
+          batchSize,
+          decode: { fit },
+          ...(opts.signal ? { signal: opts.signal } : {}),
+          ...(skip
+            ? {
+                onInvalidImage: 'skip' as const,
+                onSkip: (error: LoupeError, index: number) => {
+                  const m = (todo[index] as [string, { indices: number[] }])[1];
+                  for (const i of m.indices) {
+                    invalid.push({ index: i, error });
+                    features[i] = new Float32Array(0);
+                  }
+                  done += m.indices.length;
+                },
+              }
+            : {}),
+        },
       );
       for await (const batch of stream) {
         for (const item of batch) {
@@ -226,5 +260,6 @@ export async function extractFeaturesCached(files: readonly string[], opts: Cach
   if (opts.signal?.aborted) {
     throw new AbortError(opts.signal.reason);
   }
-  return { features, hashes, cached, computed, corrupt, writeFailures };
+  invalid.sort((a, b) => a.index - b.index);
+  return { features, hashes, invalid, cached, computed, corrupt, writeFailures };
 }

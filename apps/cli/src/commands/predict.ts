@@ -46,21 +46,40 @@ export async function predictCommand(modelFile: string, inputs: string[], o: Pre
   const files = await expandInputs(inputs);
   const engine = await openEngine(ctx);
   checkWeights(c, engine);
-  const feats = await featuresOf(files, engine, c.layer, c.fit, ctx, { label: 'predict', cacheDir: featureCacheSetting(!o.cache) });
-  const pred = predictSvm(c.model, feats.features);
+  // One image that cannot be read or decoded is reported in its place; the others are still classified.
+  const feats = await featuresOf(files, engine, c.layer, c.fit, ctx, { label: 'predict', cacheDir: featureCacheSetting(!o.cache), skipInvalid: true });
+  const invalid = new Map(feats.invalid.map((x) => [x.index, x.error]));
+  const ok = files.map((_, i) => i).filter((i) => !invalid.has(i));
+  const pred = ok.length > 0 ? predictSvm(c.model, ok.map((i) => feats.features[i] as Float32Array)) : { scores: new Float32Array(0), labels: [] as string[] };
   const k = c.model.classes.length;
-  const width = Math.max(...c.model.classes.map((l) => l.length));
+  const width = Math.max(...c.model.classes.map((l) => l.length), 'ERROR'.length);
+  let row = 0;
   for (let i = 0; i < files.length; i++) {
-    const scores = c.model.classes.map((label, j) => ({ label, score: pred.scores[i * k + j] as number }));
+    const error = invalid.get(i);
+    if (error) {
+      if (o.json) await write(ctx.stdout, `${JSON.stringify({ file: files[i], error: { code: error.code, message: error.message } })}\n`);
+      else await write(ctx.stdout, `${'ERROR'.padEnd(width)}  ${files[i]}: ${error.message}\n`);
+      continue;
+    }
+    const r = row++;
+    const scores = c.model.classes.map((label, j) => ({ label, score: pred.scores[r * k + j] as number }));
     if (o.json) {
       const s = scores.map((x) => `${JSON.stringify(x.label)}:${float32ToString(x.score + 0)}`).join(','); // + 0: no "-0"
-      await write(ctx.stdout, `{"file":${JSON.stringify(files[i])},"label":${JSON.stringify(pred.labels[i])},"scores":{${s}}}\n`);
+      await write(ctx.stdout, `{"file":${JSON.stringify(files[i])},"label":${JSON.stringify(pred.labels[r])},"scores":{${s}}}\n`);
     } else {
       const ranked = [...scores].sort((a, b) => b.score - a.score);
       const rest = ranked.slice(1, 3).map((x) => `${x.label} ${x.score.toFixed(3)}`).join(', ');
-      await write(ctx.stdout, `${(pred.labels[i] as string).padEnd(width)}  ${(ranked[0] as { score: number }).score.toFixed(3)}  ${files[i]}${rest ? `  (next: ${rest})` : ''}\n`);
+      await write(ctx.stdout, `${(pred.labels[r] as string).padEnd(width)}  ${(ranked[0] as { score: number }).score.toFixed(3)}  ${files[i]}${rest ? `  (next: ${rest})` : ''}\n`);
     }
   }
-  if (!o.json) await write(ctx.stdout, `${files.length} image${files.length === 1 ? '' : 's'}; scores are negated ECOC hinge losses (0 = best, higher = more likely)\n`);
-  return 0;
+  if (!o.json) {
+    const meaning = c.model.decoding === 'vote' ? 'votes + a loss tie-break in (0, 0.5]' : 'negated ECOC hinge losses (0 = best)';
+    const failed = invalid.size > 0 ? `, ${invalid.size} could not be read or decoded` : '';
+    await write(ctx.stdout, `${files.length} image${files.length === 1 ? '' : 's'}${failed}; scores are ${meaning}, higher = more likely\n`);
+  }
+  // As `inspect`: 2 when some images got no answer.
+  return invalid.size > 0 ? EXIT_SOME_FAILED : 0;
 }
+
+/** Exit status when some images could not be classified (the others were). */
+const EXIT_SOME_FAILED = 2;
