@@ -1,6 +1,8 @@
-// Exact small cases for the pure-TypeScript parts of PatchCore (no engine, no images).
+// Exact small cases for the pure-TypeScript parts of PatchCore (no engine; tiny in-memory images).
+import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 
+import { loadMask } from '../../src/anomaly/patchcore/io.js';
 import {
   avgPool3x3,
   bilinearAxis,
@@ -436,5 +438,18 @@ describe('tiling', () => {
     s.add(new Float32Array(9).fill(1), { x: 0, y: 0 }, 3);
     s.add(new Float32Array(9).fill(3), { x: 1, y: 0 }, 3);
     expect(Array.from(s.result())).toEqual([1, 2, 2, 3, 1, 2, 2, 3]);
+  });
+});
+
+describe('loadMask', () => {
+  const png = (w: number, h: number): Promise<Buffer> =>
+    sharp(Buffer.from(Array.from({ length: w * h }, (_, i) => (i % w < w / 2 ? 255 : 0))), { raw: { width: w, height: h, channels: 1 } }).png().toBuffer();
+
+  it('resizes another resolution of the same frame (nearest), refuses another shape naming the mask', async () => {
+    const m = await loadMask({ name: 'half.png', data: await png(8, 4) }, 16, 8);
+    expect(Array.from(m.subarray(0, 16))).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    expect(m.reduce((a, v) => a + v, 0)).toBe(64);
+    await expect(loadMask({ name: 'wrong.png', data: await png(10, 10) }, 16, 8)).rejects.toThrow(/wrong\.png.*10x10, not the shape of its 16x8 image/);
+    expect(Array.from(await loadMask(null, 2, 2))).toEqual([0, 0, 0, 0]);
   });
 });

@@ -97,6 +97,19 @@ export async function loadMask(source: ImageSource | null | undefined, width: nu
   if (source === null || source === undefined) return new Uint8Array(width * height);
   const name = sourceName(source);
   const data = await readBytes(source, name);
+  let meta: sharp.Metadata;
+  try {
+    meta = await sharp(data).metadata();
+  } catch (err) {
+    throw new ImageDecodeError(name, messageOf(err).split('\n')[0] ?? 'mask decode failed', err);
+  }
+  // Another resolution of the same frame is resized (a full-size mask for a downscaled image); another
+  // shape is the wrong mask, and stretching it would score pixels against the wrong places.
+  const mw = meta.width ?? 0;
+  const mh = meta.height ?? 0;
+  if (!(mw > 0 && mh > 0) || Math.abs(Math.log((mw / mh) / (width / height))) > 0.02) {
+    throw new ImageDecodeError(name, `the mask is ${mw}x${mh}, not the shape of its ${width}x${height} image`);
+  }
   try {
     const out = await sharp(data).removeAlpha().greyscale().resize(width, height, { fit: 'fill', kernel: 'nearest' }).raw().toBuffer({ resolveWithObject: true });
     const mask = new Uint8Array(width * height);
