@@ -143,6 +143,30 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
     expect(r.stdout).toContain('pixel AUROC');
   });
 
+  it('evaluate with one defect mask missing: a warning naming it, pixel metrics on the others', async () => {
+    const partial = join(tmp, 'partial');
+    const copyTree = (from: string, to: string, skip: (name: string) => boolean): void => {
+      for (const e of readdirSync(from, { withFileTypes: true })) {
+        const src = join(from, e.name);
+        const dst = join(to, e.name);
+        if (skip(e.name)) continue;
+        if (e.isSymbolicLink() || e.isFile()) {
+          mkdirSync(to, { recursive: true });
+          symlinkSync(src, dst);
+        } else copyTree(src, dst, skip);
+      }
+    };
+    const masks = readdirSync(join(cat, 'ground_truth', 'broken_large')).sort();
+    copyTree(cat, partial, (name) => name === masks[0]);
+    const r = await loupe(['evaluate', model, partial, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/warning: 1 defect image\(s\) have no ground_truth mask \(test\/broken_large\/.*\.png\)/);
+    const last = lines(r.stdout).pop()!;
+    expect(last['pixelAuroc'] as number).toBeGreaterThan(0.5);
+    const full = await loupe(['evaluate', model, cat, '--json']);
+    expect(full.stderr).not.toContain('ground_truth mask');
+  });
+
   it('evaluate without ground_truth/: pixelAuroc and pro are null', async () => {
     const r = await loupe(['evaluate', model, noMasks, '--json']);
     expect(r.code, r.stderr).toBe(0);

@@ -267,6 +267,10 @@ export async function evaluateOneClassCommand(modelFile: string, dir: string, o:
   checkWeights(modelFile, model.weightsHash, engine);
 
   const hasMasks = ds.test.some((i) => i.maskPath !== undefined);
+  if (hasMasks && ds.missingMasks.length > 0) {
+    const shown = ds.missingMasks.slice(0, 3).join(', ');
+    ctx.stderr.write(`loupe: warning: ${ds.missingMasks.length} defect image(s) have no ground_truth mask (${shown}${ds.missingMasks.length > 3 ? ', ...' : ''}): they count in the image AUROC but not in the pixel metrics\n`);
+  }
   const records: EvalRecord[] = [];
   // Pixel samples at <= 256 px per side: memory stays ~256 KB per image whatever the image size.
   const pixel: { scores: Float32Array; mask: Uint8Array | null; width: number; height: number }[] = [];
