@@ -198,14 +198,21 @@ export function formatMetrics(m: ClassificationMetrics): string {
   lines.push(...formatConfusionMatrix(m.confusion).split('\n').map((l) => `  ${l}`));
   lines.push('');
   const head = ['class', 'support', 'precision', 'recall', 'F1'];
-  const rows = m.perClass.map((c) => [c.label, String(c.support), pct(c.precision), pct(c.recall), pct(c.f1)]);
+  // A class with no held-back images has no recall (and no precision without predictions): n/a, not 0%.
+  const rows = m.perClass.map((c) => [c.label, String(c.support), c.predicted > 0 ? pct(c.precision) : 'n/a', c.support > 0 ? pct(c.recall) : 'n/a', c.support > 0 || c.predicted > 0 ? pct(c.f1) : 'n/a']);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const fmt = (r: string[]): string => `  ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ')}`;
   lines.push(fmt(head), ...rows.map(fmt), '');
   lines.push(`accuracy            ${pct(m.accuracy)}  (${m.correct}/${m.total})`);
   lines.push(`balanced accuracy   ${pct(m.balancedAccuracy)}  (mean per-class accuracy)`);
   lines.push(`macro F1            ${pct(m.macroF1)}`);
-  if (m.goodVsDefect) lines.push(`good vs defect      ${pct(m.goodVsDefect.accuracy)}  (defects caught ${pct(m.goodVsDefect.defectRecall)}, good passed ${pct(m.goodVsDefect.goodRecall)})`);
+  if (m.goodVsDefect) {
+    const g = m.perClass.find((c) => c.label === GOOD_LABEL)?.support ?? 0;
+    const d = m.total - g;
+    lines.push(`good vs defect      ${pct(m.goodVsDefect.accuracy)}  (defects caught ${d > 0 ? pct(m.goodVsDefect.defectRecall) : 'n/a'}, good passed ${g > 0 ? pct(m.goodVsDefect.goodRecall) : 'n/a'})`);
+  }
+  const absent = m.perClass.filter((c) => c.support === 0).map((c) => c.label);
+  if (absent.length > 0) lines.push(`note: no held-back images of ${absent.join(', ')}: those figures are not measured (balanced accuracy leaves them out)`);
   return lines.join('\n');
 }
 
