@@ -147,7 +147,11 @@ export class ModelRegistry extends EventEmitter {
   }
 
   private async doScan(): Promise<void> {
-    await fs.mkdir(this.opts.dir, { recursive: true });
+    if (!(await fs.stat(this.opts.dir).catch(() => undefined))) {
+      // A fresh server trains into it; say so, a mistyped path would otherwise look like "no models".
+      await fs.mkdir(this.opts.dir, { recursive: true });
+      this.opts.log.info('models folder created (it did not exist)', { dir: this.opts.dir });
+    }
     const found = new Map<string, { name: string; version: string; file: string }>();
     const top = await fs.readdir(this.opts.dir, { withFileTypes: true });
     for (const d of top) {

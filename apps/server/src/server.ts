@@ -1,6 +1,6 @@
 // The Loupe server: one engine, one dynamic batcher, the model registry, the inspection log, the gRPC
 // server (Inspection + Health + reflection), the metrics endpoint, and a graceful stop.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 
 import * as grpc from '@grpc/grpc-js';
@@ -59,6 +59,9 @@ export class LoupeServer {
   static async start(config: ServerConfig, opts: StartOptions = {}): Promise<LoupeServer> {
     const log = opts.logger ?? createLogger(config.log.level);
     log.info('starting', { config: redactConfig(config) });
+    // Before the engine loads (seconds): a file given as the models folder fails now, naming it.
+    const modelsDir = statSync(config.modelsDir, { throwIfNoEntry: false });
+    if (modelsDir && !modelsDir.isDirectory()) throw new Error(`the models folder ${config.modelsDir} is a file, not a folder (give the folder that holds the .loupe files)`);
     if (config.engine.threads !== undefined) configureThreads({ total: config.engine.threads });
     const engine =
       opts.engine ??

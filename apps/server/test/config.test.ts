@@ -7,7 +7,7 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { ConfigError, loadConfig } from '../dist/index.js';
+import { ConfigError, loadConfig, LoupeServer } from '../dist/index.js';
 import { flagsToOverrides, parseServeArgs } from '../dist/serve.js';
 import { SERVER_DIR } from './fixtures.js';
 
@@ -55,5 +55,14 @@ describe('generated code', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/4 generated files match/);
+  });
+
+  it('a file given as the models folder fails the start at once, naming it (before the engine loads)', async () => {
+    const file = join(tmp, 'not-a-folder.loupe');
+    writeFileSync(file, 'x');
+    const config = loadConfig({ env: {}, overrides: { modelsDir: file, host: '127.0.0.1', port: 0, log: { level: 'silent' } } });
+    const t0 = Date.now();
+    await expect(LoupeServer.start(config)).rejects.toThrow(`the models folder ${file} is a file, not a folder`);
+    expect(Date.now() - t0).toBeLessThan(2000); // no engine was opened
   });
 });
