@@ -261,8 +261,13 @@ export class ModelRegistry extends EventEmitter {
       if (!e) throw new RegistryError('NOT_FOUND', `model '${name}' has no version ${version}`);
     } else {
       e = [...versions].reverse().find((v) => v.state === 'loaded');
-      if (!e) throw new RegistryError('FAILED_PRECONDITION', `model '${name}' is not loaded (LoadModel it first)`);
+      if (!e) {
+        // A model that failed to load says why; LoadModel would only fail the same way again.
+        const failed = [...versions].reverse().find((v) => v.state === 'failed' && v.error);
+        throw new RegistryError('FAILED_PRECONDITION', failed ? `model '${name}' version ${failed.version} (${failed.relFile}) failed to load: ${failed.error}` : `model '${name}' is not loaded (LoadModel it first)`);
+      }
     }
+    if (e.state === 'failed' && e.error) throw new RegistryError('FAILED_PRECONDITION', `model '${name}' version ${e.version} (${e.relFile}) failed to load: ${e.error}`);
     if (e.state !== 'loaded' || !e.inspector) throw new RegistryError('FAILED_PRECONDITION', `model '${name}' version ${e.version} is not loaded (LoadModel it first)`);
     return { entry: e, inspector: e.inspector };
   }

@@ -1,6 +1,7 @@
 // Bad input is answered per image (with the image's id and a status code) and the stream goes on;
 // only problems of the call itself end it. Also: overload (RESOURCE_EXHAUSTED), deadlines, size limits.
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -19,6 +20,7 @@ describe.skipIf(!fixtures)('bad input, limits, overload, deadlines', () => {
 
   beforeAll(async () => {
     dir = modelDirWithFixtures(fixtures);
+    writeFileSync(join(dir, 'broken.loupe'), 'not a model file'); // listed as failed at start
     // The byte limit sits between the 224x224 JPEG (~10 KB) and the 256x256 PNG (~70 KB) of a bottle.
     server = await startInProcess(dir, { limits: { maxImageBytes: 40_000, maxImagePixels: 700_000 } });
     c = client(server.port);
@@ -47,6 +49,7 @@ describe.skipIf(!fixtures)('bad input, limits, overload, deadlines', () => {
       { id: 'bad-model-name', image: small, model: '../../etc/passwd' },
       { id: 'unknown-model', image: small, model: 'no-such-model' },
       { id: 'unknown-version', image: small, model: SVM_MODEL, modelVersion: '9' },
+      { id: 'failed-model', image: small, model: 'broken' },
       { id: '', image: small, model: SVM_MODEL },
       { id: 'ok-2', image: small, model: ONE_CLASS_MODEL },
     ];
@@ -68,6 +71,8 @@ describe.skipIf(!fixtures)('bad input, limits, overload, deadlines', () => {
     expect(err('too-big')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/'image' field is \d+ bytes; the limit is 40000/) });
     expect(err('no-model')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/'model' field is empty/) });
     expect(err('bad-model-name').code).toBe(grpc.status.INVALID_ARGUMENT);
+    // Its load error, not "LoadModel it first" (that would fail the same way).
+    expect(err('failed-model')).toMatchObject({ code: grpc.status.FAILED_PRECONDITION, message: expect.stringMatching(/model 'broken' version 1 \(broken\.loupe\) failed to load: no header line/) });
     expect(err('unknown-model')).toMatchObject({ code: grpc.status.NOT_FOUND, message: expect.stringContaining('no-such-model') });
     expect(err('unknown-version').code).toBe(grpc.status.NOT_FOUND);
     expect(err('')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/'id' field is empty/) });
