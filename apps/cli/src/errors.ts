@@ -6,6 +6,8 @@ import { isLoupeError } from '@loupe/core';
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+/** Some inputs got no answer (unreadable, undecodable, refused), the others did: predict, inspect. */
+export const EXIT_SOME_FAILED = 2;
 export const EXIT_INTERRUPTED = 130;
 
 export function errorText(err: unknown): string {

@@ -260,13 +260,12 @@ export class ModelRegistry extends EventEmitter {
       e = versions.find((v) => v.version === version);
       if (!e) throw new RegistryError('NOT_FOUND', `model '${name}' has no version ${version}`);
     } else {
-      e = [...versions].reverse().find((v) => v.state === 'loaded');
-      if (!e) {
-        // A model that failed to load says why; LoadModel would only fail the same way again.
-        const failed = [...versions].reverse().find((v) => v.state === 'failed' && v.error);
-        throw new RegistryError('FAILED_PRECONDITION', failed ? `model '${name}' version ${failed.version} (${failed.relFile}) failed to load: ${failed.error}` : `model '${name}' is not loaded (LoadModel it first)`);
-      }
+      // The newest loaded version; else the newest that failed, so the error below says why.
+      const newest = [...versions].reverse();
+      e = newest.find((v) => v.state === 'loaded') ?? newest.find((v) => v.state === 'failed' && v.error);
+      if (!e) throw new RegistryError('FAILED_PRECONDITION', `model '${name}' is not loaded (LoadModel it first)`);
     }
+    // A failed load says why: LoadModel would only fail the same way again.
     if (e.state === 'failed' && e.error) throw new RegistryError('FAILED_PRECONDITION', `model '${name}' version ${e.version} (${e.relFile}) failed to load: ${e.error}`);
     if (e.state !== 'loaded' || !e.inspector) throw new RegistryError('FAILED_PRECONDITION', `model '${name}' version ${e.version} is not loaded (LoadModel it first)`);
     return { entry: e, inspector: e.inspector };

@@ -181,6 +181,11 @@ export async function extractFeaturesCached(files: readonly string[], opts: Cach
   let done = 0;
   const skip = opts.onInvalidImage === 'skip';
   const invalid: { index: number; error: LoupeError }[] = [];
+  const markInvalid = (index: number, error: LoupeError): void => {
+    invalid.push({ index, error });
+    features[index] = new Float32Array(0);
+    done++;
+  };
   // Chunks bound the encoded bytes held in memory while keeping engine batches full.
   const chunk = Math.max(64, batchSize * 4);
   for (let start = 0; start < total; start += chunk) {
@@ -195,10 +200,8 @@ export async function extractFeaturesCached(files: readonly string[], opts: Cach
       } catch (err) {
         const e = new ImageReadError(file, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : messageOf(err), err);
         if (!skip) throw e;
-        invalid.push({ index: i, error: e });
-        features[i] = new Float32Array(0);
+        markInvalid(i, e);
         hashes[i] = '';
-        done++;
         continue;
       }
       const sha = contentHash(data);
@@ -233,12 +236,7 @@ export async function extractFeaturesCached(files: readonly string[], opts: Cach
             ? {
                 onInvalidImage: 'skip' as const,
                 onSkip: (error: LoupeError, index: number) => {
-                  const m = (todo[index] as [string, { indices: number[] }])[1];
-                  for (const i of m.indices) {
-                    invalid.push({ index: i, error });
-                    features[i] = new Float32Array(0);
-                  }
-                  done += m.indices.length;
+                  for (const i of (todo[index] as [string, { indices: number[] }])[1].indices) markInvalid(i, error);
                 },
               }
             : {}),

@@ -12,12 +12,12 @@ import {
   DatasetError,
   escapeXml,
   extractFeatures,
+  DECODABLE_IMAGE_EXTENSIONS,
   f1Max,
   findImageFiles,
   formatFromExtension,
   formatSkipReport,
   heatmapOverlayPng,
-  IMAGE_EXTENSIONS,
   loadAddon,
   loadPatchCore,
   LoupeError,
@@ -31,7 +31,6 @@ import {
   scanMvtecOneClass,
   scoreHistogramPng,
   thinCurve,
-  UNSUPPORTED_IMAGE_FORMATS,
   writeFileAtomic,
   writeHeatmapOverlay,
   writeHtmlReport,
@@ -550,7 +549,7 @@ async function expandInputs(inputs: readonly string[]): Promise<{ file: string; 
     }
     // Output names keep the sub-folders (MVTec repeats 000.png in every defect folder).
     const found = (await findImageFiles(input)).map((p) => ({ file: p, name: stemOf(path.relative(input, p)).split(path.sep).join('_') }));
-    if (found.length === 0) throw new DatasetError('DATASET_EMPTY', `${input}: no image files (${Object.entries(IMAGE_EXTENSIONS).filter(([, f]) => !UNSUPPORTED_IMAGE_FORMATS.has(f)).map(([e]) => e).join(' ')}) in this directory`, { input });
+    if (found.length === 0) throw new DatasetError('DATASET_EMPTY', `${input}: no image files (${DECODABLE_IMAGE_EXTENSIONS.join(' ')}) in this directory`, { input });
     out.push(...found);
   }
   return out;

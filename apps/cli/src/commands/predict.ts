@@ -1,10 +1,11 @@
 // loupe predict MODEL IMG|DIR...: the class of each image under a trained classifier, with per-class scores.
 import { promises as fs } from 'node:fs';
 
-import { findImageFiles, ImageReadError, predictSvm, readModelHeader } from '@loupe/core';
+import { DECODABLE_IMAGE_EXTENSIONS, findImageFiles, ImageReadError, predictSvm, readModelHeader } from '@loupe/core';
 
 import { checkWeights, featureCacheSetting, featuresOf, loadClassifier } from '../classification.js';
 import { checkReadable, openEngine, write, type RunContext } from '../context.js';
+import { EXIT_OK, EXIT_SOME_FAILED } from '../errors.js';
 import { float32ToString } from '../format.js';
 import { predictOneClassCommand } from './oneclass.js';
 
@@ -22,7 +23,7 @@ export async function expandInputs(inputs: readonly string[]): Promise<string[]>
     const st = await fs.stat(input).catch(() => undefined);
     if (st?.isDirectory()) {
       const found = await findImageFiles(input);
-      if (found.length === 0) throw new ImageReadError(input, 'the folder holds no image files (.png .jpg .jpeg .webp .tif .tiff .gif)');
+      if (found.length === 0) throw new ImageReadError(input, `the folder holds no image files (${DECODABLE_IMAGE_EXTENSIONS.join(' ')})`);
       files.push(...found);
     } else files.push(input);
   }
@@ -77,9 +78,5 @@ export async function predictCommand(modelFile: string, inputs: string[], o: Pre
     const failed = invalid.size > 0 ? `, ${invalid.size} could not be read or decoded` : '';
     await write(ctx.stdout, `${files.length} image${files.length === 1 ? '' : 's'}${failed}; scores are ${meaning}, higher = more likely\n`);
   }
-  // As `inspect`: 2 when some images got no answer.
-  return invalid.size > 0 ? EXIT_SOME_FAILED : 0;
+  return invalid.size > 0 ? EXIT_SOME_FAILED : EXIT_OK;
 }
-
-/** Exit status when some images could not be classified (the others were). */
-const EXIT_SOME_FAILED = 2;

@@ -8,10 +8,10 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 
 import type { LoupeClient, ServeFlags } from '@loupe/server';
 
-import { findImageFiles, IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_FORMATS } from '@loupe/core';
+import { DECODABLE_IMAGE_EXTENSIONS, findImageFiles } from '@loupe/core';
 
 import { write } from '../context.js';
-import { errorText, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from '../errors.js';
+import { errorText, EXIT_FAILURE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE } from '../errors.js';
 import { ProgressBar } from '../progress.js';
 
 export interface RemoteGlobalOptions {
@@ -34,9 +34,8 @@ export interface RemoteDeps {
   signal: AbortSignal;
 }
 
-/** Exit codes of `inspect`: all good / some anomalous / some images not inspected. */
+/** Exit status of `inspect` when some image is anomalous (EXIT_OK all good, EXIT_SOME_FAILED some not inspected). */
 export const EXIT_ANOMALOUS = 1;
-export const EXIT_ERRORS = 2;
 
 /** Bytes one request may carry: the channel's 16 MiB message limit less room for the other fields. */
 const MAX_REQUEST_BYTES = 16 * 1024 * 1024 - 64 * 1024;
@@ -128,11 +127,6 @@ function action<A extends unknown[]>(deps: RemoteDeps, fn: (...args: A) => Promi
   };
 }
 
-/** The extensions findImageFiles keeps, for messages. */
-function decodableExtensions(): string {
-  return Object.entries(IMAGE_EXTENSIONS).filter(([, f]) => !UNSUPPORTED_IMAGE_FORMATS.has(f)).map(([e]) => e).join(' ');
-}
-
 /** Image files of the arguments: files as given, folders searched recursively (sorted, links once). */
 export async function listImages(inputs: readonly string[]): Promise<string[]> {
   const out: string[] = [];
@@ -145,7 +139,7 @@ export async function listImages(inputs: readonly string[]): Promise<string[]> {
     }
     if (st.isDirectory()) {
       const found = await findImageFiles(input);
-      if (found.length === 0) throw new RemoteUsageError(`${input}: no images in this folder (looked for ${decodableExtensions()})`);
+      if (found.length === 0) throw new RemoteUsageError(`${input}: no images in this folder (looked for ${DECODABLE_IMAGE_EXTENSIONS.join(' ')})`);
       out.push(...found);
     } else out.push(input);
   }
@@ -229,12 +223,12 @@ async function inspectCommand(inputs: string[], o: InspectOptions, cmd: Command,
     bar.clear();
   }
   const unanswered = files.length - answered.size;
-  let code = summary.status === 0 ? EXIT_OK : EXIT_ERRORS;
+  let code = summary.status === 0 ? EXIT_OK : EXIT_SOME_FAILED;
   if (summary.status !== 0) process.stderr.write(`loupe: error: ${remoteText({ code: summary.status, details: summary.details }, address)}${unanswered > 0 ? ` (${unanswered} images not inspected)` : ''}\n`);
   errors += unanswered;
   if (o.json) await write(out, `${JSON.stringify({ total: files.length, anomalous, errors })}\n`);
   else await write(out, `${files.length} images: ${files.length - anomalous - errors} good, ${anomalous} anomalous, ${errors} errors\n`);
-  if (errors > 0) code = EXIT_ERRORS;
+  if (errors > 0) code = EXIT_SOME_FAILED;
   else if (anomalous > 0) code = EXIT_ANOMALOUS;
   return code;
 }

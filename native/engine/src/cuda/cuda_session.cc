@@ -782,11 +782,13 @@ Status CudaSession::ChooseAlgo(int batch, int ci, ConvPlan* cp, AlgoChoice* choi
   key << "v" << api_->version << "|" << device_name_ << "|dt" << static_cast<int>(cudnn_dt_) << "|m"
       << static_cast<int>(math_) << "|n" << batch << "|c" << L.cin_pad << "|" << L.in_h << "x"
       << L.in_w << "|k" << L.cout << "|" << L.kh << "x" << L.kw << "|s" << L.stride << "|p" << L.pad
-      << "|ws" << (ws_limit_ >> 20) << (use_find_ ? "|find" : "|heur");
-  std::string k = key.str();
-  for (char& ch : k)
+      << "|ws" << (ws_limit_ >> 20);
+  std::string shape = key.str();
+  for (char& ch : shape)
     if (ch == ' ') ch = '_';
-  if (AlgoCache::Get().Lookup(k, choice)) return Status::Ok();
+  // The suffix says where a list came from: a lookup asks for the kind this session would make.
+  const auto keyed = [&](bool timed) { return shape + (timed ? "|find" : "|heur"); };
+  if (AlgoCache::Get().Lookup(keyed(use_find_), choice)) return Status::Ok();
 
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   std::memset(perf, 0, sizeof(perf));
@@ -847,8 +849,7 @@ Status CudaSession::ChooseAlgo(int batch, int ci, ConvPlan* cp, AlgoChoice* choi
     choice->candidates.push_back(p);
   }
   // A heuristic list (Find failed) is cached under its own key, so a later process tries Find again.
-  if (use_find_ && !found) k.replace(k.size() - 5, 5, "|heur");
-  AlgoCache::Get().Store(k, *choice);
+  AlgoCache::Get().Store(keyed(found), *choice);
   return Status::Ok();
 }
 

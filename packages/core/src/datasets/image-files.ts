@@ -27,6 +27,13 @@ export function formatFromExtension(file: string): ImageFormat | undefined {
 /** Formats the decoder cannot read even though they are images (listed so scans can say so). */
 export const UNSUPPORTED_IMAGE_FORMATS: ReadonlySet<ImageFormat> = new Set<ImageFormat>(['bmp']);
 
+/** The extensions (with the dot) of the formats the decoder reads: what folder walks pick up. */
+export const DECODABLE_IMAGE_EXTENSIONS: readonly string[] = Object.freeze(
+  Object.entries(IMAGE_EXTENSIONS)
+    .filter(([, f]) => !UNSUPPORTED_IMAGE_FORMATS.has(f))
+    .map(([e]) => e),
+);
+
 /** A file found by `listFilesUnder`; `dangling`: a symbolic link to nothing (for "unreadable" reports). */
 export interface ListedFile {
   readonly path: string;
@@ -63,11 +70,7 @@ export async function listFilesUnder(dir: string): Promise<ListedFile[]> {
 /** The decodable image files under `dir` (by extension; hidden ones skipped), as `listFilesUnder`. */
 export async function findImageFiles(dir: string): Promise<string[]> {
   return (await listFilesUnder(dir))
-    .filter((f) => {
-      if (f.dangling || path.basename(f.path).startsWith('.')) return false;
-      const fmt = formatFromExtension(f.path);
-      return fmt !== undefined && !UNSUPPORTED_IMAGE_FORMATS.has(fmt);
-    })
+    .filter((f) => !f.dangling && !path.basename(f.path).startsWith('.') && DECODABLE_IMAGE_EXTENSIONS.includes(path.extname(f.path).toLowerCase()))
     .map((f) => f.path);
 }
 

@@ -122,12 +122,13 @@ export async function decodeImage(source: ImageSource, options: DecodeOptions = 
       throw new ImageDecodeError(name, cleanSharpMessage(err), err);
     }
   };
+  const toRgb8 = (p: sharp.Sharp): sharp.Sharp => p.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' });
   let pipeline = sharp(data, { limitInputPixels: limit, failOn: 'truncated', pages: 1, page: 0, ignoreIcc: true }).rotate();
   const resize = uprightW !== INPUT_SIZE || uprightH !== INPUT_SIZE;
   if (resize && meta.hasAlpha) {
     // sharp resizes with the colour premultiplied by alpha whatever the order of the calls, which
     // would darken and shift (mostly) transparent pixels: drop the alpha in a pass of its own first.
-    const opaque = await run(pipeline.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }));
+    const opaque = await run(toRgb8(pipeline));
     pipeline = sharp(opaque.data, { raw: { width: opaque.info.width, height: opaque.info.height, channels: opaque.info.channels } });
   }
   if (resize) {
@@ -137,7 +138,7 @@ export async function decodeImage(source: ImageSource, options: DecodeOptions = 
       kernel: RESIZE_KERNEL,
     });
   }
-  const out = await run(pipeline.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }));
+  const out = await run(toRgb8(pipeline));
   const { info } = out;
   if (info.width !== INPUT_SIZE || info.height !== INPUT_SIZE || info.channels !== INPUT_CHANNELS) {
     throw new ImageDecodeError(name, `decoder produced ${info.width}x${info.height}x${info.channels}, expected ${INPUT_SIZE}x${INPUT_SIZE}x3`);
