@@ -30,6 +30,7 @@ import {
   type ReportTable,
   type SvmClassifier,
   type TapName,
+  type VerifyLevel,
   type WrittenReport,
 } from '@loupe/core';
 
@@ -57,10 +58,11 @@ export function preprocessingRecord(fit: FitMode): Record<string, unknown> {
 }
 
 /** Scans a dataset (MVTec category or folder-per-label, auto-detected) with a progress bar. */
-export async function scanWithProgress(dir: string, ctx: RunContext): Promise<Dataset> {
+export async function scanWithProgress(dir: string, ctx: RunContext, verify: VerifyLevel = 'header'): Promise<Dataset> {
   let bar: ProgressBar | undefined;
   try {
     return await scanDataset(dir, {
+      verify,
       onProgress: (done, total) => {
         bar ??= new ProgressBar('scanning', total, ctx.stderr, progressEnabled(ctx, total));
         bar.update(done);
@@ -129,8 +131,8 @@ export interface SvmSettings {
   readonly epochs?: number;
 }
 
-/** Trains the ECOC linear SVM on training features with the native SGD kernel. */
-export async function trainSvm(features: readonly Float32Array[], labels: readonly string[], classes: readonly string[], s: SvmSettings, ctx: RunContext): Promise<SvmClassifier> {
+/** Trains the ECOC linear SVM on training features with the native SGD kernel; `groups` (one per row) make its C search group-aware. */
+export async function trainSvm(features: readonly Float32Array[], labels: readonly string[], classes: readonly string[], s: SvmSettings, ctx: RunContext, groups?: readonly string[]): Promise<SvmClassifier> {
   const trainer = nativeSvmTrainer(await loadAddon());
   return trainSvmClassifier(features, labels, {
     trainer,
@@ -139,6 +141,7 @@ export async function trainSvm(features: readonly Float32Array[], labels: readon
     ...(s.decoding !== undefined ? { decoding: s.decoding } : {}),
     ...(s.lambda !== undefined ? { lambda: s.lambda } : {}),
     ...(s.epochs !== undefined ? { epochs: s.epochs } : {}),
+    ...(groups ? { groups } : {}),
     seed: s.seed,
     layer: s.layer,
     classes,

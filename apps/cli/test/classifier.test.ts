@@ -164,6 +164,9 @@ describe.runIf(haveWeights && haveBottle)('classifier commands on real MVTec bot
     miniBottle(junkDir);
     writeFileSync(join(junkDir, 'test', 'good', 'notes.txt'), 'not an image');
     writeFileSync(join(junkDir, 'test', 'good', 'fake.png'), 'not a png either');
+    // A real PNG cut short: its header reads, its pixels do not (what training would fail on).
+    const whole = readFileSync(join(bottle, 'test', 'good', '000.png'));
+    writeFileSync(join(junkDir, 'test', 'good', 'cut.png'), whole.subarray(0, Math.floor(whole.length / 3)));
     const r = await loupe(['dataset', 'stats', junkDir, '--json']);
     expect(r.code).toBe(0);
     const s = lastJson(r.stdout) as { layout: string; labels: string[]; counts: Record<string, number>; skipped: { file: string; reason: string }[] };
@@ -173,12 +176,18 @@ describe.runIf(haveWeights && haveBottle)('classifier commands on real MVTec bot
     expect(s.skipped).toEqual(expect.arrayContaining([
       expect.objectContaining({ file: 'test/good/notes.txt', reason: 'not-an-image-extension' }),
       expect.objectContaining({ file: 'test/good/fake.png', reason: 'not-an-image-content' }),
+      expect.objectContaining({ file: 'test/good/cut.png', reason: 'unreadable', detail: expect.stringMatching(/truncated|corrupt/) }),
     ]));
+    expect(s.skipped).toHaveLength(3);
+    // --quick reads headers only: the cut PNG passes as an image.
+    const quick = lastJson((await loupe(['dataset', 'stats', junkDir, '--json', '--quick'])).stdout) as typeof s;
+    expect(quick.skipped.map((k) => k.file).sort()).toEqual(['test/good/fake.png', 'test/good/notes.txt']);
+    expect(quick.counts['good']).toBe(s.counts['good']! + 1);
     const human = await loupe(['dataset', 'stats', junkDir]);
     expect(human.code).toBe(0);
     expect(human.stdout).toContain('layout: MVTec category');
     expect(human.stdout).toMatch(/good\s+8\s+4\s+12/);
-    expect(human.stdout).toContain('2 file(s) skipped');
+    expect(human.stdout).toContain('3 file(s) skipped');
   });
 
   it('train --json: the last line is the interface object, consistent with its own confusion matrix', () => {

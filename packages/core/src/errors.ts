@@ -35,7 +35,7 @@ export class LoupeError extends Error {
 }
 
 export class ImageDecodeError extends LoupeError {
-  constructor(input: string, detail: string, cause?: unknown) {
+  constructor(input: string, readonly detail: string, cause?: unknown) {
     super('IMAGE_DECODE', `cannot decode image ${input}: ${detail}`, { input, cause });
   }
 }

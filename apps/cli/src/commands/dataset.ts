@@ -8,10 +8,11 @@ import { write, type RunContext } from '../context.js';
 export interface DatasetStatsOptions {
   json?: boolean;
   groups?: string;
+  quick?: boolean;
 }
 
 export async function datasetStatsCommand(dir: string, o: DatasetStatsOptions, ctx: RunContext): Promise<number> {
-  const ds = await scanWithProgress(dir, ctx);
+  const ds = await scanWithProgress(dir, ctx, o.quick ? 'header' : 'decode');
   const groups = o.groups ? await loadGroups(o.groups, ds) : undefined;
   const counts = labelCounts(ds.items, ds.labels);
   const mvtecSplits = ds.layout === 'mvtec'

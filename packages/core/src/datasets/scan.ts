@@ -6,6 +6,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 
+import { ImageDecodeError } from '../errors.js';
+import { decodeImage } from '../image/decode.js';
 import { DatasetError } from './errors.js';
 import { IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_FORMATS, formatFromExtension, listFilesUnder, sniffImageFormat, toPosixRelative, type ImageFormat } from './image-files.js';
 import { compareStrings, mapLimit } from './util.js';
@@ -16,7 +18,8 @@ import type { Dataset, DatasetItem, DatasetLayout, MvtecSplit, OneClassDataset, 
  * - 'extension': the extension only (no file reads except size);
  * - 'magic': the leading bytes must match an image format the decoder supports;
  * - 'header': 'magic' + the decoder parses the header (width/height known). Default.
- * - 'decode': 'header' + a full decode (catches truncated files; slow).
+ * - 'decode': 'header' + a full decode by the model's own decoder (catches truncated files and images
+ *   over the pixel limit, exactly what training would trip on; slower).
  */
 export type VerifyLevel = 'extension' | 'magic' | 'header' | 'decode';
 
@@ -131,9 +134,11 @@ async function inspectFile(c: Candidate, verify: VerifyLevel, hash: boolean): Pr
       width = meta.width;
       height = meta.height;
       if (!width || !height) throw new Error('image has no dimensions');
-      if (verify === 'decode') await sharp(data).raw().toBuffer();
+      if (verify === 'decode') await decodeImage({ name: c.path, data });
     } catch (err) {
-      return { ok: false, skip: { ...base, reason: 'unreadable', detail: errorMessage(err) } };
+      // The decoder's own detail: its message repeats the path that the skip report already names.
+      const detail = err instanceof ImageDecodeError ? err.detail : errorMessage(err);
+      return { ok: false, skip: { ...base, reason: 'unreadable', detail } };
     }
   }
   const out: Inspected = { ok: true, format, bytes: data.length };
