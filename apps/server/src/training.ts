@@ -4,7 +4,7 @@
 // written under the version reserved for it, then (optionally) loaded without a restart.
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,6 +96,8 @@ export class Trainer {
       onProgress({ stage, done, total, elapsedS: (performance.now() - started) / 1000, message });
     let reservation: Awaited<ReturnType<ModelRegistry['reserveNextVersion']>> | undefined;
     let dir: string | undefined;
+    let createdModelDir: string | undefined;
+    let trained = false;
     try {
       reservation = await this.registry.reserveNextVersion(req.name);
       dir = await mkdtemp(join(tmpdir(), 'loupe-train-'));
@@ -127,8 +129,9 @@ export class Trainer {
         },
       };
       // Versioned models live in <dir>/<name>/<version>.loupe; the model writer does not create folders.
-      await mkdir(dirname(reservation.file), { recursive: true });
+      createdModelDir = await mkdir(dirname(reservation.file), { recursive: true });
       await this.runChild(job, progress, signal);
+      trained = true;
       progress('loading', 0, 1);
       await this.registry.scan();
       let entry = this.registry.get(req.name, reservation.version);
@@ -139,6 +142,9 @@ export class Trainer {
     } finally {
       reservation?.release();
       if (dir) await rm(dir, { recursive: true, force: true });
+      // A failed or cancelled first version leaves no empty model folder behind (rmdir refuses a
+      // folder that another training has meanwhile written into).
+      if (!trained && createdModelDir) await rmdir(createdModelDir).catch(() => undefined);
       this.running--;
       this.metrics.trainings.set(this.running);
     }

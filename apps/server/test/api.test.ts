@@ -244,6 +244,14 @@ describe.skipIf(!fixtures)('loupe.v1.Inspection: every RPC round trip', () => {
     expect(noLabel.details).toMatch(/label/);
     expect((await grpcError(c.train({ name: 'x', kind: ModelKind.MODEL_KIND_UNSPECIFIED, images: [] }))).details).toMatch(/kind/);
     expect((await grpcError(c.train({ name: 'bad/name', kind: ModelKind.MODEL_KIND_ONE_CLASS, images: [{ image: images[0]!.image, label: '', name: '' }] }))).code).toBe(grpc.status.INVALID_ARGUMENT);
+    // An image that does not decode fails the training process itself: the error names it, and the
+    // new model's first version leaves no empty folder behind.
+    const junk = { image: Buffer.from('these bytes are not an image'), label: 'good', name: 'junk.png' };
+    const failed = await grpcError(c.train({ name: 'never-trained', kind: ModelKind.MODEL_KIND_SVM, images: [...images, junk] }));
+    expect(failed.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(failed.details).toMatch(/junk\.png/);
+    expect(existsSync(join(dir, 'never-trained'))).toBe(false);
+    expect((await c.listModels()).map((m) => m.name)).not.toContain('never-trained');
   });
 
   // Runs after the bad requests above: one of them (a bad model name) used to keep the only training
