@@ -1,7 +1,7 @@
 // End-to-end: `loupe train|evaluate|predict` in one-class (PatchCore) mode, on a small copy of the MVTec
 // bottle category (symlinks in a temp folder: 20 train/good, 3 test/good, 3 test/broken_large + masks),
 // with the real engine and weights. Skipped, with a note, when ../shared or the weights are missing.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -208,6 +208,13 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
     expect(Math.min(...defect.map((p) => p['score'] as number))).toBeGreaterThan(Math.max(...good.map((p) => p['score'] as number)));
     const index = readFileSync(join(heat, 'index.html'), 'utf8');
     expect(index).toContain('broken_large_000_heatmap.png');
+    // A file name in another script keeps its letters; only separators and symbols become '_'.
+    const named = join(tmp, 'Flasche ä#1 瓶.png');
+    copyFileSync(testFiles[0]!, named);
+    const u = await loupe(['predict', model, named, '--json', '--heatmaps', join(tmp, 'heat-u')]);
+    expect(u.code, u.stderr).toBeLessThan(2);
+    expect(lines(u.stdout)[0]!['heatmap']).toBe(join(tmp, 'heat-u', 'Flasche_ä_1_瓶_heatmap.png'));
+    expect(existsSync(join(tmp, 'heat-u', 'Flasche_ä_1_瓶_heatmap.png'))).toBe(true);
   });
 
   it('predict --classifier: the SVM names the defect type of anomalous images only', async () => {

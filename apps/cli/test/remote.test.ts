@@ -96,6 +96,7 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     for (const l of results) {
       expect(Object.keys(l).sort()).toEqual(['defectType', 'file', 'id', 'score', 'verdict']);
       expect(l['verdict']).toBe('good');
+      expect(l['defectType']).toBeNull(); // as local predict writes it, not proto3's ''
     }
     expect(results.map((l) => l['file']).sort()).toEqual(readdirSync(join(tmp, 'good')).sort().map((f) => join(tmp, 'good', f)));
     expect(lines[3]).toEqual({ total: 3, anomalous: 0, errors: 0 });

@@ -603,7 +603,8 @@ export async function predictOneClassCommand(modelFile: string, inputs: string[]
           defectType: r.isAnomalous ? (types.get(file) ?? null) : null,
         };
         if (o.heatmaps) {
-          const base = expanded[s + i]!.name.replace(/[^\w.-]+/g, '_') || 'image';
+          // Letters and digits of any script are kept ('Schraube_ä' stays readable); the rest becomes '_'.
+          const base = expanded[s + i]!.name.replace(/[^\p{L}\p{N}_.-]+/gu, '_') || 'image';
           let stem = base;
           for (let n = 2; usedNames.has(stem); n++) stem = `${base}-${n}`;
           usedNames.add(stem);

@@ -210,7 +210,8 @@ async function inspectCommand(inputs: string[], o: InspectOptions, cmd: Command,
         if (r.result) {
           const verdict = r.result.verdict === Verdict.VERDICT_ANOMALOUS ? 'anomalous' : 'good';
           if (verdict === 'anomalous') anomalous++;
-          line({ id: r.id, file: files[i], verdict, score: r.result.score, defectType: r.result.defectType });
+          // proto3 sends '' for 'no defect type': null, as local predict writes it.
+          line({ id: r.id, file: files[i], verdict, score: r.result.score, defectType: r.result.defectType || null });
         } else {
           errors++;
           line({ id: r.id, file: files[i], error: { code: r.error?.code ?? 13, message: r.error?.message ?? 'no result' } });
