@@ -247,7 +247,8 @@ export function predictMulticlass(m: MulticlassModel, X: Float32Array, n: number
 /**
  * Chooses C by stratified k-fold cross-validation on the given (training) rows only: the C with the
  * best mean accuracy, ties to the smaller C. Folds: per class, rows dealt round-robin after a seeded
- * shuffle. Standardisation is refitted inside each fold.
+ * shuffle, or `foldOf` (row -> fold in [0, folds), e.g. group-aware) when given. Standardisation is
+ * refitted inside each fold.
  */
 export function selectC(
   X: Float32Array,
@@ -259,11 +260,12 @@ export function selectC(
   grid: readonly number[],
   folds = 5,
   opts: Omit<DcdOptions, 'C'> = {},
+  foldOf?: Int32Array,
 ): { C: number; cvAccuracy: Map<number, number> } {
   const rand = mulberry32(12345);
-  const fold = new Int32Array(n);
+  const fold = foldOf ? Int32Array.from(foldOf) : new Int32Array(n);
   let next = 0;
-  for (let c = 0; c < k; c++) {
+  for (let c = 0; c < k && !foldOf; c++) {
     const idx: number[] = [];
     for (let i = 0; i < n; i++) if (y[i] === c) idx.push(i);
     for (let s = idx.length - 1; s > 0; s--) {

@@ -174,7 +174,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .addOption(new Option('--coding <scheme>', 'ECOC coding: one-vs-one (the paper\'s) or one-vs-all').choices(['ovo', 'ova']).default('ovo'))
     .addOption(new Option('--decoding <rule>', 'learner scores to a class: vote (ties by the loss) or lossweighted (fitcecoc\'s, the paper\'s)').choices(['vote', 'lossweighted']).default(SVM_DEFAULTS.decoding))
     .option('--seed <n>', 'seed of the split, balancing and SGD (same seed, same model)', nonNegativeInt('--seed'), 0)
-    .option('--groups <csv>', 'file,group CSV: images of one physical object stay on one side of the split')
+    .option('--groups <csv>', 'file,group CSV: images of one physical object stay on one side of the split, and in one fold of the C search')
     .option('--kfold <k>', 'stratified k-fold cross-validation instead of one split; the model is then refitted on all images', kfoldArg)
     .option('--report <dir>', 'write the HTML report (confusion matrix, training samples, conv1 filters, misclassified images) there')
     .option('--json', 'one JSON line (last): {"accuracy", "balancedAccuracy", "binaryAccuracy", "classes", "confusion", ...} on the held-back part')

@@ -296,6 +296,25 @@ describe.runIf(haveWeights && haveBottle)('classifier commands on real MVTec bot
     expect(bj.train + bj.test).toBe(classes.length * Math.min(...Object.values(data.counts)));
   });
 
+  it('train --groups: the split and the C search keep each group whole', async () => {
+    // Pairs of images of one label as one "part".
+    const rows = ['file,group'];
+    for (const dir of ['train/good', 'test/good', 'test/broken_large', 'test/contamination']) {
+      readdirSync(join(data.dir, dir)).sort().forEach((f, i) => rows.push(`${dir}/${f},${dir}-${Math.floor(i / 2)}`));
+    }
+    const csv = join(tmp, 'pairs.csv');
+    writeFileSync(csv, `${rows.join('\n')}\n`);
+    const out = join(tmp, 'models', 'grouped.loupe');
+    const r = await loupe(['train', data.dir, '--out', out, '--groups', csv]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/held back, group-aware/);
+    expect(r.stdout).toMatch(/by \d-fold group-aware CV/);
+    const h = await readModelHeader(out);
+    const sel = (h['training'] as { lambdaSelection: { groupAware: boolean; folds: number } }).lambdaSelection;
+    expect(sel.groupAware).toBe(true);
+    expect(sel.folds).toBeGreaterThanOrEqual(2);
+  });
+
   it('bad inputs around a real dataset: groups CSV, tampered model fields, images, one label', async () => {
     const csv = join(tmp, 'groups.csv');
     writeFileSync(csv, 'file,group\nno/such/file.png,a\n');

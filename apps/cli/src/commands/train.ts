@@ -128,7 +128,7 @@ export async function trainCommand(dir: string, o: TrainCommandOptions, ctx: Run
     if (missing.length > 0) {
       throw new Error(`${ds.root}: the ${what} has no images of ${missing.join(', ')}; with so few images (or with --groups) use a smaller --split or fewer folds`);
     }
-    return trainSvm(featuresFor(part), labelsOf(part), classes, settings, ctx);
+    return trainSvm(featuresFor(part), labelsOf(part), classes, settings, ctx, groups ? part.map((it) => groups.get(it.relPath) as string) : undefined);
   };
 
   if (o.kfold !== undefined) {
@@ -211,7 +211,7 @@ export async function trainCommand(dir: string, o: TrainCommandOptions, ctx: Run
       ? `split     stratified ${o.kfold}-fold cross-validation${groups ? ', group-aware' : ''}, seed ${o.seed}; the saved model is refitted on all images`
       : `split     stratified, ${Math.round(o.split * 100)}% held back${groups ? ', group-aware' : ''}, seed ${o.seed}: ${train.length} train / ${heldOut.items.length} held back`,
     `features  ${o.layer}, ${items.length} images (${feats.cached} from the cache) in ${formatSeconds(featMs)} on ${engine.backend}`,
-    `svm       ${coding}, ${model.coding.learners} learner(s), ${model.decoding} decoding, lambda ${model.training.lambda.toPrecision(3)}${model.training.lambdaSelection ? ` (C ${model.training.lambdaSelection.C}, by ${model.training.lambdaSelection.folds}-fold CV)` : ''}, ${model.training.epochs} epochs (native SGD)`,
+    `svm       ${coding}, ${model.coding.learners} learner(s), ${model.decoding} decoding, lambda ${model.training.lambda.toPrecision(3)}${model.training.lambdaSelection ? ` (C ${model.training.lambdaSelection.C}, by ${model.training.lambdaSelection.folds}-fold${model.training.lambdaSelection.groupAware ? ' group-aware' : ''} CV)` : ''}, ${model.training.epochs} epochs (native SGD)`,
     '',
     o.kfold !== undefined
       ? formatCountsTable({ images: labelCounts(items, classes) })

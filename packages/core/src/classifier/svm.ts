@@ -6,6 +6,7 @@
 import type { NativeAddon, SvmTrainOptions } from '@loupe/native';
 
 import { createRng } from '../datasets/random.js';
+import { kFold } from '../datasets/split.js';
 import { LoupeError } from '../errors.js';
 import { buildTargets, codingMatrix, decode, type CodingMatrix, type CodingName, type DecodingName } from './coding.js';
 import { toFeatureMatrix, type FeatureMatrix, type FeaturesInput } from './features.js';
@@ -30,6 +31,8 @@ export const SVM_DEFAULTS = {
 /** How lambda was chosen when it was not given: stratified k-fold CV on the training rows. */
 export interface LambdaSelection {
   readonly folds: number;
+  /** True when the folds kept each group (TrainSvmOptions.groups) whole. Absent in older files. */
+  readonly groupAware?: boolean;
   readonly grid: readonly number[];
   /** CV accuracy per grid value. */
   readonly cvAccuracy: readonly number[];
@@ -104,6 +107,13 @@ export interface TrainSvmOptions {
   /** Class order; default the sorted distinct labels. Every class needs at least one training row. */
   classes?: readonly string[];
   standardize?: StandardizeOptions;
+  /**
+   * The group of each row (e.g. the physical part an image shows), for the C search: its folds then keep
+   * each group whole, so C is chosen by how well the model does on parts it has not seen (with images of
+   * one part on both sides of a fold, the search rewards memorising parts). Falls back to row folds, and
+   * says so in `lambdaSelection.groupAware`, when some class has fewer than 2 groups.
+   */
+  groups?: readonly string[];
   /** Passed through to the trainer. */
   backend?: SvmTrainOptions['backend'];
   threads?: number;
@@ -214,17 +224,23 @@ export async function trainSvmClassifier(features: FeaturesInput, labels: readon
  * by noise. Undefined when a class is too small.
  */
 async function selectLambda(x: FeatureMatrix, classIndex: Int32Array, classes: readonly string[], classCounts: readonly number[], opts: TrainSvmOptions): Promise<LambdaSelection | undefined> {
-  const folds = Math.min(SVM_DEFAULTS.cvFolds, ...classCounts);
+  const seed = `svm-cv:${opts.seed ?? SVM_DEFAULTS.seed}`;
+  const byGroups = opts.groups ? groupFolds(opts.groups, classIndex, classes, seed) : undefined;
+  const folds = byGroups?.folds ?? Math.min(SVM_DEFAULTS.cvFolds, ...classCounts);
   if (folds < 2) return undefined;
   const { rows: n, cols: d, data } = x;
-  // Fold of each row: per class, a seeded shuffle dealt round-robin (every fold sees every class).
-  const fold = new Int32Array(n);
-  const rng = createRng(`svm-cv:${opts.seed ?? SVM_DEFAULTS.seed}`);
-  classes.forEach((_, c) => {
-    const rows: number[] = [];
-    for (let i = 0; i < n; i++) if (classIndex[i] === c) rows.push(i);
-    rng.shuffle(rows).forEach((r, j) => (fold[r] = j % folds));
-  });
+  let fold: Int32Array;
+  if (byGroups) fold = byGroups.fold;
+  else {
+    // Fold of each row: per class, a seeded shuffle dealt round-robin (every fold sees every class).
+    fold = new Int32Array(n);
+    const rng = createRng(seed);
+    classes.forEach((_, c) => {
+      const rows: number[] = [];
+      for (let i = 0; i < n; i++) if (classIndex[i] === c) rows.push(i);
+      rng.shuffle(rows).forEach((r, j) => (fold[r] = j % folds));
+    });
+  }
   const grid = SVM_DEFAULTS.cGrid;
   const correct = grid.map(() => 0);
   const correctPerClass = grid.map(() => new Float64Array(classes.length));
@@ -256,7 +272,32 @@ async function selectLambda(x: FeatureMatrix, classIndex: Int32Array, classes: r
   let best = 0;
   // >= with a tolerance: sums of the same recalls in another order must still tie.
   for (let g = 1; g < grid.length; g++) if ((balanced[g] as number) >= (balanced[best] as number) - 1e-12) best = g;
-  return { folds, grid, cvAccuracy: correct.map((c) => c / n), cvBalancedAccuracy: balanced, C: grid[best] as number };
+  return { folds, ...(opts.groups ? { groupAware: Boolean(byGroups) } : {}), grid, cvAccuracy: correct.map((c) => c / n), cvBalancedAccuracy: balanced, C: grid[best] as number };
+}
+
+/**
+ * Group-aware folds for the C search (the datasets' kFold over the rows, whole groups per fold), with as
+ * many folds as every class's training side can keep: up to SVM_DEFAULTS.cvFolds, at most the number of
+ * groups of the class with the fewest. Undefined when that is under 2 or a fold's training side would
+ * still miss a class.
+ */
+function groupFolds(groups: readonly string[], classIndex: Int32Array, classes: readonly string[], seed: string): { folds: number; fold: Int32Array } | undefined {
+  const n = classIndex.length;
+  if (groups.length !== n) throw new LoupeError('INVALID_ARGUMENT', `groups has ${groups.length} entries for ${n} training rows`);
+  const groupsOfClass = classes.map(() => new Set<string>());
+  groups.forEach((g, i) => groupsOfClass[classIndex[i] as number]?.add(g));
+  const folds = Math.min(SVM_DEFAULTS.cvFolds, ...groupsOfClass.map((s) => s.size));
+  if (folds < 2) return undefined;
+  const key = (i: number): string => String(i).padStart(9, '0');
+  const items = Array.from({ length: n }, (_, i) => ({ relPath: key(i), label: classes[classIndex[i] as number] as string }));
+  const parts = kFold(items, { k: folds, seed, groups: new Map(items.map((it, i) => [it.relPath, groups[i] as string])) });
+  const fold = new Int32Array(n);
+  for (let f = 0; f < parts.length; f++) {
+    const part = parts[f]!;
+    if (new Set(part.train.map((it) => it.label)).size < classes.length) return undefined;
+    for (const it of part.test) fold[Number(it.relPath)] = f;
+  }
+  return { folds, fold };
 }
 
 /** Binary learner scores [n][L] = w_l . z + b_l on standardised features. */

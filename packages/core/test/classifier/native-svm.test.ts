@@ -75,6 +75,41 @@ describe.skipIf(!hasAddon)('trainSvmClassifier on the native kernel', () => {
     for (const v of bal) expect(v).toBeLessThanOrEqual(1);
   });
 
+  it('groups make the C search group-aware: images of one part never on both sides of a fold', async () => {
+    const trainer = nativeSvmTrainer(await loadAddon());
+    // 40 parts, each photographed 3 times identically, labels random per part: nothing to learn.
+    // Row folds put copies of a part on both sides and score memorisation; group folds see chance.
+    const d = 64;
+    const parts = 40;
+    let state = 7;
+    const rand = (): number => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const partRow = Array.from({ length: parts }, () => Float32Array.from({ length: d }, () => rand() * 2 - 1));
+    const partLabel = Array.from({ length: parts }, (_, p) => (p % 2 === 0 ? 'good' : 'dent'));
+    const x = { data: new Float32Array(parts * 3 * d), rows: parts * 3, cols: d };
+    const labels: string[] = [];
+    const groups: string[] = [];
+    for (let r = 0; r < parts * 3; r++) {
+      const p = r % parts;
+      x.data.set(partRow[p]!, r * d);
+      labels.push(partLabel[p]!);
+      groups.push(`part-${p}`);
+    }
+    const leaky = (await trainSvmClassifier(x, labels, { trainer, seed: 1, threads: 1 })).training.lambdaSelection!;
+    const honest = (await trainSvmClassifier(x, labels, { trainer, seed: 1, threads: 1, groups })).training.lambdaSelection!;
+    expect(leaky.groupAware).toBeUndefined();
+    expect(Math.max(...leaky.cvAccuracy)).toBeGreaterThanOrEqual(0.9);
+    expect(honest.groupAware).toBe(true);
+    expect(honest.folds).toBe(5);
+    expect(Math.max(...honest.cvAccuracy)).toBeLessThan(0.8); // chance is 0.5
+    expect(Math.max(...honest.cvAccuracy)).toBeLessThan(Math.max(...leaky.cvAccuracy) - 0.15);
+    // A class seen on one part only cannot be kept whole in 2+ folds: row folds, and the model says so.
+    const oneDentPart = groups.map((g, i) => (labels[i] === 'dent' ? 'dent-part' : g));
+    const fallback = (await trainSvmClassifier(x, labels, { trainer, seed: 1, threads: 1, groups: oneDentPart })).training.lambdaSelection!;
+    expect(fallback.groupAware).toBe(false);
+    expect(fallback.folds).toBe(5);
+    await expect(trainSvmClassifier(x, labels, { trainer, groups: groups.slice(1) })).rejects.toThrow(/groups has 119 entries for 120 training rows/);
+  });
+
   it('same seed -> bit-identical weights; threads do not change the result', async () => {
     const trainer = nativeSvmTrainer(await loadAddon());
     const opts = { trainer, epochs: 5, seed: 21, lambda: 1e-3 };
