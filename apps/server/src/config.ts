@@ -26,7 +26,12 @@ export interface ServerConfig {
   modelsDir: string;
   /** Load the newest version of every model at start. */
   autoload: boolean;
-  metrics: { host: string; /** null = no metrics endpoint; 0 = any free port. */ port: number | null };
+  metrics: {
+    /** '' (default) = the gRPC `host`: a server bound to loopback does not publish its metrics to the network. */
+    host: string;
+    /** null = no metrics endpoint; 0 = any free port. */
+    port: number | null;
+  };
   tls: TlsConfig | null;
   auth: {
     /** Bearer tokens accepted in `authorization: Bearer <token>`; empty = no authentication. */
@@ -96,7 +101,7 @@ export const DEFAULTS: Omit<ServerConfig, 'modelsDir' | 'db'> & { db: Omit<Serve
   host: '0.0.0.0',
   port: 50051,
   autoload: true,
-  metrics: { host: '0.0.0.0', port: null },
+  metrics: { host: '', port: null },
   tls: null,
   auth: { tokens: [] },
   batching: { maxBatchSize: 32, maxQueueDelayMs: 5, maxInflightBatches: 1, dedupe: true },
@@ -257,6 +262,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): ServerConfig {
 
   check(typeof c.modelsDir === 'string' && c.modelsDir !== '', 'the model directory is required (--models DIR, $LOUPE_SERVER_MODELS or "modelsDir" in the config file)');
   c.modelsDir = resolve(c.modelsDir);
+  if (c.metrics && (c.metrics.host === '' || c.metrics.host === undefined)) c.metrics = { ...c.metrics, host: c.host };
   if (!c.db || typeof c.db.path !== 'string' || c.db.path === '') c.db = { ...c.db, path: join(c.modelsDir, 'inspections.db') };
   check(typeof c.host === 'string' && c.host !== '', 'host must be a non-empty string');
   check(port(c.port), `port must be an integer in [0, 65535], got ${String(c.port)}`);

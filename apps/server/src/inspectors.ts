@@ -29,6 +29,8 @@ export interface InspectInput {
   wantHeatmap: boolean;
   signal: AbortSignal;
   maxImagePixels: number;
+  /** Largest heatmap PNG an answer may carry (the message limit less room for the other fields). */
+  maxHeatmapBytes: number;
   /** Hash of the image bytes, for sharing engine views between identical images (see batcher.ts). */
   contentKey?: string | undefined;
 }
@@ -145,10 +147,14 @@ export class PatchCoreInspector implements Inspector {
     const source = { name: input.name, data: input.image };
     // batchSize here is views per engine call for THIS image (its tiles); batching across images is
     // the shared batcher's job.
-    const [r] = await this.model.score(runner, [source], { batchSize: 1024, signal: input.signal });
+    const [r] = await this.model.score(runner, [source], { batchSize: 1024, signal: input.signal, limitInputPixels: input.maxImagePixels });
     if (!r) throw new Error('PatchCore returned no result');
     const t = performance.now();
-    const heatmapPng = input.wantHeatmap ? await heatmapOverlayPng(source, r.map, r.width, r.height, { threshold: this.model.thresholds.pixel }) : undefined;
+    // The heatmap must leave room in the answer's message for the rest of it: a larger one would end the
+    // whole stream (grpc-js refuses to send it), so it is drawn smaller instead.
+    const heatmapPng = input.wantHeatmap
+      ? await heatmapOverlayPng(source, r.map, r.width, r.height, { threshold: this.model.thresholds.pixel, maxBytes: input.maxHeatmapBytes })
+      : undefined;
     const heatMs = performance.now() - t;
     return {
       anomalous: r.isAnomalous,

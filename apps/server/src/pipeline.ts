@@ -55,12 +55,17 @@ export interface ItemResult {
   time: Date;
 }
 
+/** Room left in an answer for everything but its heatmap (ids, scores, class names, timings). */
+const HEATMAP_HEADROOM_BYTES = 64 * 1024;
+
 export interface PipelineOptions {
   maxQueue: number;
   maxQueueBytes: number;
   maxActive: number;
   maxImageBytes: number;
   maxImagePixels: number;
+  /** The gRPC message limit (answers included). */
+  maxMessageBytes: number;
   /** Hash image bytes so identical images in one batch share an engine view. */
   dedupe: boolean;
 }
@@ -183,6 +188,7 @@ export class InspectionPipeline {
             wantHeatmap: item.wantHeatmap,
             signal: ac.signal,
             maxImagePixels: this.opts.maxImagePixels,
+            maxHeatmapBytes: Math.max(HEATMAP_HEADROOM_BYTES, this.opts.maxMessageBytes - HEATMAP_HEADROOM_BYTES),
             contentKey: this.opts.dedupe ? createHash('sha1').update(item.image).digest('base64') : undefined,
           },
           this.batcher,

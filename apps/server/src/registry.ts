@@ -324,8 +324,18 @@ export class ModelRegistry extends EventEmitter {
     if (!version) throw new RegistryError('INVALID_ARGUMENT', 'DeleteModel needs a version');
     await this.scan();
     const e = this.get(name, version);
+    // The file goes first: a delete that fails (read-only folder) must leave a loaded model serving.
+    // unlink, not rm: rm answers a refused unlink by trying the file as a folder (ENOTDIR scandir).
+    try {
+      await fs.unlink(e.file);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') {
+        const why = code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? `permission denied (${code}): the models folder is not writable by the server` : err instanceof Error ? err.message : String(err);
+        throw new RegistryError('FAILED_PRECONDITION', `cannot delete model '${e.name}' version ${e.version} (${e.relFile}): ${why}; it stays ${e.state}`);
+      }
+    }
     this.unload(name, version);
-    await fs.rm(e.file, { force: true });
     this.entries.delete(key(e.name, e.version));
     this.opts.log.info('model deleted', { model: e.name, version: e.version, file: e.relFile });
     this.emit('change', name);

@@ -102,6 +102,7 @@ export class LoupeServer {
         maxActive: config.flow.maxActive,
         maxImageBytes: config.limits.maxImageBytes,
         maxImagePixels: config.limits.maxImagePixels,
+        maxMessageBytes: config.limits.maxMessageBytes,
         dedupe: config.batching.dedupe,
       },
       registry,
@@ -145,10 +146,23 @@ export class LoupeServer {
       creds = grpc.ServerCredentials.createSsl(clientCa, [{ cert_chain: readFileSync(config.tls.cert), private_key: readFileSync(config.tls.key) }], clientCa !== null);
     } else creds = grpc.ServerCredentials.createInsecure();
     const target = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
-    const port = await new Promise<number>((resolve, reject) => server.bindAsync(target, creds, (err, p) => (err ? reject(err) : resolve(p))));
-
+    let port: number;
     let http: { server: HttpServer; port: number } | null = null;
-    if (config.metrics.port !== null) http = await startMetricsServer(metrics, config.metrics.host, config.metrics.port);
+    try {
+      port = await new Promise<number>((resolve, reject) => server.bindAsync(target, creds, (err, p) => (err ? reject(err) : resolve(p))));
+      if (config.metrics.port !== null) {
+        const { host: mh, port: mp } = config.metrics;
+        http = await startMetricsServer(metrics, mh, mp).catch((err: unknown) => {
+          throw new Error(`cannot serve metrics on ${mh}:${mp}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        });
+      }
+    } catch (err) {
+      // A half-started server must not keep its gRPC port (and the process) alive after saying it failed.
+      server.forceShutdown();
+      batcher.close();
+      store.close();
+      throw err;
+    }
 
     const s = new LoupeServer(config, port, http?.port ?? null, server, http?.server ?? null, ctx, health, streams);
     health.setServing(true);

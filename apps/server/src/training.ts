@@ -46,6 +46,7 @@ const SAFE_NAME = /[^A-Za-z0-9._-]+/g;
 export class Trainer {
   private readonly children = new Set<ChildProcess>();
   private running = 0;
+  private shuttingDown = false;
 
   constructor(
     private readonly opts: TrainerOptions,
@@ -100,6 +101,14 @@ export class Trainer {
     let trained = false;
     try {
       reservation = await this.registry.reserveNextVersion(req.name);
+      // A line asking for 'boc' must not get an SVM where it had a one-class model: one kind per name.
+      const other = this.registry.list({ name: req.name }).filter((e) => e.header && e.header.kind !== kind);
+      if (other.length > 0) {
+        throw new ItemFailure(
+          Status.FAILED_PRECONDITION,
+          `model '${req.name}' is a ${other[0]!.header!.kind} model (version${other.length > 1 ? 's' : ''} ${other.map((e) => e.version).join(', ')}); train this ${kind} model under another name, or delete those versions first`,
+        );
+      }
       dir = await mkdtemp(join(tmpdir(), 'loupe-train-'));
       progress('receiving', 0, req.images.length, `training ${kind} model '${req.name}' version ${reservation.version} on ${req.images.length} images`);
       const images: TrainJob['images'] = [];
@@ -191,7 +200,9 @@ export class Trainer {
         if (settled) return;
         settled = true;
         if (done && code === 0) return resolve();
-        reject(failure ?? new ItemFailure(Status.INTERNAL, `the training process exited (${sig ?? `code ${code}`}): ${tail.slice(-5).join(' | ')}`));
+        if (this.shuttingDown && !failure) return reject(new ItemFailure(Status.UNAVAILABLE, 'training stopped: the server is shutting down; send the training again when it is back'));
+        const said = tail.slice(-5).join(' | ');
+        reject(failure ?? new ItemFailure(Status.INTERNAL, `the training process exited (${sig ?? `code ${code}`})${said ? `: ${said}` : ''}`));
       });
       child.send(job);
     });
@@ -199,6 +210,7 @@ export class Trainer {
 
   /** Kills every training process (server shutdown). */
   killAll(): void {
+    this.shuttingDown = true;
     for (const c of this.children) c.kill('SIGTERM');
   }
 }

@@ -276,6 +276,12 @@ describe.skipIf(!fixtures)('loupe.v1.Inspection: every RPC round trip', () => {
     const rg = (await c.inspectOne({ id: 'g', image: read(unseen!), model: 'remote-oc' })).result!;
     expect(rb.verdict).toBe(Verdict.VERDICT_ANOMALOUS);
     expect(rb.score).toBeGreaterThan(rg.score);
+    // One kind per name: an SVM cannot become version 2 of this one-class model.
+    const svmImages = [...good.slice(0, 2).map((g) => ({ ...g, label: 'good' })), { image: read(broken!), label: 'broken', name: broken! }];
+    const kind = await grpcError(c.train({ name: 'remote-oc', kind: ModelKind.MODEL_KIND_SVM, images: svmImages }));
+    expect(kind.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(kind.details).toMatch(/model 'remote-oc' is a one-class model \(version 1\); train this svm model under another name/);
+    expect(existsSync(join(dir, 'remote-oc', '2.loupe'))).toBe(false);
   });
 
   it('server reflection lists the services', async () => {

@@ -26,6 +26,11 @@ describe('server configuration', () => {
     expect(c.batching.maxBatchSize).toBe(16);
     expect(c.batching.maxQueueDelayMs).toBe(1.5);
     expect(c.metrics.port).toBe(9100);
+    expect(c.metrics.host).toBe('0.0.0.0'); // the gRPC host's default
+    // /metrics follows --host (a loopback server does not publish its metrics), unless set itself.
+    const loop = loadConfig({ env: {}, overrides: flagsToOverrides(parseServeArgs(['--models', tmp, '--host', '127.0.0.1'])) });
+    expect(loop.metrics.host).toBe('127.0.0.1');
+    expect(loadConfig({ env: { LOUPE_SERVER_METRICS_HOST: '10.0.0.5' }, overrides: { modelsDir: tmp, host: '127.0.0.1' } }).metrics.host).toBe('10.0.0.5');
     expect(c.auth.tokens).toEqual(['a', 'b']);
     expect(c.limits.maxMessageBytes).toBe(16 * 1024 * 1024);
     expect(c.flow.maxActive).toBe(16 * 2);

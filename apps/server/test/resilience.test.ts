@@ -2,15 +2,15 @@
 // it healthy with nothing left queued; kill -9 of the server mid-stream loses no acknowledged result
 // (each one is committed to SQLite before it is sent); SIGTERM stops it gracefully.
 import { spawn } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import * as grpc from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import type { LoupeClient } from '../dist/index.js';
-import { bottleImages, client, modelDirWithFixtures, smallImage, spawnServer, SERVER_DIR, SVM_MODEL, type ChildServer } from './fixtures.js';
+import { proto, type LoupeClient } from '../dist/index.js';
+import { bottleImages, client, modelDirWithFixtures, read, smallImage, spawnServer, SERVER_DIR, SVM_MODEL, type ChildServer } from './fixtures.js';
 
 const fixtures = inject('fixtureModels');
 
@@ -127,6 +127,27 @@ describe.skipIf(!fixtures)('resilience', () => {
       again.child.kill('SIGTERM');
       await again.exited;
     }
+  });
+
+  it('SIGTERM mid-training: the client is told to send it again (UNAVAILABLE), no model folder is left', async () => {
+    const srv = await start();
+    const c = client(srv.port);
+    const images = bottleImages('train/good', 30).map((f) => ({ image: read(f), label: '', name: f }));
+    let signalled = false;
+    const err = await c
+      .train({ name: 'interrupted', kind: proto.ModelKind.MODEL_KIND_ONE_CLASS, images }, (p) => {
+        if (p.stage === 'embed-train' && !signalled) {
+          signalled = true;
+          srv.child.kill('SIGTERM');
+        }
+      })
+      .then(() => undefined, (e: grpc.ServiceError) => e);
+    c.close();
+    expect(signalled).toBe(true);
+    expect(err?.code).toBe(grpc.status.UNAVAILABLE);
+    expect(err?.details).toMatch(/the server is shutting down; send the training again/);
+    expect((await srv.exited).code).toBe(0);
+    expect(existsSync(join(dir, 'interrupted'))).toBe(false);
   });
 
   it('SIGTERM mid-stream: answers what it read, ends the stream UNAVAILABLE, exits 0 with the log closed', async () => {

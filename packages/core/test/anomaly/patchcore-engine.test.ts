@@ -1,6 +1,6 @@
 // PatchCore on the real engine: real ResNet-50 weights, real native kNN/coreset kernels, real MVTec
 // bottle images from ../shared. Skips (with the reason) when the data, the weights or the addon are absent.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
@@ -171,6 +171,13 @@ describe.skipIf(skipReason !== null)('PatchCore with the native engine', () => {
     await savePatchCore(file, model);
     const loaded = await loadPatchCore(file, { expectWeightsHash: engine.weightsHash });
     expect(loaded.model.bank.n).toBe(model.bank.n);
+    // Other CNN weights are refused, whichever of the two stored hashes says so.
+    await expect(loadPatchCore(file, { expectWeightsHash: '0'.repeat(64) })).rejects.toThrow(/trained on CNN weights/);
+    const bytes = readFileSync(file).toString('latin1');
+    const edited = join(tmp, 'edited-hash.loupe');
+    writeFileSync(edited, Buffer.from(bytes.replace(`"weightsHash":"${engine.weightsHash}"`, `"weightsHash":"${'0'.repeat(64)}"`), 'latin1'));
+    expect(readFileSync(edited).equals(readFileSync(file))).toBe(false);
+    await expect(loadPatchCore(edited, { expectWeightsHash: engine.weightsHash })).rejects.toThrow(/weightsHash "0{64}" disagrees with patchcore.weightsHash/);
     const src = broken().slice(0, 2);
     const a = await model.score(engine, src);
     const b = await loaded.model.score(engine, src);

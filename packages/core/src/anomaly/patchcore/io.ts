@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 
-import { ImageDecodeError, ImageReadError, LoupeError, messageOf } from '../../errors.js';
+import { ImageDecodeError, ImageReadError, ImageTooLargeError, LoupeError, messageOf } from '../../errors.js';
 import { decodeImage, DEFAULT_LIMIT_INPUT_PIXELS, sourceName, type ImageSource } from '../../image/decode.js';
 import { INPUT_ELEMENTS, INPUT_SIZE } from '../../model.js';
 import { rgbToCaffe } from '../../preprocess.js';
@@ -58,6 +58,7 @@ export async function decodeFullRgb(
     const w0 = (swapped ? meta.height : meta.width) ?? 0;
     const h0 = (swapped ? meta.width : meta.height) ?? 0;
     if (w0 <= 0 || h0 <= 0) throw new LoupeError('IMAGE_EMPTY', `image ${name} has no pixels`, { input: name });
+    if (w0 * h0 > limitInputPixels) throw new ImageTooLargeError(name, w0, h0, limitInputPixels);
     const w = Math.max(w0, minSide);
     const h = Math.max(h0, minSide);
     const pipeline = (w !== w0 || h !== h0 ? base.resize(w, h, { fit: 'fill', kernel: 'cubic' }) : base).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' });

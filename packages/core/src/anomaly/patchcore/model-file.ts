@@ -47,6 +47,12 @@ export async function loadPatchCore(file: string, opts: { expectWeightsHash?: st
   if (h['method'] !== 'patchcore') throw new ModelFileError('MODEL_INCOMPATIBLE', file, `one-class method ${JSON.stringify(h['method'])} is not 'patchcore'`, { field: 'method' });
   const pc = h['patchcore'] as (PatchCoreHeader & { bankSection?: string }) | undefined;
   if (!pc || typeof pc !== 'object' || pc.format !== PATCHCORE_FORMAT || !pc.bank) throw new ModelFileError('MODEL_CORRUPT', file, 'missing PatchCore header', { field: 'patchcore' });
+  // The hash is stored twice (the file's header, which listings show, and the PatchCore header): both
+  // must agree, so a file edited in one place cannot pass the check on the other.
+  const top = h['weightsHash'];
+  if ((top ?? null) !== (pc.weightsHash ?? null)) {
+    throw new ModelFileError('MODEL_CORRUPT', file, `weightsHash ${JSON.stringify(top)} disagrees with patchcore.weightsHash ${JSON.stringify(pc.weightsHash)}`, { field: 'weightsHash' });
+  }
   if (opts.expectWeightsHash && pc.weightsHash && pc.weightsHash !== opts.expectWeightsHash) {
     throw new ModelFileError('MODEL_INCOMPATIBLE', file, `trained on CNN weights ${pc.weightsHash.slice(0, 12)}..., the engine has ${opts.expectWeightsHash.slice(0, 12)}...`, { field: 'patchcore.weightsHash' });
   }

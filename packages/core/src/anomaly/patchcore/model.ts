@@ -87,6 +87,8 @@ export interface RunOptions {
   backend?: 'auto' | 'cpu' | 'cuda';
   signal?: AbortSignal;
   onProgress?: (stage: string, done: number, total: number) => void;
+  /** Largest accepted width*height of a source image (default the decoder's, 100 MP). */
+  limitInputPixels?: number;
 }
 
 export interface TrainOptions extends RunOptions {
@@ -207,7 +209,7 @@ async function* embedBatches(
   options: RunOptions,
 ): AsyncGenerator<ViewBatch> {
   const batchSize = Math.max(1, options.batchSize ?? 8);
-  const prepOpts = { tile: config.tile };
+  const prepOpts = { tile: config.tile, ...(options.limitInputPixels !== undefined ? { limitInputPixels: options.limitInputPixels } : {}) };
   // Images per chunk: whole-image mode = batchSize; tile mode starts at 1 and adapts to tiles/image.
   let cursor = 0;
   let perChunk = config.tile ? 1 : batchSize;

@@ -36,6 +36,11 @@ export interface OverlayOptions {
   alpha?: number;
   /** Outline the thresholded region in white (default true). */
   contour?: boolean;
+  /**
+   * Largest PNG wanted, in bytes (e.g. what fits in one gRPC message): a larger overlay is drawn again at
+   * a smaller scale (map and image resized alike) until it fits. Default: no limit, the image's own size.
+   */
+  maxBytes?: number;
 }
 
 /** Blends a jet heatmap of `map` (width x height) over RGB pixels of the same size. */
@@ -64,12 +69,43 @@ export function overlayPixels(rgb: Uint8Array, map: Float32Array, width: number,
 /** PNG of the heatmap over the original image (the map must be at the image's upright size). */
 export async function heatmapOverlayPng(image: ImageSource, map: Float32Array, width: number, height: number, options: OverlayOptions): Promise<Buffer> {
   const full = await decodeFullRgb(image, 1);
-  let rgb = full.rgb;
-  if (full.width !== width || full.height !== height) {
-    rgb = new Uint8Array(await sharp(Buffer.from(full.rgb), { raw: { width: full.width, height: full.height, channels: 3 } }).resize(width, height, { fit: 'fill' }).raw().toBuffer());
+  const draw = async (w: number, h: number): Promise<Buffer> => {
+    let rgb = full.rgb;
+    if (full.width !== w || full.height !== h) {
+      rgb = new Uint8Array(await sharp(Buffer.from(full.rgb.buffer, full.rgb.byteOffset, full.rgb.byteLength), { raw: { width: full.width, height: full.height, channels: 3 } }).resize(w, h, { fit: 'fill' }).raw().toBuffer());
+    }
+    const m = w === width && h === height ? map : resizeMap(map, width, height, w, h);
+    const px = overlayPixels(rgb, m, w, h, options);
+    return sharp(Buffer.from(px.buffer, px.byteOffset, px.byteLength), { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+  };
+  let png = await draw(width, height);
+  const max = options.maxBytes;
+  for (let scale = 1, tries = 0; max !== undefined && png.length > max; tries++) {
+    if (tries === 6) throw new LoupeError('IMAGE_TOO_LARGE', `the heatmap of ${width}x${height} pixels does not fit in ${max} bytes, even at ${Math.round(scale * width)}x${Math.round(scale * height)}`);
+    // PNG size grows about with the pixel count: aim 10% under the limit.
+    scale *= Math.sqrt((0.9 * max) / png.length);
+    png = await draw(Math.max(1, Math.round(scale * width)), Math.max(1, Math.round(scale * height)));
   }
-  const px = overlayPixels(rgb, map, width, height, options);
-  return sharp(Buffer.from(px.buffer, px.byteOffset, px.byteLength), { raw: { width, height, channels: 3 } }).png().toBuffer();
+  return png;
+}
+
+/** The anomaly map shrunk to w x h (w <= width, h <= height): each output pixel is the mean of the source pixels whose centres fall in it. */
+function resizeMap(map: Float32Array, width: number, height: number, w: number, h: number): Float32Array {
+  const sum = new Float64Array(w * h);
+  const count = new Uint32Array(w * h);
+  const col = new Int32Array(width);
+  for (let x = 0; x < width; x++) col[x] = Math.min(w - 1, Math.floor(((x + 0.5) * w) / width));
+  for (let y = 0; y < height; y++) {
+    const row = Math.min(h - 1, Math.floor(((y + 0.5) * h) / height)) * w;
+    for (let x = 0; x < width; x++) {
+      const o = row + col[x]!;
+      sum[o] = sum[o]! + map[y * width + x]!;
+      count[o] = count[o]! + 1;
+    }
+  }
+  const out = new Float32Array(w * h);
+  for (let i = 0; i < out.length; i++) out[i] = count[i]! > 0 ? sum[i]! / count[i]! : 0;
+  return out;
 }
 
 /** PNG of the raw heatmap alone (no image), coloured on the threshold-anchored scale. */

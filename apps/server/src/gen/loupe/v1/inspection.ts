@@ -251,7 +251,10 @@ export interface InspectionResult {
   defectType: string;
   /** Per-class scores (SVM: softmax of the decoded class scores; one-class: "good" and "anomaly"). */
   classScores: ClassScore[];
-  /** PNG heatmap overlay at the image's size, when asked for and the model makes one. */
+  /**
+   * PNG heatmap overlay at the image's size, when asked for and the model makes one; drawn smaller
+   * (aspect ratio kept) when that would not fit in the message limit with the rest of the answer.
+   */
   heatmapPng: Buffer;
   /** Name of the model that produced this result. */
   model: string;
