@@ -22,6 +22,26 @@ function files(sub: string, n: number, from = 0): string[] {
   return readdirSync(dir).filter((f) => f.endsWith('.png')).sort().slice(from, from + n).map((f) => join(dir, f));
 }
 
+/** `loupe serve ARGS` on 127.0.0.1 in its own process, resolved once it logs "serving". */
+async function startServe(args: string[], logs: string[]): Promise<{ child: ChildProcess; address: string; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, [bin, '--threads', '2', 'serve', '--port', '0', '--host', '127.0.0.1', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const address = await new Promise<string>((resolvePromise, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (const line of buf.split('\n')) {
+        if (line.trim()) logs.push(line);
+        if (line.includes('"msg":"serving"')) resolvePromise(`127.0.0.1:${(JSON.parse(line) as { address: string }).address.split(':').pop()}`);
+      }
+      buf = buf.slice(buf.lastIndexOf('\n') + 1);
+    });
+    child.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
+    void exited.then((c) => reject(new Error(`loupe serve exited (${c}):\n${logs.join('\n')}`)));
+  });
+  return { child, address, exited };
+}
+
 describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () => {
   let tmp: string;
   let server: ChildProcess;
@@ -33,21 +53,7 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
   beforeAll(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'loupe-cli-remote-'));
     mkdirSync(join(tmp, 'models'));
-    server = spawn(process.execPath, [bin, '--threads', '2', 'serve', '--models', join(tmp, 'models'), '--port', '0', '--host', '127.0.0.1', '--metrics-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    exited = new Promise((r) => server.on('exit', (code) => r(code)));
-    address = await new Promise<string>((resolvePromise, reject) => {
-      let buf = '';
-      server.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        for (const line of buf.split('\n')) {
-          if (line.trim()) logs.push(line);
-          if (line.includes('"msg":"serving"')) resolvePromise(`127.0.0.1:${(JSON.parse(line) as { address: string }).address.split(':').pop()}`);
-        }
-        buf = buf.slice(buf.lastIndexOf('\n') + 1);
-      });
-      server.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
-      void exited.then((c) => reject(new Error(`loupe serve exited (${c}):\n${logs.join('\n')}`)));
-    });
+    ({ child: server, address, exited } = await startServe(['--models', join(tmp, 'models'), '--metrics-port', '0'], logs));
     // training data laid out as the CLI reads it: <label>/ folders
     for (const [label, sub, from] of [['good', 'train/good', 0], ['broken', 'test/broken_large', 0]] as const) {
       mkdirSync(join(tmp, 'train', label), { recursive: true });
@@ -115,7 +121,7 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     const bad = await remote('inspect', junk, join(tmp, 'good'), '--model', 'bottle', '--json');
     expect(bad.code).toBe(2);
     const badLines = jsonLines(bad.stdout);
-    expect(badLines.find((l) => l['file'] === junk)!['error']).toMatchObject({ code: 3 });
+    expect(badLines.find((l) => l['file'] === junk)!['error']).toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(badLines[badLines.length - 1]).toEqual({ total: 4, anomalous: 0, errors: 1 });
 
     // Over the message limit: that image is an error, the stream and the other images go on.
@@ -129,7 +135,7 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
 
     const unknown = await remote('inspect', junk, '--model', 'no-such-model', '--json');
     expect(unknown.code).toBe(2);
-    expect(jsonLines(unknown.stdout)[0]!['error']).toMatchObject({ code: 5 });
+    expect(jsonLines(unknown.stdout)[0]!['error']).toMatchObject({ code: 'NOT_FOUND' });
   });
 
   it('inspections list --since: the recorded results', async () => {
@@ -145,6 +151,12 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     expect(bad.stderr).toMatch(/--since/);
   });
 
+  it('loupe serve refuses the client options (--token would look like it turned authentication on)', async () => {
+    const r = await loupe(['serve', '--models', join(tmp, 'models'), '--port', '0', '--token', 's3cret']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--token is a client option and does nothing for loupe serve \(the server's is --auth-token\)/);
+  });
+
   it('usage errors: no --server, a bad address, a missing file', async () => {
     const noServer = await loupe(['inspect', join(tmp, 'good'), '--model', 'bottle']);
     expect(noServer.code).toBe(2);
@@ -156,6 +168,37 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/nope\.png: no such file/);
   });
+
+  it('inspect --json: images a failed stream left unanswered each get an error line, to be sent again', async () => {
+    const locked = await startServe(['--models', join(tmp, 'models'), '--db', join(tmp, 'locked.db'), '--auth-token', 's3cret'], []);
+    try {
+      const r = await loupe(['--server', locked.address, 'inspect', join(tmp, 'good'), '--model', 'bottle', '--json']);
+      expect(r.code).toBe(2);
+      const lines = jsonLines(r.stdout);
+      expect(lines).toHaveLength(4);
+      for (const l of lines.slice(0, 3)) {
+        expect(l['error']).toMatchObject({ code: 'UNAUTHENTICATED', message: expect.stringMatching(/^not inspected: server .*: UNAUTHENTICATED/) });
+      }
+      expect(lines.slice(0, 3).map((l) => l['file']).sort()).toEqual(readdirSync(join(tmp, 'good')).sort().map((f) => join(tmp, 'good', f)));
+      expect(lines[3]).toEqual({ total: 3, anomalous: 0, errors: 3 });
+    } finally {
+      locked.child.kill('SIGKILL');
+      await locked.exited;
+    }
+  }, 60_000);
+
+  it('serve whose metrics port is taken fails and exits 1, naming the port (it used to keep serving gRPC)', async () => {
+    const taken = createServer(() => {});
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const r = await loupe(['--threads', '1', 'serve', '--models', join(tmp, 'models'), '--port', '0', '--host', '127.0.0.1', '--metrics-port', String(port), '--db', join(tmp, 'other.db')]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`cannot start: cannot serve metrics on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
+    } finally {
+      taken.close();
+    }
+  }, 60_000);
 
   it('SIGTERM stops loupe serve gracefully (exit 0)', async () => {
     server.kill('SIGTERM');

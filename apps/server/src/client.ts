@@ -55,6 +55,11 @@ function pem(v: string | Buffer | undefined): Buffer | null {
 }
 
 /** "host:port" (IPv6 as [::1]:port). */
+/** The name of a gRPC status code ('NOT_FOUND' for 5), for messages and JSON. */
+export function statusName(code: number): string {
+  return grpc.status[code] ?? `CODE_${code}`;
+}
+
 export function parseAddress(address: string): string {
   const a = address.trim();
   if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):\d{1,5}$/.test(a)) throw new Error(`server address must be HOST:PORT, got '${address}'`);

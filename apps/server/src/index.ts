@@ -1,6 +1,6 @@
 // @loupe/server: the Loupe inspection server (gRPC loupe.v1 API) and its client.
 export { DynamicBatcher, type BatchInfo, type BatcherOptions, type RunInfo } from './batcher.js';
-export { LoupeClient, parseAddress, type ClientOptions, type ClientTls, type InspectItem, type InspectManyOptions, type InspectManySummary } from './client.js';
+export { LoupeClient, parseAddress, statusName, type ClientOptions, type ClientTls, type InspectItem, type InspectManyOptions, type InspectManySummary } from './client.js';
 export { ConfigError, configFromEnv, DEFAULTS, ENV_VARS, loadConfig, readConfigFile, redactConfig, type DeepPartial, type LoadConfigOptions, type ServerConfig } from './config.js';
 export { INSPECTION_SERVICE_NAME } from './health.js';
 export { createLogger, silentLogger, type Logger, type LogLevel } from './log.js';

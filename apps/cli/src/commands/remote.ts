@@ -82,7 +82,9 @@ function requireServer(cmd: Command): RemoteGlobalOptions {
 async function connect(cmd: Command): Promise<{ client: LoupeClient; address: string; opts: RemoteGlobalOptions }> {
   const opts = requireServer(cmd);
   if (!opts.server) throw new RemoteUsageError('no --server');
-  const { LoupeClient } = await import('@loupe/server');
+  const server = await import('@loupe/server');
+  const { LoupeClient } = server;
+  statusName = server.statusName;
   const tls = opts.tls || opts.ca || opts.clientCert ? { ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.clientCert ? { cert: opts.clientCert } : {}), ...(opts.clientKey ? { key: opts.clientKey } : {}) } : undefined;
   const token = opts.token ?? process.env['LOUPE_TOKEN'];
   let client: LoupeClient;
@@ -104,12 +106,15 @@ async function connect(cmd: Command): Promise<{ client: LoupeClient; address: st
 const CONNECT_TIMEOUT_MS = 10_000;
 
 /** gRPC errors as one line naming the server: "server 127.0.0.1:50051: UNAVAILABLE: ...". */
+// gRPC status names, from @loupe/server once a command has loaded it (it is imported lazily: local
+// commands do not pay for loading gRPC).
+let statusName: (code: number) => string = (code) => `code ${code}`;
+
 function remoteText(err: unknown, address: string): string {
   const e = err as { code?: unknown; details?: unknown };
   if (typeof e?.code === 'number' && typeof e.details === 'string') {
-    const names: Record<number, string> = { 1: 'CANCELLED', 3: 'INVALID_ARGUMENT', 4: 'DEADLINE_EXCEEDED', 5: 'NOT_FOUND', 7: 'PERMISSION_DENIED', 8: 'RESOURCE_EXHAUSTED', 9: 'FAILED_PRECONDITION', 13: 'INTERNAL', 14: 'UNAVAILABLE', 16: 'UNAUTHENTICATED' };
     // grpc-js ends some details with an empty "Resolution note: ".
-    return `server ${address}: ${names[e.code] ?? `code ${e.code}`}: ${e.details.replace(/\s*Resolution note:\s*$/, '')}`;
+    return `server ${address}: ${statusName(e.code)}: ${e.details.replace(/\s*Resolution note:\s*$/, '')}`;
   }
   return errorText(err);
 }
@@ -214,7 +219,7 @@ async function inspectCommand(inputs: string[], o: InspectOptions, cmd: Command,
           line({ id: r.id, file: files[i], verdict, score: r.result.score, defectType: r.result.defectType || null });
         } else {
           errors++;
-          line({ id: r.id, file: files[i], error: { code: r.error?.code ?? 13, message: r.error?.message ?? 'no result' } });
+          line({ id: r.id, file: files[i], error: { code: statusName(r.error?.code ?? 13), message: r.error?.message ?? 'no result' } });
         }
         bar.update(done);
       },
@@ -226,6 +231,12 @@ async function inspectCommand(inputs: string[], o: InspectOptions, cmd: Command,
   const unanswered = files.length - answered.size;
   let code = summary.status === 0 ? EXIT_OK : EXIT_SOME_FAILED;
   if (summary.status !== 0) process.stderr.write(`loupe: error: ${remoteText({ code: summary.status, details: summary.details }, address)}${unanswered > 0 ? ` (${unanswered} images not inspected)` : ''}\n`);
+  // Every image gets its line: the ones the stream's end left unanswered say so, to be sent again.
+  const why = summary.status !== 0 ? remoteText({ code: summary.status, details: summary.details }, address) : 'the server sent no answer for it';
+  for (let i = 0; i < files.length; i++) {
+    if (answered.has(i)) continue;
+    line({ id: String(i), file: files[i], error: { code: summary.status !== 0 ? statusName(summary.status) : 'NO_ANSWER', message: `not inspected: ${why}` } });
+  }
   errors += unanswered;
   if (o.json) await write(out, `${JSON.stringify({ total: files.length, anomalous, errors })}\n`);
   else await write(out, `${files.length} images: ${files.length - anomalous - errors} good, ${anomalous} anomalous, ${errors} errors\n`);
@@ -353,6 +364,12 @@ interface ServeCommandOptions {
 
 async function serveCommand(o: ServeCommandOptions, cmd: Command): Promise<number> {
   const g = cmd.optsWithGlobals<RemoteGlobalOptions>();
+  // The client options mean nothing to a server; --token above all must not look like it turned auth on.
+  for (const [name, server] of [['token', '--auth-token'], ['ca', '--tls-client-ca'], ['server', undefined], ['tls', '--tls-cert and --tls-key'], ['clientCert', '--tls-cert'], ['clientKey', '--tls-key']] as const) {
+    if (g[name] !== undefined && g[name] !== false) {
+      throw new RemoteUsageError(`--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is a client option and does nothing for loupe serve${server ? ` (the server's is ${server})` : ''}`);
+    }
+  }
   const flags: ServeFlags = {};
   const set = <K extends keyof ServeFlags>(k: K, v: ServeFlags[K] | undefined): void => {
     if (v !== undefined) flags[k] = v;
