@@ -156,7 +156,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .argument('<dir>', 'dataset folder: <label>/ folders, or one MVTec category (train/good, test/<type>)')
     .option('--json', 'one JSON object: {"root", "layout", "labels", "counts", "skipped": [{"file", "reason"}], ...}')
     .option('--groups <csv>', 'a file,group CSV (images of the same physical object); checked against the dataset')
-    .option('--quick', 'read image headers only (default: decode every image as training would, so truncated files are found)')
+    .option('--quick', 'read image headers only (default: decode every image, as train and evaluate do, so truncated files are found)')
     .addHelpText('after', '\nExample:\n  loupe dataset stats ../shared/datasets/mvtec_ad/bottle')
     .action(async (dir: string, o: DatasetStatsOptions, cmd: Command) => {
       state.code = await datasetStatsCommand(dir, o, context(cmd));

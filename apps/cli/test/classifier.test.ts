@@ -188,6 +188,12 @@ describe.runIf(haveWeights && haveBottle)('classifier commands on real MVTec bot
     expect(human.stdout).toContain('layout: MVTec category');
     expect(human.stdout).toMatch(/good\s+8\s+4\s+12/);
     expect(human.stdout).toContain('3 file(s) skipped');
+    // train skips what stats reported (it used to fail on the cut PNG after the others' CNN pass)
+    const t = await loupe(['train', junkDir, '--out', join(tmp, 'models', 'junk.loupe'), '--json']);
+    expect(t.code, t.stderr).toBe(0);
+    const tj = lastJson(t.stdout) as unknown as TrainJson & { skipped: number };
+    expect(tj.skipped).toBe(3);
+    expect(tj.train + tj.test).toBe(Object.values(data.counts).reduce((a, b) => a + b, 0));
   });
 
   it('train --json: the last line is the interface object, consistent with its own confusion matrix', () => {
@@ -322,6 +328,22 @@ describe.runIf(haveWeights && haveBottle)('classifier commands on real MVTec bot
     expect(g.code).toBe(1);
     expect(g.stderr).toContain(csv);
     expect(g.stderr).toContain('no/such/file.png');
+
+    // Outputs never destroy or pollute inputs: --out over a file that is not a model, --report inside the dataset.
+    const image = join(data.dir, 'train', 'good', readdirSync(join(data.dir, 'train', 'good')).sort()[0]!);
+    const before = readFileSync(image);
+    const over = await loupe(['train', data.dir, '--out', image]);
+    expect(over.code).toBe(1);
+    expect(over.stderr).toContain(`--out ${image} exists and is not a Loupe model file; not overwriting it`);
+    expect(readFileSync(image).equals(before)).toBe(true);
+    const inside = await loupe(['train', data.dir, '--out', join(tmp, 'models', 'x.loupe'), '--report', join(data.dir, 'test', 'good', 'report')]);
+    expect(inside.code).toBe(1);
+    expect(inside.stderr).toMatch(/--report .* is inside the input folder/);
+    expect(existsSync(join(data.dir, 'test', 'good', 'report'))).toBe(false);
+    // an older model file is replaced as before
+    copyFileSync(model, join(tmp, 'models', 'old.loupe'));
+    const again = await loupe(['train', data.dir, '--out', join(tmp, 'models', 'old.loupe'), '--epochs', '2']);
+    expect(again.code, again.stderr).toBe(0);
 
     const bytes = readFileSync(model);
     const tampered = join(tmp, 'tampered-layer.loupe');

@@ -21,7 +21,7 @@ import {
 import { openEngine, write, type RunContext } from '../context.js';
 import { formatSeconds } from '../format.js';
 import { evaluateOneClassCommand } from './oneclass.js';
-import { checkReportDir } from './train.js';
+import { checkOutputDir } from '../outputs.js';
 
 export interface EvaluateCommandOptions {
   json?: boolean;
@@ -45,7 +45,7 @@ export async function evaluateCommand(modelFile: string, dir: string, o: Evaluat
   const header = await readModelHeader(modelFile);
   if (header.kind === 'one-class') return evaluateOneClassCommand(modelFile, dir, { json: Boolean(o.json), ...(o.report !== undefined ? { report: o.report } : {}) }, ctx);
   const c = await loadClassifier(modelFile);
-  if (o.report) await checkReportDir(o.report);
+  if (o.report) await checkOutputDir(o.report, '--report', [dir]);
   const t0 = performance.now();
   const ds = await scanWithProgress(dir, ctx);
   const unknown = ds.labels.filter((l) => !c.model.classes.includes(l));

@@ -46,7 +46,8 @@ import {
   type ReportTable,
 } from '@loupe/core';
 
-import { checkWeights as checkClassifierWeights, checkWritableOutput, loadClassifier, type LoadedClassifier } from '../classification.js';
+import { checkWeights as checkClassifierWeights, loadClassifier, type LoadedClassifier } from '../classification.js';
+import { checkOutputDir, checkWritableOutput } from '../outputs.js';
 import { checkReadable, openEngine, write, type RunContext } from '../context.js';
 import { formatSeconds } from '../format.js';
 import { ProgressBar } from '../progress.js';
@@ -111,9 +112,9 @@ function stageProgress(ctx: RunContext, labels: Record<string, string>): { onPro
 }
 
 async function scanCategory(dir: string): Promise<OneClassDataset> {
-  // 'header' verification leaves undecodable files out (reported) instead of failing mid-run; no dedupe,
-  // so the test set is exactly what is on disk.
-  return scanMvtecOneClass(dir, { verify: 'header', dedupe: false });
+  // A full decode leaves undecodable files out (reported, as `dataset stats` does) instead of failing
+  // mid-run; no dedupe, so the test set is exactly what is on disk.
+  return scanMvtecOneClass(dir, { verify: 'decode', dedupe: false });
 }
 
 function reportSkipped(ctx: RunContext, ds: OneClassDataset): void {
@@ -247,17 +248,8 @@ function downsizeFor(width: number, height: number): { w: number; h: number } {
   return { w: Math.max(1, Math.round(width * s)), h: Math.max(1, Math.round(height * s)) };
 }
 
-/** An output folder must be a folder or not exist yet: checked before the work, not after. */
-async function checkOutputDir(dir: string, option: string): Promise<void> {
-  const st = await stat(dir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return null;
-    throw new Error(`${option} ${dir}: ${err.message}`);
-  });
-  if (st && !st.isDirectory()) throw new Error(`${option} ${dir} exists and is not a directory`);
-}
-
 export async function evaluateOneClassCommand(modelFile: string, dir: string, o: OneClassEvaluateOptions, ctx: RunContext): Promise<number> {
-  if (o.report) await checkOutputDir(o.report, '--report');
+  if (o.report) await checkOutputDir(o.report, '--report', [dir]);
   const model = await loadModel(modelFile);
   const ds = await scanCategory(dir);
   reportSkipped(ctx, ds);
@@ -566,7 +558,7 @@ interface Prediction {
 }
 
 export async function predictOneClassCommand(modelFile: string, inputs: string[], o: OneClassPredictOptions, ctx: RunContext): Promise<number> {
-  if (o.heatmaps) await checkOutputDir(o.heatmaps, '--heatmaps');
+  if (o.heatmaps) await checkOutputDir(o.heatmaps, '--heatmaps', inputs);
   const expanded = await expandInputs(inputs);
   const files = expanded.map((e) => e.file);
   await checkReadable(files);

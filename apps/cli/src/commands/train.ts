@@ -21,7 +21,6 @@ import {
 } from '@loupe/core';
 
 import {
-  checkWritableOutput,
   countsTable,
   evaluateSvm,
   featureCacheSetting,
@@ -39,6 +38,7 @@ import {
 } from '../classification.js';
 import { openEngine, write, type RunContext } from '../context.js';
 import { formatSeconds } from '../format.js';
+import { checkOutputDir, checkWritableOutput } from '../outputs.js';
 import { trainOneClassCommand } from './oneclass.js';
 
 export interface TrainCommandOptions {
@@ -67,16 +67,6 @@ export interface TrainCommandOptions {
   tile?: boolean;
 }
 
-/** A report folder must be a folder (or creatable): checked before hours of work, not after. */
-export async function checkReportDir(dir: string): Promise<void> {
-  const abs = resolve(dir);
-  try {
-    if (!(await fs.stat(abs)).isDirectory()) throw new Error(`--report ${abs} exists and is not a directory`);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-}
-
 export async function trainCommand(dir: string, o: TrainCommandOptions, ctx: RunContext): Promise<number> {
   if (o.mode === 'one-class') {
     return trainOneClassCommand(
@@ -95,7 +85,7 @@ export async function trainCommand(dir: string, o: TrainCommandOptions, ctx: Run
     );
   }
   await checkWritableOutput(o.out);
-  if (o.report) await checkReportDir(o.report);
+  if (o.report) await checkOutputDir(o.report, '--report', [dir]);
 
   const t0 = performance.now();
   const ds = await scanWithProgress(dir, ctx);
@@ -198,8 +188,12 @@ export async function trainCommand(dir: string, o: TrainCommandOptions, ctx: Run
       layer: o.layer,
       coding,
       decoding: model.decoding,
+      lambda: model.training.lambda,
+      C: model.training.lambdaSelection?.C ?? null,
+      epochs: model.training.epochs,
       train: o.kfold !== undefined ? items.length : train.length,
       test: heldOut.items.length,
+      skipped: ds.skipped.length,
       ...(reportHtml ? { report: reportHtml } : {}),
     };
     await write(ctx.stdout, `${JSON.stringify(out)}\n`);

@@ -163,5 +163,8 @@ function cleanSharpMessage(err: unknown): string {
   const msg = messageOf(err).trim();
   if (/unsupported image format/i.test(msg)) return 'not a supported image format (JPEG, PNG, WebP, TIFF, GIF, ...)';
   if (/premature end|truncated|unexpected end|end of stream|not enough data|read error|short read/i.test(msg)) return `truncated or corrupt data (${msg.split('\n')[0]})`;
+  // libvips keeps its error text per thread: with several decodes at once sharp sometimes finds it
+  // already cleared and says only this. The header was read, the pixels were not.
+  if (msg === '' || /^unknown error$/i.test(msg)) return 'truncated or corrupt data (the decoder gave no detail)';
   return msg.split('\n')[0] ?? msg;
 }
