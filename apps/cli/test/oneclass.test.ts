@@ -3,7 +3,7 @@
 // with the real engine and weights. Skipped, with a note, when ../shared or the weights are missing.
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -208,6 +208,21 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
     expect(Math.min(...defect.map((p) => p['score'] as number))).toBeGreaterThan(Math.max(...good.map((p) => p['score'] as number)));
     const index = readFileSync(join(heat, 'index.html'), 'utf8');
     expect(index).toContain('broken_large_000_heatmap.png');
+    // An image that cannot be decoded gets an error line in its place; the others are still scored (exit 2).
+    const mixed = join(tmp, 'mixed');
+    mkdirSync(mixed);
+    copyFileSync(testFiles[0]!, join(mixed, 'a.png'));
+    writeFileSync(join(mixed, 'b.png'), '');
+    copyFileSync(testFiles[1]!, join(mixed, 'c.png'));
+    const m = await loupe(['predict', model, mixed, '--json']);
+    expect(m.code, m.stderr).toBe(2);
+    const ml = lines(m.stdout);
+    expect(ml.map((l) => [basename(l['file'] as string), l['error'] ? (l['error'] as { code: string }).code : l['verdict']])).toEqual([
+      ['a.png', out.find((p) => p['file'] === testFiles[0])!['verdict']],
+      ['b.png', 'IMAGE_EMPTY'],
+      ['c.png', out.find((p) => p['file'] === testFiles[1])!['verdict']],
+    ]);
+    expect(ml[0]!['score']).toBe(out.find((p) => p['file'] === testFiles[0])!['score']);
     // A file name in another script keeps its letters; only separators and symbols become '_'.
     const named = join(tmp, 'Flasche ä#1 瓶.png');
     copyFileSync(testFiles[0]!, named);
@@ -241,7 +256,10 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
 
     const notImage = join(tmp, 'not-an-image.png');
     writeFileSync(notImage, 'this is text, not a PNG\n');
-    expectOneLineError(await loupe(['predict', model, notImage]), notImage);
+    // An input that is no image is that input's answer (exit 2), as in SVM predict.
+    const ni = await loupe(['predict', model, notImage]);
+    expect(ni.code).toBe(2);
+    expect(ni.stdout).toContain(`${notImage}  ERROR  cannot decode image ${notImage}`);
 
     // Damaged payload: the checksum catches it.
     const bytes = readFileSync(model);

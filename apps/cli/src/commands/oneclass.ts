@@ -50,6 +50,7 @@ import { checkWeights as checkClassifierWeights, loadClassifier, type LoadedClas
 import { checkOutputDir, checkWritableOutput } from '../outputs.js';
 import { checkReadable, openEngine, write, type RunContext } from '../context.js';
 import { formatSeconds } from '../format.js';
+import { EXIT_OK, EXIT_SOME_FAILED } from '../errors.js';
 import { ProgressBar } from '../progress.js';
 
 export interface OneClassTrainOptions {
@@ -575,6 +576,7 @@ export async function predictOneClassCommand(modelFile: string, inputs: string[]
   const bar = new ProgressBar('predict', files.length, ctx.stderr, ctx.opts.progress && files.length > 1 && Boolean(ctx.stderr.isTTY));
   const usedNames = new Set<string>();
   const all: Prediction[] = [];
+  let failed = 0;
   const t0 = performance.now();
   const chunk = Math.max(1, ctx.opts.batchSize);
   const opts = scoreOptions(ctx);
@@ -582,11 +584,17 @@ export async function predictOneClassCommand(modelFile: string, inputs: string[]
     // Chunks keep output streaming and memory bounded (each result carries a full-size map).
     for (let s = 0; s < files.length; s += chunk) {
       const part = files.slice(s, s + chunk);
-      const results = await model.score(engine, part, opts);
-      const types = classifier ? await defectTypes(classifier, engine, part.filter((_, i) => results[i]!.isAnomalous), ctx) : new Map<string, string>();
+      const results = await scoreEach(model, engine, part, opts);
+      const types = classifier ? await defectTypes(classifier, engine, part.filter((_, i) => !(results[i] instanceof LoupeError) && results[i]!.isAnomalous), ctx) : new Map<string, string>();
       for (let i = 0; i < part.length; i++) {
         const r = results[i]!;
         const file = part[i]!;
+        if (r instanceof LoupeError) {
+          failed++;
+          if (o.json) await write(ctx.stdout, `${JSON.stringify({ file, error: { code: r.code, message: r.message } })}\n`);
+          else await write(ctx.stdout, `${file}  ERROR  ${r.message}\n`);
+          continue;
+        }
         const p: Prediction = {
           file,
           verdict: r.isAnomalous ? 'anomalous' : 'good',
@@ -619,11 +627,34 @@ export async function predictOneClassCommand(modelFile: string, inputs: string[]
     const flagged = all.filter((p) => p.verdict === 'anomalous').length;
     await write(
       ctx.stdout,
-      `${all.length} image${all.length === 1 ? '' : 's'}: ${flagged} anomalous, ${all.length - flagged} good (score >= 0.5 = anomalous) in ${formatSeconds(ms)} on ${engine.backend}, ${engine.device}` +
+      `${all.length} image${all.length === 1 ? '' : 's'}: ${flagged} anomalous, ${all.length - flagged} good (score >= 0.5 = anomalous)${failed > 0 ? `, ${failed} could not be read or decoded` : ''} in ${formatSeconds(ms)} on ${engine.backend}, ${engine.device}` +
         `${o.heatmaps ? `; heatmaps and masks in ${o.heatmaps} (index.html)` : ''}\n`,
     );
   }
-  return 0;
+  return failed > 0 ? EXIT_SOME_FAILED : EXIT_OK;
+}
+
+/**
+ * Scores a chunk; when one of its images cannot be read or decoded, scores the chunk image by image so
+ * that image gets its error and the others their results (as SVM predict does). Other errors propagate.
+ */
+async function scoreEach(model: PatchCoreModel, engine: Engine, files: readonly string[], opts: ReturnType<typeof scoreOptions>): Promise<(AnomalyResult | LoupeError)[]> {
+  const isImageError = (err: unknown): err is LoupeError => err instanceof LoupeError && err.code.startsWith('IMAGE_');
+  try {
+    return await model.score(engine, files, opts);
+  } catch (err) {
+    if (!isImageError(err)) throw err;
+  }
+  const out: (AnomalyResult | LoupeError)[] = [];
+  for (const f of files) {
+    try {
+      out.push((await model.score(engine, [f], opts))[0]!);
+    } catch (err) {
+      if (!isImageError(err)) throw err;
+      out.push(err);
+    }
+  }
+  return out;
 }
 
 async function emit(ctx: RunContext, p: Prediction, o: OneClassPredictOptions): Promise<void> {
