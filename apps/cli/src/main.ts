@@ -69,6 +69,21 @@ export function parseLayers(value: string): TapName[] {
   return names as TapName[];
 }
 
+// Train options that only one mode reads: given to the other, they would be silently ignored.
+const SVM_ONLY_OPTIONS = ['layer', 'split', 'balance', 'coding', 'decoding', 'groups', 'kfold', 'report', 'crop', 'lambda', 'epochs', 'cache'] as const;
+const ONE_CLASS_ONLY_OPTIONS = ['coreset', 'projection', 'storage', 'maxBankMb', 'tile'] as const;
+
+/** A usage error for options given on the command line that `mode` would ignore (and --split beside --kfold). */
+function refuseIgnoredOptions(cmd: Command, mode: 'svm' | 'one-class'): void {
+  const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
+  const flag = (name: string): string => (name === 'cache' ? '--no-cache' : `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+  const ignored = (mode === 'svm' ? ONE_CLASS_ONLY_OPTIONS : SVM_ONLY_OPTIONS).filter(given);
+  if (ignored.length > 0) {
+    cmd.error(`error: ${ignored.map(flag).join(', ')} ${ignored.length === 1 ? 'does' : 'do'} nothing with --mode ${mode}${mode === 'one-class' ? ' (one-class training uses train/good only, holding out 10% to set its thresholds)' : ''}`);
+  }
+  if (given('kfold') && given('split')) cmd.error('error: --split and --kfold are two ways to hold images back; give one');
+}
+
 function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Command {
   const program = new Command('loupe');
   program
@@ -189,6 +204,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .option('--tile', '(one-class) score overlapping 224x224 tiles instead of squashing the whole image')
     .addHelpText('after', '\nExamples:\n  loupe train ../shared/datasets/mvtec_ad/bottle --out bottle.loupe --split 0.5 --seed 0\n  loupe train photos/ --out parts.loupe --balance --kfold 5 --report report/')
     .action(async (dir: string, o: TrainCommandOptions, cmd: Command) => {
+      refuseIgnoredOptions(cmd, o.mode === 'one-class' ? 'one-class' : 'svm');
       state.code = await trainCommand(dir, o, context(cmd));
     });
 

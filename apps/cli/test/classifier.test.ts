@@ -107,6 +107,19 @@ describe('classifier commands: usage and bad input (no engine needed)', () => {
     expect((await loupe(['train', tmp])).stderr).toContain("required option '--out <model>'");
   });
 
+  it('options the chosen mode would ignore are a usage error, not silently dropped', async () => {
+    const oc = await loupe(['train', tmp, '--mode', 'one-class', '--out', join(tmp, 'x.loupe'), '--split', '0.3', '--no-cache']);
+    expect(oc.code).toBe(2);
+    expect(oc.stderr).toContain('--split, --no-cache do nothing with --mode one-class');
+    const svm = await loupe(['train', tmp, '--out', join(tmp, 'x.loupe'), '--max-bank-mb', '10']);
+    expect(svm.code).toBe(2);
+    expect(svm.stderr).toContain('--max-bank-mb does nothing with --mode svm');
+    const both = await loupe(['train', tmp, '--out', join(tmp, 'x.loupe'), '--kfold', '3', '--split', '0.2']);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('--split and --kfold are two ways to hold images back; give one');
+    expect(existsSync(join(tmp, 'x.loupe'))).toBe(false);
+  });
+
   it('a missing dataset folder: exit 1, naming it, no model written', async () => {
     const missing = join(tmp, 'no-such-dataset');
     const out = join(tmp, 'missing.loupe');
