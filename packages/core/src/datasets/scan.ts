@@ -162,6 +162,13 @@ async function inspectCandidates(candidates: readonly Candidate[], opts: ScanOpt
   const items: DatasetItem[] = [];
   const skipped: SkippedFile[] = [];
   const firstByHash = new Map<string, Candidate>();
+  // The same image under two labels: neither label can be trusted, so no copy is used.
+  const copiesByHash = new Map<string, Candidate[]>();
+  if (dedupe) {
+    results.forEach((r, i) => {
+      if (r.ok && r.sha256 !== undefined) copiesByHash.set(r.sha256, [...(copiesByHash.get(r.sha256) ?? []), candidates[i] as Candidate]);
+    });
+  }
   results.forEach((r, i) => {
     const c = candidates[i] as Candidate;
     if (!r.ok) {
@@ -169,10 +176,15 @@ async function inspectCandidates(candidates: readonly Candidate[], opts: ScanOpt
       return;
     }
     if (dedupe && r.sha256 !== undefined) {
+      const copies = copiesByHash.get(r.sha256) ?? [];
+      if (new Set(copies.map((x) => x.label)).size > 1) {
+        const others = copies.filter((x) => x !== c).map((x) => `${x.relPath} ('${x.label}')`);
+        skipped.push({ path: c.path, relPath: c.relPath, reason: 'conflicting-labels', detail: `same content as ${others.join(', ')}, labelled '${c.label}' here; fix the labels` });
+        return;
+      }
       const first = firstByHash.get(r.sha256);
       if (first !== undefined) {
-        const detail = first.label !== c.label ? `same content as ${first.relPath}, which is labelled '${first.label}' (this one '${c.label}')` : `same content as ${first.relPath}`;
-        skipped.push({ path: c.path, relPath: c.relPath, reason: 'duplicate', detail, duplicateOf: first.relPath });
+        skipped.push({ path: c.path, relPath: c.relPath, reason: 'duplicate', detail: `same content as ${first.relPath}`, duplicateOf: first.relPath });
         return;
       }
       firstByHash.set(r.sha256, c);

@@ -36,7 +36,8 @@ export type SkipReason =
   | 'unsupported-format' // a real image, but in a format the decoder (sharp/libvips) cannot read (BMP)
   | 'unreadable' // could not be read, or the decoder rejected the header
   | 'empty-file'
-  | 'duplicate' // same content (sha256) as an earlier file (see `duplicateOf`)
+  | 'duplicate' // same content (sha256) as an earlier file of the same label (see `duplicateOf`)
+  | 'conflicting-labels' // same content as a file of another label: every copy is left out
   | 'outside-layout'; // e.g. files at the root of a folder-per-label tree, or an MVTec folder we don't use
 
 export interface SkippedFile {

@@ -70,9 +70,9 @@ describe('scanFolderPerLabel', () => {
     const ds = await scanFolderPerLabel(root, { onProgress: (d) => progress.push(d) });
     expect(ds.layout).toBe('folder-per-label');
     expect(ds.labels).toEqual(['bird', 'cat', 'dog']);
+    // cat/a.png and dog/dup-of-a.png are one image under two labels: neither is used.
     expect(ds.items.map((i) => i.relPath)).toEqual([
       'bird/g.png',
-      'cat/a.png',
       'cat/c.webp',
       'cat/nested/deeper/b.JPG',
       'dog/d.tif',
@@ -89,19 +89,21 @@ describe('scanFolderPerLabel', () => {
       'stray.png': 'outside-layout',
       'cat/fake.png': 'not-an-image-content',
       'cat/notes.txt': 'not-an-image-extension',
+      'cat/a.png': 'conflicting-labels',
       'cat/z-dup.png': 'duplicate',
       'dog/corrupt.png': 'unreadable',
-      'dog/dup-of-a.png': 'duplicate',
+      'dog/dup-of-a.png': 'conflicting-labels',
       'dog/empty.jpg': 'empty-file',
       'dog/old.bmp': 'unsupported-format',
     });
-    const dup = ds.skipped.find((s) => s.relPath === 'dog/dup-of-a.png');
-    expect(dup?.duplicateOf).toBe('cat/a.png');
-    expect(dup?.detail).toContain("labelled 'cat'");
+    const conflict = ds.skipped.find((s) => s.relPath === 'dog/dup-of-a.png');
+    expect(conflict?.detail).toBe("same content as cat/a.png ('cat'), labelled 'dog' here; fix the labels");
+    expect(ds.skipped.find((s) => s.relPath === 'cat/z-dup.png')?.duplicateOf).toBe('cat/c.webp');
     expect(progress.length).toBeGreaterThan(0);
     const report = formatSkipReport(ds.skipped);
-    expect(report).toContain('8 file(s) skipped');
-    expect(report).toContain('duplicate: 2');
+    expect(report).toContain('9 file(s) skipped');
+    expect(report).toContain('duplicate: 1');
+    expect(report).toContain('conflicting-labels: 2');
   });
 
   it('can keep duplicates and check extensions only', async () => {
@@ -118,14 +120,14 @@ describe('scanFolderPerLabel', () => {
     const counts = labelCounts(ds.items);
     expect(counts).toEqual([
       { label: 'bird', count: 1 },
-      { label: 'cat', count: 3 },
+      { label: 'cat', count: 2 },
       { label: 'dog', count: 3 },
     ]);
-    expect(labelCounts(ds.items, ['dog', 'cat', 'fish', 'bird']).map((c) => c.count)).toEqual([3, 3, 0, 1]);
+    expect(labelCounts(ds.items, ['dog', 'cat', 'fish', 'bird']).map((c) => c.count)).toEqual([3, 2, 0, 1]);
     const table = formatCountsTable({ all: counts, other: [{ label: 'cat', count: 10 }] });
     expect(table.split('\n')[0]).toMatch(/^label\s+all\s+other$/);
-    expect(table).toMatch(/cat\s+3\s+10/);
-    expect(table).toMatch(/total\s+7\s+10/);
+    expect(table).toMatch(/cat\s+2\s+10/);
+    expect(table).toMatch(/total\s+6\s+10/);
   });
 
   it('errors clearly on a missing folder or one without images', async () => {
