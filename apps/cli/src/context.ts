@@ -1,5 +1,6 @@
 // What every command shares: the global options, the thread budget, opening the engine, output.
 import { access, constants, stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 
 import {
   configureThreads,
@@ -36,6 +37,10 @@ export interface RunContext {
 export function applyThreadBudget(threads: number | undefined): ThreadBudget {
   // The libuv pool size from the same budget is set by bin/loupe.cjs: here it would be too late.
   const budget = configureThreads(threads === undefined ? {} : { total: threads });
+  // More compute threads than cores make the engine's OpenMP barriers wait on each other (4096 threads on 2 cores: 30x slower).
+  if (budget.total > availableParallelism()) {
+    process.stderr.write(`loupe: warning: ${budget.total} threads on ${availableParallelism()} cores will fight over them and run slower; use --threads ${availableParallelism()} or fewer\n`);
+  }
   setWeightsFetchHint(FETCH_HINT);
   return budget;
 }

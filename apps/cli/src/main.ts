@@ -2,7 +2,7 @@
 // Entry: bin/loupe.cjs (sets UV_THREADPOOL_SIZE before any ES module loads, then calls run()).
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 
-import { isTapName, SVM_DEFAULTS, TAP_NAMES, type TapName } from '@loupe/core';
+import { isTapName, MAX_THREADS, SVM_DEFAULTS, TAP_NAMES, type TapName } from '@loupe/core';
 
 import { classifyCommand, type ClassifyCommandOptions } from './commands/classify.js';
 import { datasetStatsCommand, type DatasetStatsOptions } from './commands/dataset.js';
@@ -17,6 +17,12 @@ import { weightsCommand, type WeightsCommandOptions } from './commands/weights.j
 import { registerRemoteCommands } from './commands/remote.js';
 import { applyThreadBudget, type GlobalOptions, type RunContext } from './context.js';
 import { cliVersion, errorText, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeOf } from './errors.js';
+
+function opsetArg(value: string): number {
+  const n = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || n < 11 || n > 21) throw new InvalidArgumentError(`--opset must be an integer in [11, 21], got '${value}'`);
+  return n;
+}
 
 function positiveInt(name: string, max = 1 << 16) {
   return (value: string): number => {
@@ -91,7 +97,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .version(cliVersion(), '-V, --version')
     .addOption(
       new Option('--threads <n>', 'cores this process may use: engine threads, sharp and the libuv pool follow from it (default: $LOUPE_THREADS or all cores)')
-        .argParser(positiveInt('--threads', 4096)),
+        .argParser(positiveInt('--threads', MAX_THREADS)),
     )
     .addOption(new Option('--backend <name>', 'inference backend').choices(['auto', 'cpu', 'cuda']).default('auto'))
     .addOption(new Option('--precision <p>', 'inference precision (bf16/fp16: CUDA only)').choices(['fp32', 'bf16', 'fp16']).default('fp32'))
@@ -136,7 +142,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .description('write the ResNet-50 in use (same weights, BatchNorm folded) as an ONNX graph for other runtimes')
     .requiredOption('--onnx <file>', 'the .onnx file to write (atomically)')
     .option('--layers <names>', `outputs, comma-separated: ${TAP_NAMES.join(', ')}`, parseLayers, ['fc1000'] as TapName[])
-    .option('--opset <n>', 'ONNX opset (11..21)', positiveInt('--opset', 21), 13)
+    .option('--opset <n>', 'ONNX opset (11..21)', opsetArg, 13)
     .option('--static-batch', 'pin the batch dimension to 1 (default: symbolic N)')
     .option('--json', 'one JSON object')
     .addHelpText('after', '\nExample:\n  loupe export --onnx resnet50.onnx --layers fc1000,avg_pool')

@@ -239,7 +239,7 @@ export class Engine {
     try {
       native = this.addon.createSession(this.model, resolved);
     } catch (err) {
-      throw new EngineError(engineCodeOf(err), `cannot create a ${resolved.backend} session (${resolved.precision}): ${messageOf(err)}`, { cause: err });
+      throw new EngineError(engineCodeOf(err), `cannot create the ${resolved.backend} session (${resolved.precision}): ${messageOf(err)}`, { cause: err });
     }
     const session = new EngineSession(native, resolved);
     this.sessions.set(key, session);

@@ -44,7 +44,7 @@ export {
   type TapOutputs,
 } from './engine.js';
 
-export { configureThreads, recommendedUvThreadpoolSize, threadBudget, type ThreadBudget, type ThreadBudgetOptions } from './threads.js';
+export { configureThreads, MAX_THREADS, recommendedUvThreadpoolSize, threadBudget, type ThreadBudget, type ThreadBudgetOptions } from './threads.js';
 
 export { extractFeatures, streamFeatures, type ExtractOptions, type FeatureProgress, type ImageFeatures } from './features.js';
 

@@ -46,15 +46,19 @@ export interface ThreadBudgetOptions {
 
 let current: ThreadBudget | undefined;
 
+/** Most threads a budget may name (the native binding's limit). */
+export const MAX_THREADS = 4096;
+
 function positiveInt(name: string, v: number): number {
-  if (!Number.isInteger(v) || v < 1) throw new LoupeError('INVALID_ARGUMENT', `${name} must be a positive integer, got ${v}`);
+  if (!Number.isInteger(v) || v < 1 || v > MAX_THREADS) throw new LoupeError('INVALID_ARGUMENT', `${name} must be an integer in [1, ${MAX_THREADS}], got ${v}`);
   return v;
 }
 
 function defaultTotal(): number {
   const env = process.env['LOUPE_THREADS'];
-  if (env !== undefined && env.trim() !== '') return positiveInt('LOUPE_THREADS', Number(env));
-  return availableParallelism();
+  if (env === undefined || env.trim() === '') return availableParallelism();
+  if (!/^\s*\d+\s*$/.test(env)) throw new LoupeError('INVALID_ARGUMENT', `LOUPE_THREADS must be an integer in [1, ${MAX_THREADS}], got '${env}'`);
+  return positiveInt('LOUPE_THREADS', Number(env));
 }
 
 /**
