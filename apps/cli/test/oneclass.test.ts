@@ -88,6 +88,8 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
     expect(s['mode']).toBe('one-class');
     expect(s['trainImages']).toBe(18); // 10% (2) held out for the thresholds
     expect(s['validationImages']).toBe(2);
+    // 2 held-out images make a weak calibration: said on stderr, stdout stays one JSON line.
+    expect(r.stderr).toContain('warning: the thresholds rest on 2 held-out good images; with fewer than 10 expect good parts to be flagged');
     expect(s['bankDim']).toBe(1536);
     // 1% of 18 * 784 patches.
     expect(Math.abs((s['bankEntries'] as number) - 0.01 * 18 * 784)).toBeLessThanOrEqual(1);

@@ -154,6 +154,9 @@ function scoreOptions(ctx: RunContext): { batchSize: number; threads: number; ba
 // ------------------------------------------------------------------------------------------------
 // train
 
+/** Fewer held-out good images than this make the threshold quantile little more than their maximum. */
+const MIN_CALIBRATION_IMAGES = 10;
+
 export async function trainOneClassCommand(dir: string, o: OneClassTrainOptions, ctx: RunContext): Promise<number> {
   if (!(o.coreset > 0 && o.coreset <= 1)) throw new LoupeError('INVALID_ARGUMENT', `--coreset must be a ratio in (0, 1], got ${o.coreset}`);
   if (o.projection !== undefined && !(Number.isInteger(o.projection) && o.projection >= 0 && o.projection <= 1536)) {
@@ -229,6 +232,13 @@ export async function trainOneClassCommand(dir: string, o: OneClassTrainOptions,
     ];
     if (model.training.validationImages === 0) lines.push('note: only one training image, so the thresholds were set on the bank image itself (optimistic)');
     await write(ctx.stdout, `${lines.join('\n')}\n`);
+  }
+  // A 0.99 quantile of a handful of scores is their maximum, and the next good part often scores higher.
+  if (model.training.validationImages < MIN_CALIBRATION_IMAGES) {
+    ctx.stderr.write(
+      `loupe: warning: the thresholds rest on ${model.training.validationImages} held-out good image${model.training.validationImages === 1 ? '' : 's'}; ` +
+        `with fewer than ${MIN_CALIBRATION_IMAGES} expect good parts to be flagged (train on more good images: 10% are held out)\n`,
+    );
   }
   return 0;
 }
