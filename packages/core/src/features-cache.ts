@@ -1,8 +1,9 @@
 // On-disk cache of per-image CNN features, so re-training on the same images skips the network.
 //
-// Key: sha256 of the image file's bytes + layer + CNN weights hash + preprocessing (fit mode). The
-// content hash (not the path) is the identity: a renamed or copied image hits, an edited one misses.
-// Layout: <dir>/<weightsHash[0:16]>/<layer>.<fit>/<sha[0:2]>/<sha>.f32, one small file per image:
+// Key: sha256 of the image file's bytes + layer + CNN weights hash + preprocessing (fit mode, decoder
+// version). The content hash (not the path) is the identity: a renamed or copied image hits, an edited
+// one misses. Layout: <dir>/<weightsHash[0:16]>/<layer>.<fit>.d<DECODE_VERSION>/<sha[0:2]>/<sha>.f32,
+// one small file per image:
 //
 //   "LPFEAT01" | uint32 LE element count | uint32 0 | float32 LE x count | sha256(key | data) (32 bytes)
 //
@@ -16,7 +17,7 @@ import { dirname, join } from 'node:path';
 import type { Engine } from './engine.js';
 import { AbortError, ImageReadError, LoupeError, messageOf } from './errors.js';
 import { streamFeatures } from './features.js';
-import type { FitMode } from './image/decode.js';
+import { DECODE_VERSION, type FitMode } from './image/decode.js';
 import { isTapName, tapElements, type TapName } from './model.js';
 import { loupeHome } from './weights/paths.js';
 
@@ -61,7 +62,7 @@ export class FeatureCache {
     this.dir = opts.dir ?? featureCacheDir();
     this.key = { weightsHash: opts.weightsHash.toLowerCase(), layer: opts.layer, fit: opts.fit };
     this.elements = tapElements(opts.layer);
-    this.root = join(this.dir, this.key.weightsHash.slice(0, 16), `${opts.layer}.${opts.fit}`);
+    this.root = join(this.dir, this.key.weightsHash.slice(0, 16), `${opts.layer}.${opts.fit}.d${DECODE_VERSION}`);
   }
 
   /** Where the entry of an image with this content hash lives. */
@@ -71,7 +72,7 @@ export class FeatureCache {
 
   private digest(sha256: string, data: Uint8Array): Buffer {
     const { weightsHash, layer, fit } = this.key;
-    return createHash('sha256').update(`${weightsHash}|${layer}|${fit}|${sha256}|`).update(data).digest();
+    return createHash('sha256').update(`${weightsHash}|${layer}|${fit}|d${DECODE_VERSION}|${sha256}|`).update(data).digest();
   }
 
   /** The cached features, or undefined on a miss or an invalid entry (`corrupt` says which). */

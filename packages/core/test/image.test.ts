@@ -69,6 +69,14 @@ describe('decodeImage', () => {
     expect(Buffer.from(t.rgb).equals(pattern)).toBe(true);
   });
 
+  it('a large lossless WebP resizes exactly as the same pixels in a PNG (no shrink-on-load shortcut)', async () => {
+    const big = rawRgb(1000, 1000, (x, y) => [(x * 3) % 256, (y * 5) % 256, ((x ^ y) * 7) % 256]);
+    const raw = { raw: { width: 1000, height: 1000, channels: 3 as const } };
+    const fromPng = await decodeImage(await sharp(big, raw).png().toBuffer());
+    const fromWebp = await decodeImage(await sharp(big, raw).webp({ lossless: true }).toBuffer());
+    expect(Buffer.from(fromWebp.rgb).equals(Buffer.from(fromPng.rgb))).toBe(true);
+  });
+
   it('decodes JPEG (lossy) close to the source', async () => {
     const jpeg = await sharp(pattern, { raw: { width: 224, height: 224, channels: 3 } }).jpeg({ quality: 98 }).toBuffer();
     const img = await decodeImage(jpeg);
