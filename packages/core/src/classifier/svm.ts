@@ -19,7 +19,9 @@ export type SgdSchedule = NonNullable<SvmTrainOptions['schedule']>;
 export const SVM_DEFAULTS = {
   coding: 'onevsone' as CodingName,
   decoding: 'vote' as DecodingName,
-  epochs: 30,
+  // 100, not 30: at the large C the search picks, averaged SGD is still converging at 30 epochs (mean
+  // balanced accuracy over the classification benchmark's 8 rows 70.6 -> 71.6; the fit costs ~1.6x).
+  epochs: 100,
   eta0: 1,
   schedule: 'averaged' as SgdSchedule,
   seed: 0,
@@ -96,7 +98,7 @@ export interface TrainSvmOptions {
   lambda?: number | 'auto';
   /** Initial SGD step, eta_t = 1/(lambda (t + 1/(lambda eta0))). Default 1 (~ 1 / ||z||^2). 0 = Pegasos. */
   eta0?: number;
-  /** Default 30. */
+  /** Default SVM_DEFAULTS.epochs (100). */
   epochs?: number;
   /** Default 0. Same seed, same data, same trainer -> bit-identical model. */
   seed?: number;
