@@ -18,6 +18,21 @@ import { registerRemoteCommands } from './commands/remote.js';
 import { applyThreadBudget, type GlobalOptions, type RunContext } from './context.js';
 import { cliVersion, errorText, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeOf } from './errors.js';
 
+/** A path option given as '' would otherwise be falsy and silently do nothing. */
+function nonEmpty(name: string) {
+  return (value: string): string => {
+    if (value.trim() === '') throw new InvalidArgumentError(`${name} needs a path, got ''`);
+    return value;
+  };
+}
+
+// One image per class leaves nothing to train on once half is held back.
+function perLabelArg(value: string): number {
+  const n = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || n < 2 || n > 1000) throw new InvalidArgumentError(`--per-label must be an integer in [2, 1000] (half of them are held back), got '${value}'`);
+  return n;
+}
+
 function opsetArg(value: string): number {
   const n = Number(value);
   if (!/^\s*\d+\s*$/.test(value) || n < 11 || n > 21) throw new InvalidArgumentError(`--opset must be an integer in [11, 21], got '${value}'`);
@@ -197,7 +212,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .option('--seed <n>', 'seed of the split, balancing and SGD (same seed, same model)', nonNegativeInt('--seed'), 0)
     .option('--groups <csv>', 'file,group CSV: images of one physical object stay on one side of the split, and in one fold of the C search')
     .option('--kfold <k>', 'stratified k-fold cross-validation instead of one split; the model is then refitted on all images', kfoldArg)
-    .option('--report <dir>', 'write the HTML report (confusion matrix, training samples, conv1 filters, misclassified images) there')
+    .option('--report <dir>', 'write the HTML report (confusion matrix, training samples, conv1 filters, misclassified images) there', nonEmpty('--report'))
     .option('--json', 'one JSON line (last): {"accuracy", "balancedAccuracy", "binaryAccuracy", "classes", "confusion", ...} on the held-back part')
     .option('--crop', 'resize the shorter side to 224 and centre-crop (default: squash to 224x224); recorded in the model')
     .option('--lambda <l>', `SVM L2 strength, lambda = 1/(C n) (default: C from ${SVM_DEFAULTS.cGrid.join(', ')} by ${SVM_DEFAULTS.cvFolds}-fold cross-validation on the training part)`, positiveNumber('--lambda', 100))
@@ -220,7 +235,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .argument('<model>', 'model file written by `loupe train`')
     .argument('<dir>', 'labelled dataset folder (same layouts as train)')
     .option('--json', 'one JSON line: {"accuracy", "balancedAccuracy", "binaryAccuracy", "macroF1", "classes", "confusion", "perClass", ...}')
-    .option('--report <dir>', 'write the HTML report there')
+    .option('--report <dir>', 'write the HTML report there', nonEmpty('--report'))
     .option('--no-cache', 'do not read or write the feature cache')
     .action(async (model: string, dir: string, o: EvaluateCommandOptions, cmd: Command) => {
       state.code = await evaluateCommand(model, dir, o, context(cmd));
@@ -232,8 +247,8 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .argument('<model>', 'model file written by `loupe train`')
     .argument('<inputs...>', 'image files and/or folders (searched recursively)')
     .option('--json', 'one JSON line per image: {"file", "label", "scores": {"<class>": score}}')
-    .option('--heatmaps <dir>', '(one-class models) write anomaly heatmaps there')
-    .option('--classifier <model>', '(one-class models) an SVM model that names the defect type of anomalous images')
+    .option('--heatmaps <dir>', '(one-class models) write anomaly heatmaps there', nonEmpty('--heatmaps'))
+    .option('--classifier <model>', '(one-class models) an SVM model that names the defect type of anomalous images', nonEmpty('--classifier'))
     .option('--no-cache', 'do not read or write the feature cache')
     .action(async (model: string, inputs: string[], o: PredictCommandOptions, cmd: Command) => {
       state.code = await predictCommand(model, inputs, o, context(cmd));
@@ -243,7 +258,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .command('demo')
     .description("the paper's method end to end on the embedded synthetic bottles, cartons and spoons")
     .option('--out <dir>', 'where the HTML reports go (default: $LOUPE_HOME/demo)')
-    .option('--per-label <n>', 'synthetic images per class (half are held back)', positiveInt('--per-label', 1000), 80)
+    .option('--per-label <n>', 'synthetic images per class, 2 to 1000 (half are held back)', perLabelArg, 80)
     .option('--seed <n>', 'seed of the images, the split and the SGD', nonNegativeInt('--seed'), 0)
     .option('--json', 'one JSON line per object: {"object", "accuracy", "balancedAccuracy", "paper", ...}')
     .action(async (o: DemoCommandOptions, cmd: Command) => {

@@ -118,6 +118,10 @@ describe('classifier commands: usage and bad input (no engine needed)', () => {
     expect(both.code).toBe(2);
     expect(both.stderr).toContain('--split and --kfold are two ways to hold images back; give one');
     expect(existsSync(join(tmp, 'x.loupe'))).toBe(false);
+    // An empty path would be falsy and silently write nothing.
+    const empty = await loupe(['train', tmp, '--out', join(tmp, 'x.loupe'), '--report', '']);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain("--report needs a path, got ''");
   });
 
   it('a missing dataset folder: exit 1, naming it, no model written', async () => {

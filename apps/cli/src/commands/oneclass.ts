@@ -201,7 +201,7 @@ export async function trainOneClassCommand(dir: string, o: OneClassTrainOptions,
   };
   if (o.json) {
     const summary = {
-      model: o.out,
+      model: path.resolve(o.out),
       mode: 'one-class',
       method: 'patchcore',
       category: ds.category,

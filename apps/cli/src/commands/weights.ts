@@ -31,6 +31,10 @@ export async function weightsCommand(o: WeightsCommandOptions, ctx: RunContext):
     },
   });
   bar?.clear();
+  // A complete cache is not touched: the tarball given was not even read, which the user should know.
+  if (o.tarball !== undefined && result.action === 'present') {
+    ctx.stderr.write(`loupe weights: note: the cache is complete, so ${o.tarball} was not used (--force installs from it)\n`);
+  }
 
   if (o.verify) {
     const problems = await verifyWeights(result.dir, { deep: true });

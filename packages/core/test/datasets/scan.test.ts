@@ -179,6 +179,24 @@ describe('MVTec layout', () => {
     expect(oc.test.filter((i) => i.label === 'good').every((i) => i.maskPath === undefined)).toBe(true);
   });
 
+  it('reports the images the layout does not use (not license.txt)', async () => {
+    const extra = join(t.dir, 'widget-extra');
+    for (let i = 0; i < 2; i++) await writeImage(join(extra, 'train', 'good', `${i}.png`), 500 + i);
+    await writeImage(join(extra, 'test', 'good', '0.png'), 510);
+    await writeImage(join(extra, 'root.png'), 520);
+    await writeImage(join(extra, 'test', 'loose.png'), 521);
+    await writeImage(join(extra, 'extra', 'x.png'), 522);
+    await writeMask(join(extra, 'ground_truth', 'scratch', '000_mask.png'));
+    writeBytes(join(extra, 'readme.txt'), 'read me');
+    const ds = await scanDataset(extra);
+    expect(ds.items.map((i) => i.relPath)).toEqual(['test/good/0.png', 'train/good/0.png', 'train/good/1.png']);
+    expect(Object.fromEntries(ds.skipped.map((k) => [k.relPath, k.detail]))).toEqual({
+      'extra/x.png': 'not under train/good/ or test/<type>/: the MVTec layout does not use it',
+      'root.png': 'at the category root: the MVTec layout does not use it',
+      'test/loose.png': 'not under train/good/ or test/<type>/: the MVTec layout does not use it',
+    });
+  });
+
   it('a folder-per-label tree is not mistaken for MVTec, and scanMvtec refuses it', async () => {
     const other = join(t.dir, 'fpl');
     await writeImage(join(other, 'a', '1.png'), 1);
