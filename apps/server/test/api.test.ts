@@ -1,20 +1,22 @@
 // Every RPC of loupe.v1.Inspection (and grpc.health.v1.Health, reflection, /metrics) against a real
 // server on 127.0.0.1 with the real fixture models (global-setup.ts), through the real client.
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { proto, type LoupeClient, type LoupeServer } from '../dist/index.js';
-import { bottleImages, client, grpcError, inspectAll, modelDirWithFixtures, ONE_CLASS_MODEL, read, startInProcess, SVM_MODEL } from './fixtures.js';
+import { bottleImages, grpcError, inspectAll, ONE_CLASS_MODEL, read, SVM_MODEL } from './fixtures.js';
+import { useServer } from './use-server.js';
 
 const { ModelKind, ModelState, Verdict } = proto;
 const fixtures = inject('fixtureModels');
 
 describe.skipIf(!fixtures)('loupe.v1.Inspection: every RPC round trip', () => {
+  const f = useServer(fixtures!, { metrics: { host: '127.0.0.1', port: 0 } });
   let dir: string;
   let server: LoupeServer;
   let c: LoupeClient;
@@ -27,17 +29,8 @@ describe.skipIf(!fixtures)('loupe.v1.Inspection: every RPC round trip', () => {
     ...bottleImages('test/contamination', 3).map((file) => ({ file, label: 'contamination' })),
   ];
 
-  beforeAll(async () => {
-    dir = modelDirWithFixtures(fixtures);
-    server = await startInProcess(dir, { metrics: { host: '127.0.0.1', port: 0 } });
-    c = client(server.port);
-    await c.waitForReady();
-  });
-
-  afterAll(async () => {
-    c?.close();
-    await server?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+  beforeAll(() => {
+    ({ dir, server, client: c } = f);
   });
 
   it('Health: the server, the API and each model are SERVING; unknown names are NOT_FOUND', async () => {

@@ -1,41 +1,34 @@
 // Bad input is answered per image (with the image's id and a status code) and the stream goes on;
 // only problems of the call itself end it. Also: overload (RESOURCE_EXHAUSTED), deadlines, size limits.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import * as grpc from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { type LoupeClient, type LoupeServer } from '../dist/index.js';
-import { bottleImages, client, grpcError, inspectAll, modelDirWithFixtures, ONE_CLASS_MODEL, read, smallImage, startInProcess, SVM_MODEL } from './fixtures.js';
+import type { LoupeClient } from '../dist/index.js';
+import { bottleImages, grpcError, inspectAll, ONE_CLASS_MODEL, read, smallImage, SVM_MODEL } from './fixtures.js';
+import { useServer } from './use-server.js';
 
 const fixtures = inject('fixtureModels');
 
 describe.skipIf(!fixtures)('bad input, limits, overload, deadlines', () => {
+  // The byte limit sits between the 224x224 JPEG (~10 KB) and the 256x256 PNG (~70 KB) of a bottle.
+  const f = useServer(fixtures!, { limits: { maxImageBytes: 40_000, maxImagePixels: 700_000 } }, (d) => {
+    writeFileSync(join(d, 'broken.loupe'), 'not a model file'); // listed as failed at start
+  });
   let dir: string;
-  let server: LoupeServer;
   let c: LoupeClient;
   let good: Buffer;
   let small: Buffer;
 
   beforeAll(async () => {
-    dir = modelDirWithFixtures(fixtures);
-    writeFileSync(join(dir, 'broken.loupe'), 'not a model file'); // listed as failed at start
-    // The byte limit sits between the 224x224 JPEG (~10 KB) and the 256x256 PNG (~70 KB) of a bottle.
-    server = await startInProcess(dir, { limits: { maxImageBytes: 40_000, maxImagePixels: 700_000 } });
-    c = client(server.port);
-    await c.waitForReady();
+    ({ dir, client: c } = f);
     good = read(bottleImages('train/good', 1)[0]!);
     small = await smallImage(bottleImages('train/good', 1)[0]!);
     expect(good.length).toBeGreaterThan(40_000);
     expect(small.length).toBeLessThan(40_000);
-  });
-
-  afterAll(async () => {
-    c?.close();
-    await server?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('answers each bad image by id with the right code, naming the problem, and the stream goes on', async () => {
@@ -156,25 +149,11 @@ describe.skipIf(!fixtures)('bad input, limits, overload, deadlines', () => {
 });
 
 describe.skipIf(!fixtures)('overload', () => {
-  let dir: string;
-  let server: LoupeServer;
-  let c: LoupeClient;
-
-  beforeAll(async () => {
-    dir = modelDirWithFixtures(fixtures);
-    // a tiny waiting room: 2 images in progress, 3 waiting, beyond that RESOURCE_EXHAUSTED
-    server = await startInProcess(dir, { flow: { maxActive: 2, maxQueue: 3, maxInFlightPerStream: 64 }, batching: { dedupe: false } });
-    c = client(server.port);
-    await c.waitForReady();
-  });
-
-  afterAll(async () => {
-    c?.close();
-    await server?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  // a tiny waiting room: 2 images in progress, 3 waiting, beyond that RESOURCE_EXHAUSTED
+  const f = useServer(fixtures!, { flow: { maxActive: 2, maxQueue: 3, maxInFlightPerStream: 64 }, batching: { dedupe: false } });
 
   it('answers RESOURCE_EXHAUSTED per image beyond the bounded queue; every image is answered once', async () => {
+    const c = f.client;
     const img = await smallImage(bottleImages('train/good', 1)[0]!);
     const streams = await Promise.all(
       [0, 1, 2, 3].map((s) => inspectAll(c, Array.from({ length: 10 }, (_, i) => ({ id: `s${s}-${i}`, image: img, model: ONE_CLASS_MODEL })), 10)),
@@ -197,25 +176,11 @@ describe.skipIf(!fixtures)('overload', () => {
 });
 
 describe.skipIf(!fixtures)('answers that would not fit in a message', () => {
-  let dir: string;
-  let server: LoupeServer;
-  let c: LoupeClient;
-
-  beforeAll(async () => {
-    dir = modelDirWithFixtures(fixtures);
-    // A small message limit stands in for a 16 MB limit and a 12 MP camera frame.
-    server = await startInProcess(dir, { limits: { maxMessageBytes: 200_000, maxImageBytes: 150_000 } });
-    c = client(server.port);
-    await c.waitForReady();
-  });
-
-  afterAll(async () => {
-    c?.close();
-    await server?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  // A small message limit stands in for a 16 MB limit and a 12 MP camera frame.
+  const f = useServer(fixtures!, { limits: { maxMessageBytes: 200_000, maxImageBytes: 150_000 } });
 
   it('a heatmap too large for the message is drawn smaller; the stream and the other images go on', async () => {
+    const c = f.client;
     const { default: sharp } = await import('sharp');
     const side = 480;
     const noise = Buffer.alloc(side * side * 3);
