@@ -207,7 +207,8 @@ export function metricsJson(m: ClassificationMetrics): Record<string, unknown> {
 const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
 
 /** Human summary of an evaluation: confusion matrix (counts + row %), per-class P/R/F1, headline numbers. */
-export function formatMetrics(m: ClassificationMetrics): string {
+/** `evaluated`: what the images are called in notes ('held-back' after train, 'evaluated' in evaluate). */
+export function formatMetrics(m: ClassificationMetrics, evaluated = 'held-back'): string {
   const lines: string[] = [];
   lines.push('Confusion matrix (rows: true class, columns: predicted; counts and row %):');
   lines.push(...formatConfusionMatrix(m.confusion).split('\n').map((l) => `  ${l}`));
@@ -227,7 +228,7 @@ export function formatMetrics(m: ClassificationMetrics): string {
     lines.push(`good vs defect      ${pct(m.goodVsDefect.accuracy)}  (defects caught ${d > 0 ? pct(m.goodVsDefect.defectRecall) : 'n/a'}, good passed ${g > 0 ? pct(m.goodVsDefect.goodRecall) : 'n/a'})`);
   }
   const absent = m.perClass.filter((c) => c.support === 0).map((c) => c.label);
-  if (absent.length > 0) lines.push(`note: no held-back images of ${absent.join(', ')}: those figures are not measured (balanced accuracy leaves them out)`);
+  if (absent.length > 0) lines.push(`note: no ${evaluated} images of ${absent.join(', ')}: those figures are not measured (balanced accuracy leaves them out)`);
   return lines.join('\n');
 }
 

@@ -53,6 +53,9 @@ export class RegistryError extends Error {
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const VERSION_RE = /^[1-9][0-9]{0,8}$/;
 
+/** The rule validModelName applies, for messages. */
+export const MODEL_NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, no '..'; at most 128";
+
 export function validModelName(name: string): boolean {
   return NAME_RE.test(name) && !name.endsWith(MODEL_FILE_EXTENSION) && !name.includes('..');
 }
@@ -157,7 +160,8 @@ export class ModelRegistry extends EventEmitter {
     for (const d of top) {
       if (d.isFile() && d.name.endsWith(MODEL_FILE_EXTENSION)) {
         const name = basename(d.name, MODEL_FILE_EXTENSION);
-        if (validModelName(name) && !found.has(key(name, '1'))) found.set(key(name, '1'), { name, version: '1', file: join(this.opts.dir, d.name) });
+        if (!validModelName(name)) this.warnOnce(`ignored:${d.name}`, 'model file ignored: its name is not a valid model name', { file: d.name, rule: MODEL_NAME_RULE });
+        else if (!found.has(key(name, '1'))) found.set(key(name, '1'), { name, version: '1', file: join(this.opts.dir, d.name) });
       } else if (d.isDirectory() && validModelName(d.name)) {
         let inner: string[];
         try {
@@ -189,6 +193,7 @@ export class ModelRegistry extends EventEmitter {
         header = summarizeHeader(await readHeaderLine(f.file));
       } catch (err) {
         error = err instanceof Error ? err.message : String(err);
+        this.opts.log.warn('model file unreadable: listed as failed', { model: f.name, version: f.version, file: relative(this.opts.dir, f.file), error });
       }
       const entry: ModelEntry = {
         name: f.name,
@@ -219,6 +224,15 @@ export class ModelRegistry extends EventEmitter {
     }
   }
 
+  private readonly warned = new Set<string>();
+
+  /** Logs a warning once per server (rescans would repeat it for every request). */
+  private warnOnce(key: string, msg: string, fields: Record<string, unknown>): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.opts.log.warn(msg, fields);
+  }
+
   list(filter: { name?: string; loadedOnly?: boolean } = {}): ModelEntry[] {
     return [...this.entries.values()]
       .filter((e) => (!filter.name || e.name === filter.name) && (!filter.loadedOnly || e.state === 'loaded'))
@@ -240,7 +254,7 @@ export class ModelRegistry extends EventEmitter {
 
   /** One version (newest when version is empty). */
   get(name: string, version = ''): ModelEntry {
-    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${name}'`);
+    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${name}' (${MODEL_NAME_RULE})`);
     const versions = this.list({ name });
     if (versions.length === 0) throw new RegistryError('NOT_FOUND', `no model named '${name}' in the model directory`);
     if (!version) return versions[versions.length - 1]!;
@@ -307,7 +321,7 @@ export class ModelRegistry extends EventEmitter {
   }
 
   unload(name: string, version = ''): ModelEntry[] {
-    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${name}'`);
+    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${name}' (${MODEL_NAME_RULE})`);
     const targets = version ? [this.get(name, version)] : this.list({ name }).filter((e) => e.state === 'loaded');
     if (!version && this.list({ name }).length === 0) throw new RegistryError('NOT_FOUND', `no model named '${name}'`);
     for (const e of targets) {
@@ -344,7 +358,7 @@ export class ModelRegistry extends EventEmitter {
 
   /** Reserves the next version number of `name` (for a training) and returns it with its file path. */
   async reserveNextVersion(name: string): Promise<{ version: string; file: string; release: () => void }> {
-    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${name}' (letters, digits, '.', '_' and '-'; at most 128)`);
+    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${name}' (${MODEL_NAME_RULE})`);
     await this.scan();
     let max = 0;
     for (const e of this.list({ name })) max = Math.max(max, Number(e.version));

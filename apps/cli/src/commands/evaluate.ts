@@ -92,7 +92,7 @@ export async function evaluateCommand(modelFile: string, dir: string, o: Evaluat
     `dataset   ${ds.root} (${ds.layout}, ${items.length} images, ${ds.skipped.length} skipped)`,
     `features  ${items.length} images (${feats.cached} from the cache) on ${engine.backend}`,
     '',
-    formatMetrics(m),
+    formatMetrics(m, 'evaluated'),
     ...(reportHtml ? ['', `report    ${reportHtml}`] : []),
     `time      ${formatSeconds(performance.now() - t0)}`,
   ];

@@ -308,7 +308,8 @@ export async function evaluateOneClassCommand(modelFile: string, dir: string, o:
   const bothClasses = nDefect > 0 && nGood > 0;
   if (!bothClasses) ctx.stderr.write(`loupe: note: ${ds.root}/test has ${nGood} good and ${nDefect} defective images; image AUROC needs both\n`);
   const imageAuroc = bothClasses ? auroc(raw, labels) : null;
-  const f1 = nDefect > 0 ? f1Max(raw, labels).f1 : null;
+  // Without good images, flagging everything scores F1 = 1: nothing is measured.
+  const f1 = bothClasses ? f1Max(raw, labels).f1 : null;
 
   let pixelAuroc: number | null = null;
   let pro: number | null = null;

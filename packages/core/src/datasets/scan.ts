@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { ImageDecodeError } from '../errors.js';
 import { decodeImage } from '../image/decode.js';
 import { DatasetError } from './errors.js';
-import { IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_FORMATS, formatFromExtension, listFilesUnder, sniffImageFormat, toPosixRelative, type ImageFormat } from './image-files.js';
+import { DECODABLE_IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_FORMATS, formatFromExtension, listFilesUnder, sniffImageFormat, toPosixRelative, type ImageFormat } from './image-files.js';
 import { compareStrings, mapLimit } from './util.js';
 import type { Dataset, DatasetItem, DatasetLayout, MvtecSplit, OneClassDataset, SkippedFile } from './types.js';
 
@@ -237,7 +237,7 @@ export async function scanFolderPerLabel(root: string, opts: ScanOptions = {}): 
   }
   const { items, skipped } = await inspectCandidates(candidates, opts);
   if (items.length === 0) {
-    throw new DatasetError('DATASET_EMPTY', `no usable images under ${abs} (expected <label>/ folders of ${Object.keys(IMAGE_EXTENSIONS).join(' ')} files; ${outside.length + skipped.length} files skipped)`, { input: abs });
+    throw new DatasetError('DATASET_EMPTY', `no usable images under ${abs} (expected <label>/ folders of ${DECODABLE_IMAGE_EXTENSIONS.join(' ')} files; ${outside.length + skipped.length} files skipped)`, { input: abs });
   }
   const labels = [...new Set(items.map((i) => i.label))].sort(compareStrings);
   return { root: abs, layout: 'folder-per-label', items, labels, skipped: [...outside, ...skipped] };
