@@ -176,6 +176,21 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
     expect(last['pixelAuroc']).toBeNull();
     expect(last['pro']).toBeNull();
     expect(last['imageAuroc'] as number).toBeGreaterThan(0.8);
+    // Images the model trained on, found in a test folder by content: a warning, and the count in the details.
+    const details = lines(r.stdout)[0]!;
+    expect(details['seenInTraining']).toBe(0);
+    expect(r.stderr).not.toContain('were used to train');
+    const seen = join(tmp, 'bottle-seen');
+    mkdirSync(join(seen, 'test', 'good'), { recursive: true });
+    mkdirSync(join(seen, 'test', 'broken_large'), { recursive: true });
+    symlinkSync(join(cat, 'train'), join(seen, 'train'));
+    const trainImage = readdirSync(join(cat, 'train', 'good')).sort()[0]!;
+    copyFileSync(join(cat, 'train', 'good', trainImage), join(seen, 'test', 'good', 'copy.png'));
+    copyFileSync(testFiles.find((f) => f.includes('broken_large'))!, join(seen, 'test', 'broken_large', '000.png'));
+    const s = await loupe(['evaluate', model, seen, '--json']);
+    expect(s.code, s.stderr).toBe(0);
+    expect(lines(s.stdout)[0]!['seenInTraining']).toBe(1);
+    expect(s.stderr).toContain('warning: 1 of the 2 test images were used to train this model');
   });
 
   it('predict --heatmaps: verdict per image, overlay + mask PNGs at the input size, index.html', async () => {

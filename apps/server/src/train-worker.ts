@@ -1,6 +1,9 @@
 // The training process (forked by training.ts): trains one model with @loupe/core on its own engine
 // instance and writes the model file, so inspection in the server process never waits for it. Talks to
 // the parent over IPC: it receives one TrainJob and sends progress, then 'done' or 'error', then exits.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+
 import {
   configureThreads,
   Engine,
@@ -93,7 +96,9 @@ async function train(job: TrainJob): Promise<number> {
     onProgress: (stage, done, total) => void send({ type: 'progress', stage, done, total }),
   });
   await send({ type: 'progress', stage: 'saving', done: 0, total: 1, message: model.describe() });
-  const r = await savePatchCore(job.outFile, model);
+  // The training images by content, as loupe train records them (evaluate warns about seen images).
+  const trainHashes = await Promise.all(paths.map(async (p) => createHash('sha256').update(await readFile(p)).digest('hex')));
+  const r = await savePatchCore(job.outFile, model, { trainHashes });
   return r.bytes;
 }
 

@@ -3,7 +3,8 @@
 //
 // Scores: `rawScore` is the PatchCore distance, `score` its normalised value with the model's calibrated
 // threshold at exactly 0.5 (core's normalizeScore), so "anomalous" is simply score >= 0.5.
-import { mkdir, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import {
@@ -125,8 +126,12 @@ function reportSkipped(ctx: RunContext, ds: OneClassDataset): void {
 
 /** Loads a one-class model file (before the engine opens, so a bad file costs no engine load). */
 async function loadModel(file: string): Promise<PatchCoreModel> {
+  return (await loadModelFile(file)).model;
+}
+
+async function loadModelFile(file: string): Promise<Awaited<ReturnType<typeof loadPatchCore>>> {
   try {
-    return (await loadPatchCore(file)).model;
+    return await loadPatchCore(file);
   } catch (err) {
     if (err instanceof ModelFileError && err.field === 'kind') {
       throw new ModelFileError(err.code, file, `${err.message.replace(`${file}: kind: `, '')} (train one with \`loupe train CATEGORY_DIR --mode one-class\`)`, { field: 'kind', cause: err });
@@ -153,6 +158,13 @@ function scoreOptions(ctx: RunContext): { batchSize: number; threads: number; ba
 
 // ------------------------------------------------------------------------------------------------
 // train
+
+/** sha256 of each file's bytes (the feature cache's and the SVM model's identity of an image). */
+async function fileHashes(files: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const f of files) out.push(createHash('sha256').update(await readFile(f)).digest('hex'));
+  return out;
+}
 
 /** Fewer held-out good images than this make the threshold quantile little more than their maximum. */
 const MIN_CALIBRATION_IMAGES = 10;
@@ -189,7 +201,8 @@ export async function trainOneClassCommand(dir: string, o: OneClassTrainOptions,
   const t2 = performance.now();
   const featuresEnd = progress.marks.get('embed-train') ?? t1;
   const coresetEnd = progress.marks.get('coreset') ?? featuresEnd;
-  const saved = await savePatchCore(o.out, model);
+  // The training images by content, so `evaluate` can tell when a test set holds some of them.
+  const saved = await savePatchCore(o.out, model, { trainHashes: await fileHashes(ds.train.map((i) => i.path)) });
 
   const th = model.thresholds;
   const timings = {
@@ -261,10 +274,17 @@ function downsizeFor(width: number, height: number): { w: number; h: number } {
 
 export async function evaluateOneClassCommand(modelFile: string, dir: string, o: OneClassEvaluateOptions, ctx: RunContext): Promise<number> {
   if (o.report) await checkOutputDir(o.report, '--report', [dir]);
-  const model = await loadModel(modelFile);
+  const loaded = await loadModelFile(modelFile);
+  const model = loaded.model;
   const ds = await scanCategory(dir);
   reportSkipped(ctx, ds);
   if (ds.test.length === 0) throw new DatasetError('DATASET_EMPTY', `no usable test images under ${path.join(ds.root, 'test')}`, { input: ds.root });
+  // A test image the model was trained on scores like a memorised one: the figures would flatter it.
+  const trained = new Set(loaded.trainHashes);
+  const seenInTraining = trained.size === 0 ? 0 : (await fileHashes(ds.test.map((i) => i.path))).filter((h) => trained.has(h)).length;
+  if (seenInTraining > 0) {
+    ctx.stderr.write(`loupe: warning: ${seenInTraining} of the ${ds.test.length} test images were used to train this model; its figures are not a held-out measure\n`);
+  }
   const engine = await openEngine(ctx);
   checkWeights(modelFile, model.weightsHash, engine);
 
@@ -363,6 +383,7 @@ export async function evaluateOneClassCommand(modelFile: string, dir: string, o:
       model: modelFile,
       category: ds.category,
       images: records.length,
+      seenInTraining,
       good: nGood,
       defective: nDefect,
       perDefectType,

@@ -15,12 +15,16 @@ export interface PatchCoreFileExtras {
   preprocessing?: Record<string, unknown>;
   /** Default now. */
   createdAt?: string;
+  /** sha256 of every training image's file (bank and validation), so evaluation can say which it has seen. */
+  trainHashes?: readonly string[];
 }
 
 export interface LoadedPatchCore {
   file: string;
   model: PatchCoreModel;
   fewShot?: { head: FewShotHeadState; fusion: FusionState };
+  /** sha256 of the training images' files; empty for files written before this field. */
+  trainHashes: readonly string[];
 }
 
 /** Writes the model atomically; returns bytes written and the payload sha256. */
@@ -36,6 +40,7 @@ export async function savePatchCore(file: string, model: PatchCoreModel, extras:
     preprocessing: extras.preprocessing ?? { resize: header.config.tile ? 'tiles-224-native' : 'squash-224', filter: 'cubic', mode: 'caffe' },
     patchcore: { ...header, bankSection: BANK_SECTION },
     ...(extras.fewShot ? { fewShot: extras.fewShot } : {}),
+    ...(extras.trainHashes ? { trainHashes: [...extras.trainHashes] } : {}),
   };
   return writeModelFile(file, h as { kind: 'one-class' }, [{ name: BANK_SECTION, shape, data }]);
 }
@@ -73,5 +78,10 @@ export async function loadPatchCore(file: string, opts: { expectWeightsHash?: st
     throw new ModelFileError('MODEL_CORRUPT', file, err instanceof Error ? err.message : String(err), { field: 'patchcore', cause: err });
   }
   const fewShot = h['fewShot'] as LoadedPatchCore['fewShot'];
-  return fewShot ? { file, model, fewShot } : { file, model };
+  const hashes = h['trainHashes'];
+  if (hashes !== undefined && !(Array.isArray(hashes) && hashes.every((x) => typeof x === 'string' && /^[0-9a-f]{64}$/.test(x)))) {
+    throw new ModelFileError('MODEL_CORRUPT', file, 'trainHashes must be a list of sha256 hex digests', { field: 'trainHashes' });
+  }
+  const trainHashes = (hashes as string[] | undefined) ?? [];
+  return fewShot ? { file, model, fewShot, trainHashes } : { file, model, trainHashes };
 }
