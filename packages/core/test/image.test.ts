@@ -216,6 +216,13 @@ describe('decodeImage', () => {
       expect((err as Error).message).toMatch(/notes\.png.*not a supported image format/);
     });
 
+    it('an SVG drawing (libvips would render it): refused, raster photo formats only', async () => {
+      const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64" fill="red"/></svg>');
+      const err = await decodeImage({ name: 'drawing.svg', data: svg }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ImageDecodeError);
+      expect((err as Error).message).toBe('cannot decode image drawing.svg: svg images are not accepted (JPEG, PNG, WebP, TIFF, GIF)');
+    });
+
     it('a 0-byte file and an empty buffer', async () => {
       const file = join(tmp.dir, 'empty.jpg');
       writeFileSync(file, '');

@@ -69,6 +69,8 @@ export const DEFAULT_LIMIT_INPUT_PIXELS = 100_000_000;
  */
 export const DECODE_VERSION = 2;
 const RESIZE_KERNEL = 'cubic' as const;
+/** sharp's names of the formats decodeImage accepts. */
+const ACCEPTED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'tiff', 'gif']);
 
 export function sourceName(source: ImageSource, fallback = '<buffer>'): string {
   if (typeof source === 'string') return source;
@@ -97,6 +99,14 @@ function isPixelLimitError(err: unknown): boolean {
   return /pixel limit/i.test(messageOf(err));
 }
 
+/**
+ * Raster photo formats only: libvips would also render SVG and PDF (documents, not camera frames; SVG
+ * can reference other files). Throws ImageDecodeError naming the image otherwise.
+ */
+export function checkAcceptedFormat(name: string, format: string | undefined): void {
+  if (!ACCEPTED_FORMATS.has(format ?? '')) throw new ImageDecodeError(name, `${format ?? 'these'} images are not accepted (JPEG, PNG, WebP, TIFF, GIF)`);
+}
+
 /** Decodes one image to the model's 224x224 RGB view. Errors are typed and name the image. */
 export async function decodeImage(source: ImageSource, options: DecodeOptions = {}): Promise<DecodedImage> {
   const name = sourceName(source, options.name);
@@ -112,6 +122,7 @@ export async function decodeImage(source: ImageSource, options: DecodeOptions = 
   } catch (err) {
     throw new ImageDecodeError(name, cleanSharpMessage(err), err);
   }
+  checkAcceptedFormat(name, meta.format);
   const width = meta.width ?? 0;
   const height = meta.height ?? 0;
   if (width <= 0 || height <= 0) throw new EmptyImageError(name, `it has no pixels (${width}x${height})`);

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 
 import { ImageDecodeError, ImageReadError, ImageTooLargeError, LoupeError, messageOf } from '../../errors.js';
-import { decodeImage, DEFAULT_LIMIT_INPUT_PIXELS, sourceName, type ImageSource } from '../../image/decode.js';
+import { checkAcceptedFormat, decodeImage, DEFAULT_LIMIT_INPUT_PIXELS, sourceName, type ImageSource } from '../../image/decode.js';
 import { INPUT_ELEMENTS, INPUT_SIZE } from '../../model.js';
 import { rgbToCaffe } from '../../preprocess.js';
 import { cropTile, planTiles, type Tile, type TileOptions } from './tiling.js';
@@ -54,6 +54,7 @@ export async function decodeFullRgb(
   try {
     const base = sharp(data, { limitInputPixels, failOn: 'truncated', pages: 1, page: 0 }).rotate();
     const meta = await sharp(data, { limitInputPixels: false }).metadata();
+    checkAcceptedFormat(name, meta.format);
     const swapped = (meta.orientation ?? 1) >= 5;
     const w0 = (swapped ? meta.height : meta.width) ?? 0;
     const h0 = (swapped ? meta.width : meta.height) ?? 0;
