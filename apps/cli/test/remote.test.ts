@@ -86,6 +86,9 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     expect(jsonLines(list.stdout).map((m) => `${String(m['name'])}@${String(m['version'])}:${String(m['state'])}`)).toEqual(['bottle@1:loaded']);
     const un = await remote('models', 'unload', 'bottle', '--json');
     expect(jsonLines(un.stdout)[0]).toMatchObject({ state: 'available' });
+    const again = await remote('models', 'unload', 'bottle');
+    expect(again.code).toBe(0);
+    expect(again.stdout).toBe("model 'bottle' was not loaded: nothing to unload\n");
     const ld = await remote('models', 'load', 'bottle', '--json');
     expect(jsonLines(ld.stdout)[0]).toMatchObject({ state: 'loaded' });
     const missing = await remote('models', 'load', 'nope');
@@ -136,6 +139,16 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     const unknown = await remote('inspect', junk, '--model', 'no-such-model', '--json');
     expect(unknown.code).toBe(2);
     expect(jsonLines(unknown.stdout)[0]!['error']).toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('stats --json: every GetStats field', async () => {
+    const r = await remote('stats', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const st = jsonLines(r.stdout)[0]!;
+    for (const k of ['startedAt', 'uptimeS', 'inspections', 'queueDepth', 'maxBatchSize', 'maxQueueDelayMs', 'maxInFlight', 'maxQueue', 'recorded', 'loadedModels', 'trainingsRunning', 'meanImagesPerBatch', 'dedupe']) expect(st, k).toHaveProperty(k);
+    expect(st['loadedModels']).toBe(1);
+    expect(st['trainingsRunning']).toBe(0);
+    expect(Date.parse(st['startedAt'] as string)).toBeLessThanOrEqual(Date.now());
   });
 
   it('inspections list --since: the recorded results', async () => {

@@ -474,7 +474,9 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
           try {
             const v = o.modelVersion ?? '';
             const changed = verb === 'load' ? [await client.loadModel(name, v)] : verb === 'unload' ? await client.unloadModel(name, v) : [await client.deleteModel(name, v)];
-            await printModels(changed, o.json);
+            // A known model with nothing loaded: say so, not 'no models' (which reads as "it does not exist").
+            if (changed.length === 0 && !o.json) await write(process.stdout, `model '${name}'${v ? ` version ${v}` : ''} was not loaded: nothing to unload\n`);
+            else await printModels(changed, o.json);
           } finally {
             client.close();
           }
@@ -564,7 +566,9 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
         const { client } = await connect(cmd);
         try {
           const s = await client.getStats();
+          // Every field of GetStats, in the proto's order.
           const rec = {
+            startedAt: s.startedAt?.toISOString() ?? null,
             uptimeS: s.uptimeS,
             inspections: s.inspectionsTotal,
             anomalous: s.anomalousTotal,
@@ -578,8 +582,15 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
             batchSizes: Object.fromEntries(s.batchSizes.map((b) => [b.size, b.count])),
             backend: s.backend,
             device: s.device,
-            loadedModels: s.loadedModels,
+            maxBatchSize: s.maxBatchSize,
+            maxQueueDelayMs: s.maxQueueDelayMs,
+            maxInFlight: s.maxInFlight,
+            maxQueue: s.maxQueue,
             recorded: s.recordedTotal,
+            loadedModels: s.loadedModels,
+            trainingsRunning: s.trainingsRunning,
+            meanImagesPerBatch: s.meanImagesPerBatch,
+            dedupe: s.dedupe,
           };
           if (o.json) await write(process.stdout, `${JSON.stringify(rec)}\n`);
           else for (const [k, v] of Object.entries(rec)) await write(process.stdout, `${k.padEnd(16)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}\n`);
