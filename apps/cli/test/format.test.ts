@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { float32ArrayJson, float32ToString, formatProbability, listShort, shapeText, stats } from '../src/format.js';
+import { float32ArrayJson, float32ToString, formatProbability, listShort, printable, shapeText, stats } from '../src/format.js';
 import { parseLayers } from '../src/main.js';
 
 describe('float32ToString', () => {
@@ -64,5 +64,12 @@ describe('parseLayers', () => {
   it('names the unknown layers and lists the known ones', () => {
     expect(() => parseLayers('fc1000,bogus,res9')).toThrow(/unknown layer 'bogus', 'res9'; layers are conv1, .*probabilities/);
     expect(() => parseLayers(' , ')).toThrow(/at least one layer/);
+  });
+});
+
+describe('printable', () => {
+  it('escapes control characters so a file name stays on its line; leaves the rest (unicode included)', () => {
+    expect(printable('a\nb\tc\u007f.png')).toBe('a\\x0ab\\x09c\\x7f.png');
+    expect(printable('Flasche ä 瓶.png')).toBe('Flasche ä 瓶.png');
   });
 });

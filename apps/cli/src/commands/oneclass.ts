@@ -50,7 +50,7 @@ import {
 import { checkWeights as checkClassifierWeights, loadClassifier, type LoadedClassifier } from '../classification.js';
 import { checkOutputDir, checkWritableOutput } from '../outputs.js';
 import { checkReadable, openEngine, write, type RunContext } from '../context.js';
-import { formatSeconds } from '../format.js';
+import { formatSeconds, printable } from '../format.js';
 import { EXIT_OK, EXIT_SOME_FAILED } from '../errors.js';
 import { ProgressBar } from '../progress.js';
 
@@ -624,7 +624,7 @@ export async function predictOneClassCommand(modelFile: string, inputs: string[]
         if (r instanceof LoupeError) {
           failed++;
           if (o.json) await write(ctx.stdout, `${JSON.stringify({ file, error: { code: r.code, message: r.message } })}\n`);
-          else await write(ctx.stdout, `${file}  ERROR  ${r.message}\n`);
+          else await write(ctx.stdout, `${printable(file)}  ERROR  ${printable(r.message)}\n`);
           continue;
         }
         const p: Prediction = {
@@ -695,7 +695,7 @@ async function emit(ctx: RunContext, p: Prediction, o: OneClassPredictOptions): 
     return;
   }
   const type = p.defectType ? `  ${p.defectType}` : '';
-  await write(ctx.stdout, `${p.file}  ${p.verdict.padEnd(9)}  score ${p.score.toFixed(3)}  (raw ${p.rawScore.toFixed(3)})${type}\n`);
+  await write(ctx.stdout, `${printable(p.file)}  ${p.verdict.padEnd(9)}  score ${p.score.toFixed(3)}  (raw ${p.rawScore.toFixed(3)})${type}\n`);
 }
 
 /** The classifier's best defect class per anomalous image: the one-class model decides IF, it decides WHICH. */

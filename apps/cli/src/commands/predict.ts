@@ -6,7 +6,7 @@ import { DECODABLE_IMAGE_EXTENSIONS, findImageFiles, ImageReadError, predictSvm,
 import { checkWeights, featureCacheSetting, featuresOf, loadClassifier } from '../classification.js';
 import { checkReadable, openEngine, write, type RunContext } from '../context.js';
 import { EXIT_OK, EXIT_SOME_FAILED } from '../errors.js';
-import { float32ToString } from '../format.js';
+import { float32ToString, printable } from '../format.js';
 import { predictOneClassCommand } from './oneclass.js';
 
 export interface PredictCommandOptions {
@@ -59,7 +59,7 @@ export async function predictCommand(modelFile: string, inputs: string[], o: Pre
     const error = invalid.get(i);
     if (error) {
       if (o.json) await write(ctx.stdout, `${JSON.stringify({ file: files[i], error: { code: error.code, message: error.message } })}\n`);
-      else await write(ctx.stdout, `${'ERROR'.padEnd(width)}  ${files[i]}: ${error.message}\n`);
+      else await write(ctx.stdout, `${'ERROR'.padEnd(width)}  ${printable(files[i]!)}: ${printable(error.message)}\n`);
       continue;
     }
     const r = row++;
@@ -70,7 +70,7 @@ export async function predictCommand(modelFile: string, inputs: string[], o: Pre
     } else {
       const ranked = [...scores].sort((a, b) => b.score - a.score);
       const rest = ranked.slice(1, 3).map((x) => `${x.label} ${x.score.toFixed(3)}`).join(', ');
-      await write(ctx.stdout, `${(pred.labels[r] as string).padEnd(width)}  ${(ranked[0] as { score: number }).score.toFixed(3)}  ${files[i]}${rest ? `  (next: ${rest})` : ''}\n`);
+      await write(ctx.stdout, `${(pred.labels[r] as string).padEnd(width)}  ${(ranked[0] as { score: number }).score.toFixed(3)}  ${printable(files[i]!)}${rest ? `  (next: ${rest})` : ''}\n`);
     }
   }
   if (!o.json) {

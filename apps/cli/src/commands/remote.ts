@@ -12,6 +12,7 @@ import { DECODABLE_IMAGE_EXTENSIONS, findImageFiles } from '@loupe/core';
 
 import { write } from '../context.js';
 import { errorText, EXIT_FAILURE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE } from '../errors.js';
+import { printable } from '../format.js';
 import { ProgressBar } from '../progress.js';
 
 export interface RemoteGlobalOptions {
@@ -172,8 +173,8 @@ async function inspectCommand(inputs: string[], o: InspectOptions, cmd: Command,
   const line = (rec: Record<string, unknown>): void => {
     bar.clear();
     if (o.json) out.write(`${JSON.stringify(rec)}\n`);
-    else if (rec['error']) out.write(`${String(rec['file'])}  ERROR  ${(rec['error'] as { message: string }).message}\n`);
-    else out.write(`${String(rec['file'])}  ${String(rec['verdict']).toUpperCase().padEnd(9)}  ${Number(rec['score']).toFixed(4)}${rec['defectType'] ? `  ${String(rec['defectType'])}` : ''}\n`);
+    else if (rec['error']) out.write(`${printable(String(rec['file']))}  ERROR  ${printable((rec['error'] as { message: string }).message)}\n`);
+    else out.write(`${printable(String(rec['file']))}  ${String(rec['verdict']).toUpperCase().padEnd(9)}  ${Number(rec['score']).toFixed(4)}${rec['defectType'] ? `  ${String(rec['defectType'])}` : ''}\n`);
   };
   // Images are read as they are sent (the window bounds what is in memory); an unreadable file is
   // reported here and never sent.
