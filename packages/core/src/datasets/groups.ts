@@ -5,6 +5,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
 import { DatasetError, listForMessage } from './errors.js';
+import { formatFromExtension } from './image-files.js';
 
 export interface GroupRow {
   readonly file: string;
@@ -79,8 +80,9 @@ export function parseGroupsCsv(text: string, source = '<groups csv>'): GroupRow[
     fileCol = fi;
     groupCol = gi;
     start = 1;
-  } else if (fi >= 0 || gi >= 0) {
-    throw new DatasetError('GROUPS_FILE', `groups file header must name a file column (${FILE_COLUMNS.join('/')}) and a group column (group): ${source}`, { input: source });
+  } else if (fi >= 0 || gi >= 0 || formatFromExtension(head[0] ?? '') === undefined) {
+    // A first row that is no image path is a header with other column names, not a file called "name".
+    throw new DatasetError('GROUPS_FILE', `groups file header must name a file column (${FILE_COLUMNS.join('/')}) and a group column (${GROUP_COLUMNS.join('/')}); line 1 is "${(rows[0] as { fields: string[] }).fields.join(',')}": ${source}`, { input: source });
   }
   const out: GroupRow[] = [];
   for (const r of rows.slice(start)) {

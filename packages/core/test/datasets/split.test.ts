@@ -111,6 +111,9 @@ describe('groups CSV', () => {
     ]);
     expect(parseGroupsCsv('group,path\nA,good/a.png\n')).toEqual([{ file: 'good/a.png', group: 'A', line: 2 }]);
     expect(() => parseGroupsCsv('file,group\ngood/a.png,\n', 'g.csv')).toThrow(/g.csv:2/);
+    // headerless files work; a header with other column names is named as such (not "no file called name")
+    expect(parseGroupsCsv('good/a.png,A\n')).toEqual([{ file: 'good/a.png', group: 'A', line: 1 }]);
+    expect(() => parseGroupsCsv('name,part\ngood/a.png,A\n', 'g.csv')).toThrow(/must name a file column .* line 1 is "name,part": g.csv/);
   });
 
   it('resolves paths relative to the root, absolute, parent-relative, and unique basenames', () => {
