@@ -488,7 +488,7 @@ function renderMarkdown(cats: CategoryInfo[], rows: Row[], sp: Awaited<ReturnTyp
   L.push('- Features: `fc1000` (1000 logits) and `avg_pool` (2048), both taps from one forward pass per image (images squashed to 224x224).');
   L.push(
     `- **Loupe**: \`trainSvmClassifier\` with its defaults except the coding (${String(meta['loupeCoding'])}): native averaged SGD on the hinge loss, offset step schedule ` +
-      `(eta0 ${SVM_DEFAULTS.eta0}), ${SVM_DEFAULTS.epochs} epochs, seed 0, z-scored features scaled to unit RMS row norm, lambda = 1/(C n) (each one-vs-one learner over n_j rows uses lambda n / n_j: the same C for every binary problem, as liblinear) with **C chosen by ${SVM_DEFAULTS.cvFolds}-fold stratified CV on the training half** from ` +
+      `(eta0 ${SVM_DEFAULTS.eta0}), ${SVM_DEFAULTS.epochs} epochs, seed 0, z-scored features scaled to unit RMS row norm, lambda = 1/(C n) (each binary learner over n_j rows uses lambda n / n_j: the same C for every binary problem, as liblinear) with **C chosen by ${SVM_DEFAULTS.cvFolds}-fold stratified CV on the training half** from ` +
       `{${SVM_DEFAULTS.cGrid.join(', ')}} by the **balanced accuracy** of the out-of-fold predictions (ties to the larger C); ECOC as MATLAB \`fitcecoc\`, decoded by ${SVM_DEFAULTS.decoding === 'vote' ? 'voting (ties by the loss-weighted hinge loss)' : 'loss-weighted hinge decoding'}; \`predictSvm\`.`,
   );
   L.push(
@@ -537,26 +537,31 @@ function renderMarkdown(cats: CategoryInfo[], rows: Row[], sp: Awaited<ReturnTyp
     L.push('');
   }
   L.push('## History', '');
-  L.push(
-    "- The first version of Loupe's trainer (plain Pegasos, eta_1 = 1/lambda, lambda 1e-4, 20 epochs, z-scored rows with ||z||^2 ~ d) missed this bar by up to 14.5 points " +
-      '(magnetic tile, fc1000): SGD converges like R^2 / (lambda T) and R^2 ~ d = 1000-2048 left it far from the SVM optimum (objective 21.06 vs 0.0003 for one learner). ' +
-      'Fixed on 2026-12-01 by (1) scaling the z-scores to unit RMS row norm (folded into the stored std), (2) the offset step eta_t = 1/(lambda (t + t0)), t0 = 1/(lambda eta0), eta0 = 1, ' +
-      '(3) lambda = 1/(C n) with C chosen by 5-fold stratified CV on the training rows, like the baseline, and 30 epochs; ' +
-        '(4) one C for every binary learner (lambda_j = lambda n / n_j): with one lambda for all, one-vs-one learners over two small classes were regularised n / n_j times less than the others (before this fix: worst Δ accuracy -0.7, magnetic tile group-aware avg_pool balanced accuracy 43.1 instead of 48.6).',
-  );
-  L.push(
-    '- Balanced accuracy then still trailed the baseline by 4-8.5 points on five rows (fc1000 / avg_pool: commutator 76.0 / 68.0, magnetic tile 76.8 / 81.5, magnetic tile group-aware 43.9 / 48.6, bottle 81.4 / 76.6). ' +
-      'Two causes, measured on these splits (test balanced accuracy at every C of a fine grid): (a) C was chosen by CV *accuracy*, which is flat over C on these good-heavy sets (commutator avg_pool 90-92% from C 0.1 to 1000) while the defect recall is not (balanced 62-78%), and ties went to the smaller C, the one that favours `good`; ' +
-      '(b) loss-weighted decoding: at the larger C one confidently wrong one-vs-one learner outweighs the others (magnetic tile avg_pool at C = 30: 82.6 loss-weighted vs 85.6 voting; more epochs change nothing). ' +
-      'Fixed on 2026-12-01: C by CV balanced accuracy, ties to the larger C (the curve ends in a plateau where the training rows are separated and the models differ only by SGD noise; with ties to the smaller C one commutator fc1000 test image flips, Δ accuracy -1.0), grid 0.1-1000 in half-decades, voting decoding (`--decoding lossweighted` keeps fitcecoc\'s rule; older model files decode as they were trained). ' +
-      'Balanced accuracy now: 75.1 / 78.2, 78.0 / 84.9, 46.7 / 51.7, 78.9 / 76.6. The remaining gap (magnetic tile fc1000 -5.6, avg_pool -2.4) is the solver: at large C the baseline reaches the max-margin solution, averaged SGD in 30 epochs does not.',
-  );
-  L.push(
-    '- Later on 2026-12-01: (1) 100 epochs instead of 30 (the C the search picks is large, 100-1000, and averaged SGD was still converging there: balanced accuracy with 30 / 100 epochs, fc1000 / avg_pool: commutator 75.1 / 78.5, 78.2 / 77.9; magnetic tile 78.0 / 81.7, 84.9 / 85.6; bottle 78.9 / 81.4, 76.6 / 74.3; mean of the 8 rows 70.6 -> 71.6, 300 epochs 71.5; the fit costs ~1.6x, seconds); ' +
-      '(2) on the group-aware split both classifiers now choose C with group-aware folds (before, their CV folds split the images of one tile, so C was chosen by recognising tiles already seen). ' +
-      'That moved the group-aware rows (Loupe fc1000 46.7 -> 47.4, avg_pool 51.7 -> 45.7; baseline 48.2 -> 46.1, 54.7 -> 55.2 balanced accuracy): with a few tiles per defect class in each fold the CV curve is flat and noisy (Loupe avg_pool: 0.45-0.48 from C 10 to 1000, the largest C winning by 0.02), ' +
-      'which leaves the group-aware avg_pool row the one where Loupe trails the baseline in balanced accuracy by most (9.5 points; accuracy +0.1).',
-  );
+  if (String(meta['loupeCoding']) !== 'onevsone') {
+    L.push('The figures quoted in the history of the default (one-vs-one) run are in [`classification.md`](classification.md); the changes it lists apply to this run too.', '');
+  }
+  if (String(meta['loupeCoding']) === 'onevsone') {
+    L.push(
+      "- The first version of Loupe's trainer (plain Pegasos, eta_1 = 1/lambda, lambda 1e-4, 20 epochs, z-scored rows with ||z||^2 ~ d) missed this bar by up to 14.5 points " +
+        '(magnetic tile, fc1000): SGD converges like R^2 / (lambda T) and R^2 ~ d = 1000-2048 left it far from the SVM optimum (objective 21.06 vs 0.0003 for one learner). ' +
+        'Fixed on 2026-12-01 by (1) scaling the z-scores to unit RMS row norm (folded into the stored std), (2) the offset step eta_t = 1/(lambda (t + t0)), t0 = 1/(lambda eta0), eta0 = 1, ' +
+        '(3) lambda = 1/(C n) with C chosen by 5-fold stratified CV on the training rows, like the baseline, and 30 epochs; ' +
+          '(4) one C for every binary learner (lambda_j = lambda n / n_j): with one lambda for all, one-vs-one learners over two small classes were regularised n / n_j times less than the others (before this fix: worst Δ accuracy -0.7, magnetic tile group-aware avg_pool balanced accuracy 43.1 instead of 48.6).',
+    );
+    L.push(
+      '- Balanced accuracy then still trailed the baseline by 4-8.5 points on five rows (fc1000 / avg_pool: commutator 76.0 / 68.0, magnetic tile 76.8 / 81.5, magnetic tile group-aware 43.9 / 48.6, bottle 81.4 / 76.6). ' +
+        'Two causes, measured on these splits (test balanced accuracy at every C of a fine grid): (a) C was chosen by CV *accuracy*, which is flat over C on these good-heavy sets (commutator avg_pool 90-92% from C 0.1 to 1000) while the defect recall is not (balanced 62-78%), and ties went to the smaller C, the one that favours `good`; ' +
+        '(b) loss-weighted decoding: at the larger C one confidently wrong one-vs-one learner outweighs the others (magnetic tile avg_pool at C = 30: 82.6 loss-weighted vs 85.6 voting; more epochs change nothing). ' +
+        'Fixed on 2026-12-01: C by CV balanced accuracy, ties to the larger C (the curve ends in a plateau where the training rows are separated and the models differ only by SGD noise; with ties to the smaller C one commutator fc1000 test image flips, Δ accuracy -1.0), grid {0.1, 0.3, 1, 3, 10, 30, 100, 1000}, voting decoding (`--decoding lossweighted` keeps fitcecoc\'s rule; older model files decode as they were trained). ' +
+        'Balanced accuracy now: 75.1 / 78.2, 78.0 / 84.9, 46.7 / 51.7, 78.9 / 76.6. The remaining gap then (magnetic tile fc1000 -5.6, avg_pool -2.4; the next bullet narrows it) was the solver: at large C the baseline reaches the max-margin solution, averaged SGD in 30 epochs does not.',
+    );
+    L.push(
+      '- Later on 2026-12-01: (1) 100 epochs instead of 30 (the C the search picks is large, 100-1000, and averaged SGD was still converging there: balanced accuracy with 30 / 100 epochs, fc1000 / avg_pool: commutator 75.1 / 78.5, 78.2 / 77.9; magnetic tile 78.0 / 81.7, 84.9 / 85.6; bottle 78.9 / 81.4, 76.6 / 74.3; mean of the 8 rows 70.6 -> 71.6, 300 epochs 71.5; the fit costs ~1.6x, seconds); ' +
+        '(2) on the group-aware split both classifiers now choose C with group-aware folds (before, their CV folds split the images of one tile, so C was chosen by recognising tiles already seen). ' +
+        'That moved the group-aware rows (Loupe fc1000 46.7 -> 47.4, avg_pool 51.7 -> 45.7; baseline 48.2 -> 46.1, 54.7 -> 55.2 balanced accuracy): with a few tiles per defect class in each fold the CV curve is flat and noisy (Loupe avg_pool: 0.45-0.48 from C 10 to 1000, the largest C winning by 0.02), ' +
+        'which leaves the group-aware avg_pool row the one where Loupe trails the baseline in balanced accuracy by most (9.5 points; accuracy +0.1).',
+    );
+  }
   L.push(
     "- Coding matters by 1-2 points on its own: the baseline in one-vs-one mode scores 92.4 instead of 93.8 (magnetic tile fc1000) and 93.2 instead of 95.2 (bottle fc1000). " +
       'So Loupe one-vs-one (the paper\'s and fitcecoc\'s setting, the default) is compared with the baseline one-vs-one, and Loupe one-vs-all with the baseline one-vs-rest.',

@@ -132,7 +132,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .command('classify-imagenet')
     .description('classify images into the 1000 ImageNet classes (top-k per image)')
     .argument('<images...>', 'image files (JPEG, PNG, WebP, TIFF, GIF)')
-    .option('--json', 'one JSON line per image: {"file", "top5": [{"index", "label", "prob"}]}')
+    .option('--json', 'one JSON line per image: {"file", "top<K>": [{"index", "label", "prob"}]}')
     .option('--top <k>', 'classes per image', positiveInt('--top', 1000), 5)
     .option('--crop', 'resize the shorter side to 224 and centre-crop (default: squash to 224x224)')
     .addHelpText('after', '\nExample:\n  loupe classify-imagenet apps/cli/assets/sample.png')
@@ -213,7 +213,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .option('--groups <csv>', 'file,group CSV: images of one physical object stay on one side of the split, and in one fold of the C search')
     .option('--kfold <k>', 'stratified k-fold cross-validation instead of one split; the model is then refitted on all images', kfoldArg)
     .option('--report <dir>', 'write the HTML report (confusion matrix, training samples, conv1 filters, misclassified images) there', nonEmpty('--report'))
-    .option('--json', 'one JSON line (last): {"accuracy", "balancedAccuracy", "binaryAccuracy", "classes", "confusion", ...} on the held-back part')
+    .option('--json', 'one JSON line (last): {"accuracy", "balancedAccuracy", "binaryAccuracy", "macroF1", "classes", "confusion", ...} on the held-back part')
     .option('--crop', 'resize the shorter side to 224 and centre-crop (default: squash to 224x224); recorded in the model')
     .option('--lambda <l>', `SVM L2 strength, lambda = 1/(C n) (default: C from ${SVM_DEFAULTS.cGrid.join(', ')} by ${SVM_DEFAULTS.cvFolds}-fold cross-validation on the training part)`, positiveNumber('--lambda', 100))
     .option('--epochs <n>', 'SGD epochs', positiveInt('--epochs', 10_000), SVM_DEFAULTS.epochs)
@@ -260,7 +260,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .option('--out <dir>', 'where the HTML reports go (default: $LOUPE_HOME/demo)')
     .option('--per-label <n>', 'synthetic images per class, 2 to 1000 (half are held back)', perLabelArg, 80)
     .option('--seed <n>', 'seed of the images, the split and the SGD', nonNegativeInt('--seed'), 0)
-    .option('--json', 'one JSON line per object: {"object", "accuracy", "balancedAccuracy", "paper", ...}')
+    .option('--json', 'one JSON line per object: {"object", "paper", "train", "test", "accuracy", "balancedAccuracy", ..., "report"}')
     .action(async (o: DemoCommandOptions, cmd: Command) => {
       state.code = await demoCommand(o, context(cmd));
     });
