@@ -110,6 +110,7 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
     const report = join(tmp, 'report');
     const r = await loupe(['evaluate', model, cat, '--json', '--report', report]);
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toContain('was trained on'); // same category: no note
     const out = lines(r.stdout);
     const last = out[out.length - 1]!;
     expect(Object.keys(last)).toEqual(['imageAuroc', 'pixelAuroc', 'pro', 'f1Max', 'msPerImage']);
@@ -191,6 +192,8 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
     expect(s.code, s.stderr).toBe(0);
     expect(lines(s.stdout)[0]!['seenInTraining']).toBe(1);
     expect(s.stderr).toContain('warning: 1 of the 2 test images were used to train this model');
+    // the model knows it was trained on 'bottle'; this folder is called 'bottle-seen'
+    expect(s.stderr).toContain(`note: ${model} was trained on 'bottle' images; this is 'bottle-seen'`);
   });
 
   it('predict --heatmaps: verdict per image, overlay + mask PNGs at the input size, index.html', async () => {

@@ -202,7 +202,7 @@ export async function trainOneClassCommand(dir: string, o: OneClassTrainOptions,
   const featuresEnd = progress.marks.get('embed-train') ?? t1;
   const coresetEnd = progress.marks.get('coreset') ?? featuresEnd;
   // The training images by content, so `evaluate` can tell when a test set holds some of them.
-  const saved = await savePatchCore(o.out, model, { trainHashes: await fileHashes(ds.train.map((i) => i.path)) });
+  const saved = await savePatchCore(o.out, model, { trainHashes: await fileHashes(ds.train.map((i) => i.path)), category: ds.category });
 
   const th = model.thresholds;
   const timings = {
@@ -284,6 +284,10 @@ export async function evaluateOneClassCommand(modelFile: string, dir: string, o:
   const seenInTraining = trained.size === 0 ? 0 : (await fileHashes(ds.test.map((i) => i.path))).filter((h) => trained.has(h)).length;
   if (seenInTraining > 0) {
     ctx.stderr.write(`loupe: warning: ${seenInTraining} of the ${ds.test.length} test images were used to train this model; its figures are not a held-out measure\n`);
+  }
+  // Another category scores as "all anomalous" or worse; a renamed copy of the same one is fine, hence a note.
+  if (loaded.category !== undefined && loaded.category !== ds.category) {
+    ctx.stderr.write(`loupe: note: ${modelFile} was trained on '${loaded.category}' images; this is '${ds.category}'\n`);
   }
   const engine = await openEngine(ctx);
   checkWeights(modelFile, model.weightsHash, engine);

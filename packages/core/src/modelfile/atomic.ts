@@ -6,7 +6,9 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
 export async function writeFileAtomic(file: string, data: Uint8Array | string, mode = 0o644): Promise<void> {
-  const abs = path.resolve(file);
+  // Through a symbolic link to its target (models/current.loupe -> v3.loupe updates v3.loupe): renaming
+  // over the link itself would replace it with a plain file.
+  const abs = await linkTarget(path.resolve(file));
   const dir = path.dirname(abs);
   const tmp = path.join(dir, `.${path.basename(abs)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   const fh = await fs.open(tmp, 'wx', mode);
@@ -33,4 +35,11 @@ export async function writeFileAtomic(file: string, data: Uint8Array | string, m
   } catch {
     /* best effort */
   }
+}
+
+/** Where a symbolic link at `abs` points (followed to the end), else `abs` itself. */
+async function linkTarget(abs: string): Promise<string> {
+  const st = await fs.lstat(abs).catch(() => null);
+  if (!st?.isSymbolicLink()) return abs;
+  return fs.realpath(abs).catch(async () => path.resolve(path.dirname(abs), await fs.readlink(abs))); // dangling: its target
 }

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -213,6 +213,15 @@ describe('writeFileAtomic', () => {
     await writeFileAtomic(f, 'two');
     expect(readFileSync(f, 'utf8')).toBe('two');
     expect(readdirSync(t.dir).some((n) => n.includes('atomic.txt.') && n.endsWith('.tmp'))).toBe(false);
+  });
+  it('writes through a symbolic link to its target; the link stays a link', async () => {
+    const target = join(t.dir, 'v3.txt');
+    const link = join(t.dir, 'current.txt');
+    await writeFileAtomic(target, 'v3');
+    symlinkSync(target, link);
+    await writeFileAtomic(link, 'v3 updated');
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readFileSync(target, 'utf8')).toBe('v3 updated');
   });
   it('fails cleanly into a missing folder (nothing created)', async () => {
     await expect(writeFileAtomic(join(t.dir, 'no', 'such', 'x'), 'y')).rejects.toThrow();

@@ -17,6 +17,8 @@ export interface PatchCoreFileExtras {
   createdAt?: string;
   /** sha256 of every training image's file (bank and validation), so evaluation can say which it has seen. */
   trainHashes?: readonly string[];
+  /** What the good images were (the MVTec category folder's name), so evaluation can notice another one. */
+  category?: string;
 }
 
 export interface LoadedPatchCore {
@@ -25,6 +27,8 @@ export interface LoadedPatchCore {
   fewShot?: { head: FewShotHeadState; fusion: FusionState };
   /** sha256 of the training images' files; empty for files written before this field. */
   trainHashes: readonly string[];
+  /** The training category's name, when the writer knew it. */
+  category?: string;
 }
 
 /** Writes the model atomically; returns bytes written and the payload sha256. */
@@ -41,6 +45,7 @@ export async function savePatchCore(file: string, model: PatchCoreModel, extras:
     patchcore: { ...header, bankSection: BANK_SECTION },
     ...(extras.fewShot ? { fewShot: extras.fewShot } : {}),
     ...(extras.trainHashes ? { trainHashes: [...extras.trainHashes] } : {}),
+    ...(extras.category !== undefined ? { category: extras.category } : {}),
   };
   return writeModelFile(file, h as { kind: 'one-class' }, [{ name: BANK_SECTION, shape, data }]);
 }
@@ -83,5 +88,6 @@ export async function loadPatchCore(file: string, opts: { expectWeightsHash?: st
     throw new ModelFileError('MODEL_CORRUPT', file, 'trainHashes must be a list of sha256 hex digests', { field: 'trainHashes' });
   }
   const trainHashes = (hashes as string[] | undefined) ?? [];
-  return fewShot ? { file, model, fewShot, trainHashes } : { file, model, trainHashes };
+  const category = typeof h['category'] === 'string' ? { category: h['category'] } : {};
+  return fewShot ? { file, model, fewShot, trainHashes, ...category } : { file, model, trainHashes, ...category };
 }
