@@ -44,11 +44,13 @@ export async function checkOutputDir(dir: string, what: string, inputs: readonly
   if (st && !st.isDirectory()) throw new Error(`${what} ${abs} exists and is not a directory`);
   const target = await realpathOfNearest(abs);
   for (const input of inputs) {
+    // An image given by itself stands for its folder (`predict imgs/*.png --heatmaps imgs/heat`).
     const ist = await fs.stat(input).catch(() => null);
-    if (!ist?.isDirectory()) continue;
-    const rel = relative(await fs.realpath(input), target);
+    if (!ist) continue;
+    const folder = ist.isDirectory() ? input : dirname(resolve(input));
+    const rel = relative(await fs.realpath(folder), target);
     if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) {
-      throw new Error(`${what} ${abs} is inside the input folder ${resolve(input)}: its images would be read as data next time (write it elsewhere)`);
+      throw new Error(`${what} ${abs} is inside the input folder ${resolve(folder)}: its images would be read as data next time (write it elsewhere)`);
     }
   }
 }

@@ -1,9 +1,10 @@
 // A one-line progress bar on stderr, for interactive terminals only (never mixed into piped output).
 import type { WriteStream } from 'node:tty';
 
-// The rate is measured over the last few seconds, from the first update on: measured from the start it
+// The rate is measured from the newest update at least a second old to now: measured from the start it
 // counted set-up (model load, warm-up) as work, and a burst of cache hits at a stage's start promised an
-// ETA the rest of the stage could not keep. No rate or ETA is shown until a second of work is seen.
+// ETA the rest of the stage could not keep (a burst drops out of the estimate a second later). No rate or
+// ETA is shown until a second of work is seen.
 const RATE_WINDOW_MS = 5000;
 const MIN_RATE_SPAN_MS = 1000;
 
@@ -40,10 +41,10 @@ export class ProgressBar {
 
   /** "12.3 img/s ETA 40s" once a second of progress is seen, else the time so far. */
   private rateText(now: number, done: number): string {
-    const first = this.samples[0];
-    const span = first ? now - first.t : 0;
-    if (!first || span < MIN_RATE_SPAN_MS || done <= first.done) return `${Math.round((now - this.started) / 1000)}s`;
-    const rate = ((done - first.done) * 1000) / span;
+    let from: { t: number; done: number } | undefined;
+    for (const s of this.samples) if (now - s.t >= MIN_RATE_SPAN_MS) from = s; // the newest such sample
+    if (!from || done <= from.done) return `${Math.round((now - this.started) / 1000)}s`;
+    const rate = ((done - from.done) * 1000) / (now - from.t);
     const eta = done < this.total ? ` ETA ${Math.ceil((this.total - done) / rate)}s` : '';
     return `${rate.toFixed(1)} ${this.unit}/s${eta}`;
   }

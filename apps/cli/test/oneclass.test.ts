@@ -243,11 +243,17 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
       ['c.png', out.find((p) => p['file'] === testFiles[1])!['verdict']],
     ]);
     expect(ml[0]!['score']).toBe(out.find((p) => p['file'] === testFiles[0])!['score']);
+    // Heatmaps beside images given one by one would be read as images of that folder next time.
+    const beside = await loupe(['predict', model, join(mixed, 'a.png'), '--heatmaps', join(mixed, 'heat')]);
+    expect(beside.code).toBe(1);
+    expect(beside.stderr).toContain(`--heatmaps ${join(mixed, 'heat')} is inside the input folder ${mixed}`);
     // A file name in another script keeps its letters; only separators and symbols become '_'.
-    const named = join(tmp, 'Flasche ä#1 瓶.png');
+    mkdirSync(join(tmp, 'named'));
+    const named = join(tmp, 'named', 'Flasche ä#1 瓶.png');
     copyFileSync(testFiles[0]!, named);
     const u = await loupe(['predict', model, named, '--json', '--heatmaps', join(tmp, 'heat-u')]);
-    expect(u.code, u.stderr).toBeLessThan(2);
+    expect(u.code, u.stderr).toBe(0);
+    expect(u.stderr).not.toContain('error');
     expect(lines(u.stdout)[0]!['heatmap']).toBe(join(tmp, 'heat-u', 'Flasche_ä_1_瓶_heatmap.png'));
     expect(existsSync(join(tmp, 'heat-u', 'Flasche_ä_1_瓶_heatmap.png'))).toBe(true);
   });

@@ -46,6 +46,20 @@ describe('ProgressBar', () => {
     expect(rate).toBeLessThan(13); // the window holds only the slow part (one sample older than 5 s)
   });
 
+  it('a burst of cache hits at the start leaves the estimate a second later', () => {
+    const { stream, last } = fakeTty();
+    const bar = new ProgressBar('features', 1000, stream, true);
+    bar.update(0, true);
+    vi.advanceTimersByTime(100);
+    bar.update(500, true); // cached
+    for (let i = 1; i <= 11; i++) {
+      vi.advanceTimersByTime(100);
+      bar.update(500 + i, true); // then 10 img/s
+    }
+    // 1.2 s in: the estimate starts after the burst (10 img/s, 489 left), not at 511 / 1.2 s
+    expect(last()).toMatch(/511\/1000 10\.0 img\/s ETA 49s$/);
+  });
+
   it('draws nothing when disabled and erases itself on clear', () => {
     const { stream, last } = fakeTty();
     const off = new ProgressBar('x', 10, stream, false);

@@ -153,7 +153,7 @@ export class PatchCoreInspector implements Inspector {
     // The heatmap must leave room in the answer's message for the rest of it: a larger one would end the
     // whole stream (grpc-js refuses to send it), so it is drawn smaller instead.
     const heatmapPng = input.wantHeatmap
-      ? await heatmapOverlayPng(source, r.map, r.width, r.height, { threshold: this.model.thresholds.pixel, maxBytes: input.maxHeatmapBytes })
+      ? await heatmapOverlayPng(source, r.map, r.width, r.height, { threshold: this.model.thresholds.pixel, maxBytes: input.maxHeatmapBytes, limitInputPixels: input.maxImagePixels })
       : undefined;
     const heatMs = performance.now() - t;
     return {

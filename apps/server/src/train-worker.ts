@@ -97,7 +97,9 @@ async function train(job: TrainJob): Promise<number> {
   });
   await send({ type: 'progress', stage: 'saving', done: 0, total: 1, message: model.describe() });
   // The training images by content, as loupe train records them (evaluate warns about seen images).
-  const trainHashes = await Promise.all(paths.map(async (p) => createHash('sha256').update(await readFile(p)).digest('hex')));
+  // One file at a time: thousands of parallel reads would exhaust file descriptors after the training.
+  const trainHashes: string[] = [];
+  for (const p of paths) trainHashes.push(createHash('sha256').update(await readFile(p)).digest('hex'));
   const r = await savePatchCore(job.outFile, model, { trainHashes });
   return r.bytes;
 }

@@ -47,6 +47,8 @@ export class Trainer {
   private readonly children = new Set<ChildProcess>();
   private running = 0;
   private shuttingDown = false;
+  /** Trainings in progress per model name, and their kind. */
+  private readonly byName = new Map<string, { kind: 'svm' | 'one-class'; count: number }>();
 
   constructor(
     private readonly opts: TrainerOptions,
@@ -90,6 +92,13 @@ export class Trainer {
     }
     // The slot is taken before the first await (two requests cannot both pass the check) and given back
     // in `finally` whatever fails, a bad model name included (it used to keep the slot for good).
+    // Trainings of one name at once (training.maxConcurrent > 1) must agree on the kind, and the last
+    // one to end is the one that may remove a folder left empty.
+    const sibling = this.byName.get(req.name);
+    if (sibling && sibling.kind !== kind) {
+      throw new ItemFailure(Status.FAILED_PRECONDITION, `a ${sibling.kind} training of model '${req.name}' is running; train this ${kind} model under another name`);
+    }
+    this.byName.set(req.name, { kind, count: (sibling?.count ?? 0) + 1 });
     this.running++;
     this.metrics.trainings.set(this.running);
     const started = performance.now();
@@ -151,9 +160,12 @@ export class Trainer {
     } finally {
       reservation?.release();
       if (dir) await rm(dir, { recursive: true, force: true });
-      // A failed or cancelled first version leaves no empty model folder behind (rmdir refuses a
-      // folder that another training has meanwhile written into).
-      if (!trained && createdModelDir) await rmdir(createdModelDir).catch(() => undefined);
+      // A failed or cancelled first version leaves no empty model folder behind, unless another training
+      // of the name is still to write there (rmdir also refuses a folder that is no longer empty).
+      const mine = this.byName.get(req.name)!;
+      if (mine.count > 1) this.byName.set(req.name, { ...mine, count: mine.count - 1 });
+      else this.byName.delete(req.name);
+      if (!trained && createdModelDir && !this.byName.has(req.name)) await rmdir(createdModelDir).catch(() => undefined);
       this.running--;
       this.metrics.trainings.set(this.running);
     }

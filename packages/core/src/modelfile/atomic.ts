@@ -37,9 +37,13 @@ export async function writeFileAtomic(file: string, data: Uint8Array | string, m
   }
 }
 
-/** Where a symbolic link at `abs` points (followed to the end), else `abs` itself. */
+/** Where a symbolic link at `abs` points, following a chain of links (dangling ones too), else `abs`. */
 async function linkTarget(abs: string): Promise<string> {
-  const st = await fs.lstat(abs).catch(() => null);
-  if (!st?.isSymbolicLink()) return abs;
-  return fs.realpath(abs).catch(async () => path.resolve(path.dirname(abs), await fs.readlink(abs))); // dangling: its target
+  let cur = abs;
+  for (let hops = 0; hops < 40; hops++) {
+    const st = await fs.lstat(cur).catch(() => null);
+    if (!st?.isSymbolicLink()) return cur;
+    cur = path.resolve(path.dirname(cur), await fs.readlink(cur));
+  }
+  throw new Error(`${abs}: too many levels of symbolic links`);
 }

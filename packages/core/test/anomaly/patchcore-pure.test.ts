@@ -453,3 +453,26 @@ describe('loadMask', () => {
     expect(Array.from(await loadMask(null, 2, 2))).toEqual([0, 0, 0, 0]);
   });
 });
+
+describe('heatmapOverlayPng with a byte limit', () => {
+  it('draws smaller to fit, keeping a 1-px defect line outlined (the map shrinks by its maximum)', async () => {
+    const { heatmapOverlayPng } = await import('../../src/anomaly/patchcore/visualize.js');
+    const side = 600;
+    const noise = Buffer.alloc(side * side * 3);
+    let s = 7;
+    for (let i = 0; i < noise.length; i++) noise[i] = (s = (s * 1103515245 + 12345) >>> 0) >>> 24;
+    const image = await sharp(noise, { raw: { width: side, height: side, channels: 3 } }).png().toBuffer();
+    const map = new Float32Array(side * side).fill(0.2);
+    for (let x = 0; x < side; x++) map[300 * side + x] = 1.5; // a thin scratch above the threshold (1)
+    const full = await heatmapOverlayPng(image, map, side, side, { threshold: 1 });
+    const maxBytes = Math.floor(full.length / 4);
+    const small = await heatmapOverlayPng(image, map, side, side, { threshold: 1, maxBytes });
+    expect(small.length).toBeLessThanOrEqual(maxBytes);
+    const { data, info } = await sharp(small).raw().toBuffer({ resolveWithObject: true });
+    expect(info.width).toBeLessThan(side);
+    expect(info.width).toBe(info.height);
+    let white = 0;
+    for (let i = 0; i < data.length; i += 3) if (data[i] === 255 && data[i + 1] === 255 && data[i + 2] === 255) white++;
+    expect(white).toBeGreaterThanOrEqual(info.width); // the line's outline is still there, across the image
+  });
+});

@@ -222,6 +222,13 @@ describe('writeFileAtomic', () => {
     await writeFileAtomic(link, 'v3 updated');
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
     expect(readFileSync(target, 'utf8')).toBe('v3 updated');
+    // a chain of links whose end does not exist yet: the end is created, both links stay links
+    symlinkSync('chain-b', join(t.dir, 'chain-a'));
+    symlinkSync('chain-c', join(t.dir, 'chain-b'));
+    await writeFileAtomic(join(t.dir, 'chain-a'), 'end');
+    expect(lstatSync(join(t.dir, 'chain-a')).isSymbolicLink()).toBe(true);
+    expect(lstatSync(join(t.dir, 'chain-b')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(t.dir, 'chain-c'), 'utf8')).toBe('end');
   });
   it('fails cleanly into a missing folder (nothing created)', async () => {
     await expect(writeFileAtomic(join(t.dir, 'no', 'such', 'x'), 'y')).rejects.toThrow();

@@ -41,6 +41,8 @@ export interface OverlayOptions {
    * a smaller scale (map and image resized alike) until it fits. Default: no limit, the image's own size.
    */
   maxBytes?: number;
+  /** Largest accepted width*height of the image (default the decoder's, 100 MP): the caller's limit. */
+  limitInputPixels?: number;
 }
 
 /** Blends a jet heatmap of `map` (width x height) over RGB pixels of the same size. */
@@ -68,7 +70,7 @@ export function overlayPixels(rgb: Uint8Array, map: Float32Array, width: number,
 
 /** PNG of the heatmap over the original image (the map must be at the image's upright size). */
 export async function heatmapOverlayPng(image: ImageSource, map: Float32Array, width: number, height: number, options: OverlayOptions): Promise<Buffer> {
-  const full = await decodeFullRgb(image, 1);
+  const full = await decodeFullRgb(image, 1, options.limitInputPixels);
   const draw = async (w: number, h: number): Promise<Buffer> => {
     let rgb = full.rgb;
     if (full.width !== w || full.height !== h) {
@@ -89,22 +91,24 @@ export async function heatmapOverlayPng(image: ImageSource, map: Float32Array, w
   return png;
 }
 
-/** The anomaly map shrunk to w x h (w <= width, h <= height): each output pixel is the mean of the source pixels whose centres fall in it. */
+/**
+ * The anomaly map shrunk to w x h (w <= width, h <= height): each output pixel is the MAXIMUM of the source
+ * pixels whose centres fall in it, so a thin defect above the threshold keeps its outline (a mean would
+ * dilute a 1-px scratch below it).
+ */
 function resizeMap(map: Float32Array, width: number, height: number, w: number, h: number): Float32Array {
-  const sum = new Float64Array(w * h);
-  const count = new Uint32Array(w * h);
+  const out = new Float32Array(w * h).fill(-Infinity);
   const col = new Int32Array(width);
   for (let x = 0; x < width; x++) col[x] = Math.min(w - 1, Math.floor(((x + 0.5) * w) / width));
   for (let y = 0; y < height; y++) {
     const row = Math.min(h - 1, Math.floor(((y + 0.5) * h) / height)) * w;
     for (let x = 0; x < width; x++) {
       const o = row + col[x]!;
-      sum[o] = sum[o]! + map[y * width + x]!;
-      count[o] = count[o]! + 1;
+      const v = map[y * width + x]!;
+      if (v > out[o]!) out[o] = v;
     }
   }
-  const out = new Float32Array(w * h);
-  for (let i = 0; i < out.length; i++) out[i] = count[i]! > 0 ? sum[i]! / count[i]! : 0;
+  for (let i = 0; i < out.length; i++) if (out[i] === -Infinity) out[i] = 0;
   return out;
 }
 
