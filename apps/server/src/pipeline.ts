@@ -132,7 +132,9 @@ export class InspectionPipeline {
       return await this.run(item);
     } catch (err) {
       const f = this.toFailure(err, item);
-      this.errors++;
+      // An image its client cancelled (or vanished with) got no answer, so it is no error of the service;
+      // the Prometheus counter still shows it, under code CANCELLED.
+      if (f.code !== Status.CANCELLED) this.errors++;
       this.metrics.imageErrors.inc({ code: Status[f.code] ?? String(f.code) });
       this.metrics.tick();
       return Promise.reject(f);

@@ -564,7 +564,7 @@ export interface GetStatsResponse {
   inspectionsTotal: number;
   /** Of which anomalous. */
   anomalousTotal: number;
-  /** Images answered with an error since start. */
+  /** Images answered with an error since start (not those their client cancelled). */
   errorsTotal: number;
   /** Images per second over the last 10 seconds. */
   imagesPerSecond: number;
