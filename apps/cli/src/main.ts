@@ -131,8 +131,8 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
   program
     .command('classify-imagenet')
     .description('classify images into the 1000 ImageNet classes (top-k per image)')
-    .argument('<images...>', 'image files (JPEG, PNG, WebP, TIFF, GIF)')
-    .option('--json', 'one JSON line per image: {"file", "top<K>": [{"index", "label", "prob"}]}')
+    .argument('<images...>', 'image files (JPEG, PNG, WebP, TIFF, GIF) and/or folders (searched recursively)')
+    .option('--json', 'one JSON line per image: {"file", "top<K>": [{"index", "label", "prob"}]} (or {"file", "error"})')
     .option('--top <k>', 'classes per image', positiveInt('--top', 1000), 5)
     .option('--crop', 'resize the shorter side to 224 and centre-crop (default: squash to 224x224)')
     .addHelpText('after', '\nExample:\n  loupe classify-imagenet apps/cli/assets/sample.png')

@@ -1,7 +1,7 @@
 // End-to-end: the built `loupe` (bin/loupe.cjs -> dist/) run as a user runs it.
 // The tests that need the real weights run when the weights cache exists (npm test fetches it first).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -135,14 +135,25 @@ describe.runIf(haveWeights)('loupe with the real weights', () => {
     expect(r.stdout).toMatch(/probabilities\s+\[1000\]\s+min/);
   });
 
-  it('names an image that cannot be decoded, exit 1', async () => {
+  it('an image that cannot be decoded gets its error line, the others their classes (exit 2); a folder is searched', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'loupe-cli-'));
     const bad = join(dir, 'not-an-image.png');
     writeFileSync(bad, 'this is not a PNG');
-    const r = await loupe(['classify-imagenet', sample, bad]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain(bad);
-    expect(r.stderr).toMatch(/^loupe: error: /m);
+    const r = await loupe(['classify-imagenet', sample, bad, '--json']);
+    expect(r.code).toBe(2);
+    const [ok, err] = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(ok!['file']).toBe(sample);
+    expect(ok!['top5']).toHaveLength(5);
+    expect(err).toEqual({ file: bad, error: { code: 'IMAGE_DECODE', message: expect.stringContaining(bad) } });
+    copyFileSync(sample, join(dir, 'copy.png'));
+    const folder = await loupe(['classify-imagenet', dir]);
+    expect(folder.code).toBe(2);
+    expect(folder.stdout).toContain(`${join(dir, 'copy.png')}\n  1. `);
+    expect(folder.stdout).toContain(`${bad}\n  ERROR  cannot decode image ${bad}`);
+    // a path that does not exist is a typo: the command fails before any work
+    const missing = await loupe(['classify-imagenet', join(dir, 'nope.png')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^loupe: error: .*nope\.png: no such file/m);
   });
 
   it('info --json: build, thread budget from --threads, weights and session', async () => {

@@ -91,6 +91,9 @@ export interface ClassifyOptions {
   /** labels.json; default the one beside the weights. */
   labels?: string;
   onProgress?: (p: { done: number; total: number }) => void;
+  /** 'throw' (default): the first image that cannot be read or decoded fails the call; 'skip': it is left out and reported to onSkip. */
+  onInvalidImage?: 'throw' | 'skip';
+  onSkip?: (error: LoupeError, index: number) => void;
 }
 
 /** ImageNet top-k {index, label, prob} per image, from the engine's 'probabilities' tap. */
@@ -104,6 +107,8 @@ export async function classifyImageNet(images: readonly ImageSource[], options: 
     ...(options.decode ? { decode: options.decode } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(options.onInvalidImage ? { onInvalidImage: options.onInvalidImage } : {}),
+    ...(options.onSkip ? { onSkip: options.onSkip } : {}),
   });
   return feats.map((f) => ({
     index: f.index,
