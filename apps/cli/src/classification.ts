@@ -57,9 +57,8 @@ export function preprocessingRecord(fit: FitMode): Record<string, unknown> {
   };
 }
 
-/** Scans a dataset (MVTec category or folder-per-label, auto-detected) with a progress bar. */
 /**
- * Scans a dataset with a progress bar. Default 'decode': every image is decoded as the CNN will see it,
+ * Scans a dataset (MVTec category or folder-per-label, auto-detected) with a progress bar. Default 'decode': every image is decoded as the CNN will see it,
  * so train, evaluate and `dataset stats` skip (and report) the same files, a truncated one included,
  * rather than failing minutes into a run (costs well under a tenth of the CNN's time per image).
  */
@@ -206,8 +205,10 @@ export function metricsJson(m: ClassificationMetrics): Record<string, unknown> {
 
 const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
 
-/** Human summary of an evaluation: confusion matrix (counts + row %), per-class P/R/F1, headline numbers. */
-/** `evaluated`: what the images are called in notes ('held-back' after train, 'evaluated' in evaluate). */
+/**
+ * Human summary of an evaluation: confusion matrix (counts + row %), per-class P/R/F1, headline numbers.
+ * `evaluated`: what the images are called in notes ('held-back' after train, 'evaluated' in evaluate).
+ */
 export function formatMetrics(m: ClassificationMetrics, evaluated = 'held-back'): string {
   const lines: string[] = [];
   lines.push('Confusion matrix (rows: true class, columns: predicted; counts and row %):');

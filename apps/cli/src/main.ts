@@ -15,6 +15,7 @@ import { featuresCommand, type FeaturesCommandOptions } from './commands/feature
 import { infoCommand, type InfoCommandOptions } from './commands/info.js';
 import { weightsCommand, type WeightsCommandOptions } from './commands/weights.js';
 import { registerRemoteCommands } from './commands/remote.js';
+import { intInRange } from './args.js';
 import { applyThreadBudget, type GlobalOptions, type RunContext } from './context.js';
 import { cliVersion, errorText, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeOf } from './errors.js';
 
@@ -26,28 +27,6 @@ function nonEmpty(name: string) {
   };
 }
 
-// One image per class leaves nothing to train on once half is held back.
-function perLabelArg(value: string): number {
-  const n = Number(value);
-  if (!/^\s*\d+\s*$/.test(value) || n < 2 || n > 1000) throw new InvalidArgumentError(`--per-label must be an integer in [2, 1000] (half of them are held back), got '${value}'`);
-  return n;
-}
-
-function opsetArg(value: string): number {
-  const n = Number(value);
-  if (!/^\s*\d+\s*$/.test(value) || n < 11 || n > 21) throw new InvalidArgumentError(`--opset must be an integer in [11, 21], got '${value}'`);
-  return n;
-}
-
-function positiveInt(name: string, max = 1 << 16) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^\s*\d+\s*$/.test(value) || !Number.isInteger(n) || n < 1 || n > max) {
-      throw new InvalidArgumentError(`${name} must be an integer in [1, ${max}], got '${value}'`);
-    }
-    return n;
-  };
-}
 
 /** --split: the held-back fraction, strictly between 0 and 1 (0 or 1 would leave a side empty). */
 function fraction(name: string) {
@@ -60,11 +39,6 @@ function fraction(name: string) {
   };
 }
 
-function kfoldArg(value: string): number {
-  const n = Number(value);
-  if (!/^\s*\d+\s*$/.test(value) || n < 2 || n > 100) throw new InvalidArgumentError(`--kfold must be an integer in [2, 100], got '${value}'`);
-  return n;
-}
 
 function nonNegativeInt(name: string) {
   return (value: string): number => {
@@ -112,12 +86,12 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .version(cliVersion(), '-V, --version')
     .addOption(
       new Option('--threads <n>', 'cores this process may use: engine threads, sharp and the libuv pool follow from it (default: $LOUPE_THREADS or all cores)')
-        .argParser(positiveInt('--threads', MAX_THREADS)),
+        .argParser(intInRange('--threads', 1, MAX_THREADS)),
     )
     .addOption(new Option('--backend <name>', 'inference backend').choices(['auto', 'cpu', 'cuda']).default('auto'))
     .addOption(new Option('--precision <p>', 'inference precision (bf16/fp16: CUDA only)').choices(['fp32', 'bf16', 'fp16']).default('fp32'))
     .addOption(new Option('--weights <path>', 'weights directory, model.json or .lwts file (default: $LOUPE_WEIGHTS or the cache in $LOUPE_HOME)'))
-    .addOption(new Option('--batch-size <n>', 'images per engine run').argParser(positiveInt('--batch-size', 1024)).default(32))
+    .addOption(new Option('--batch-size <n>', 'images per engine run').argParser(intInRange('--batch-size', 1, 1024)).default(32))
     .option('--no-progress', 'no progress bar on stderr (it is only drawn on a terminal anyway)')
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ showGlobalOptions: true })
@@ -133,7 +107,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .description('classify images into the 1000 ImageNet classes (top-k per image)')
     .argument('<images...>', 'image files (JPEG, PNG, WebP, TIFF, GIF) and/or folders (searched recursively)')
     .option('--json', 'one JSON line per image: {"file", "top<K>": [{"index", "label", "prob"}]} (or {"file", "error"})')
-    .option('--top <k>', 'classes per image', positiveInt('--top', 1000), 5)
+    .option('--top <k>', 'classes per image', intInRange('--top', 1, 1000), 5)
     .option('--crop', 'resize the shorter side to 224 and centre-crop (default: squash to 224x224)')
     .addHelpText('after', '\nExample:\n  loupe classify-imagenet apps/cli/assets/sample.png')
     .action(async (images: string[], o: ClassifyCommandOptions, cmd: Command) => {
@@ -157,7 +131,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .description('write the ResNet-50 in use (same weights, BatchNorm folded) as an ONNX graph for other runtimes')
     .requiredOption('--onnx <file>', 'the .onnx file to write (atomically)')
     .option('--layers <names>', `outputs, comma-separated: ${TAP_NAMES.join(', ')}`, parseLayers, ['fc1000'] as TapName[])
-    .option('--opset <n>', 'ONNX opset (11..21)', opsetArg, 13)
+    .option('--opset <n>', 'ONNX opset (11..21)', intInRange('--opset', 11, 21), 13)
     .option('--static-batch', 'pin the batch dimension to 1 (default: symbolic N)')
     .option('--json', 'one JSON object')
     .addHelpText('after', '\nExample:\n  loupe export --onnx resnet50.onnx --layers fc1000,avg_pool')
@@ -211,15 +185,15 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .addOption(new Option('--decoding <rule>', 'learner scores to a class: vote (ties by the loss) or lossweighted (fitcecoc\'s, the paper\'s)').choices(['vote', 'lossweighted']).default(SVM_DEFAULTS.decoding))
     .option('--seed <n>', 'seed of the split, balancing and SGD (same seed, same model)', nonNegativeInt('--seed'), 0)
     .option('--groups <csv>', 'file,group CSV: images of one physical object stay on one side of the split, and in one fold of the C search')
-    .option('--kfold <k>', 'stratified k-fold cross-validation instead of one split; the model is then refitted on all images', kfoldArg)
+    .option('--kfold <k>', 'stratified k-fold cross-validation instead of one split; the model is then refitted on all images', intInRange('--kfold', 2, 100))
     .option('--report <dir>', 'write the HTML report (confusion matrix, training samples, conv1 filters, misclassified images) there', nonEmpty('--report'))
     .option('--json', 'one JSON line (last): {"accuracy", "balancedAccuracy", "binaryAccuracy", "macroF1", "classes", "confusion", ...} on the held-back part')
     .option('--crop', 'resize the shorter side to 224 and centre-crop (default: squash to 224x224); recorded in the model')
     .option('--lambda <l>', `SVM L2 strength, lambda = 1/(C n) (default: C from ${SVM_DEFAULTS.cGrid.join(', ')} by ${SVM_DEFAULTS.cvFolds}-fold cross-validation on the training part)`, positiveNumber('--lambda', 100))
-    .option('--epochs <n>', 'SGD epochs', positiveInt('--epochs', 10_000), SVM_DEFAULTS.epochs)
+    .option('--epochs <n>', 'SGD epochs', intInRange('--epochs', 1, 10_000), SVM_DEFAULTS.epochs)
     .option('--no-cache', 'do not read or write the feature cache ($LOUPE_HOME/features)')
     .option('--coreset <ratio>', '(one-class) fraction of patch features kept in the memory bank', positiveNumber('--coreset', 1), 0.01)
-    .option('--projection <dims>', '(one-class) seeded random projection of the 1536-dim patch features to this many dims (smaller bank, faster kNN; default: none)', positiveInt('--projection', 1536))
+    .option('--projection <dims>', '(one-class) seeded random projection of the 1536-dim patch features to this many dims (smaller bank, faster kNN; default: none)', intInRange('--projection', 1, 1536))
     .addOption(new Option('--storage <dtype>', '(one-class) memory bank storage').choices(['fp32', 'fp16']).default('fp32'))
     .option('--max-bank-mb <mb>', '(one-class) cap on the memory bank size', positiveNumber('--max-bank-mb', 1 << 20))
     .option('--tile', '(one-class) score overlapping 224x224 tiles instead of squashing the whole image')
@@ -258,7 +232,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .command('demo')
     .description("the paper's method end to end on the embedded synthetic bottles, cartons and spoons")
     .option('--out <dir>', 'where the HTML reports go (default: $LOUPE_HOME/demo)')
-    .option('--per-label <n>', 'synthetic images per class, 2 to 1000 (half are held back)', perLabelArg, 80)
+    .option('--per-label <n>', 'synthetic images per class, 2 to 1000 (half are held back)', intInRange('--per-label', 2, 1000, 'half of them are held back'), 80)
     .option('--seed <n>', 'seed of the images, the split and the SGD', nonNegativeInt('--seed'), 0)
     .option('--json', 'one JSON line per object: {"object", "paper", "train", "test", "accuracy", "balancedAccuracy", ..., "report"}')
     .action(async (o: DemoCommandOptions, cmd: Command) => {

@@ -3,7 +3,7 @@
 import { promises as fs } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 
-import { MODEL_MAGIC } from '@loupe/core';
+import { startsAsModelFile } from '@loupe/core';
 
 /**
  * A model file may be written at `out`: its folder exists and is writable, and `out` is not a folder and
@@ -17,7 +17,7 @@ export async function checkWritableOutput(out: string, what = '--out'): Promise<
     throw err;
   });
   if (st?.isDirectory()) throw new Error(`${what} ${abs} is a directory; give a file name (e.g. model.loupe)`);
-  if (st && !(await isModelFile(abs))) {
+  if (st && !(await startsAsModelFile(abs))) {
     throw new Error(`${what} ${abs} exists and is not a Loupe model file; not overwriting it (remove it, or choose another name)`);
   }
   const dir = dirname(abs);
@@ -52,18 +52,6 @@ export async function checkOutputDir(dir: string, what: string, inputs: readonly
     if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) {
       throw new Error(`${what} ${abs} is inside the input folder ${resolve(folder)}: its images would be read as data next time (write it elsewhere)`);
     }
-  }
-}
-
-async function isModelFile(file: string): Promise<boolean> {
-  const fh = await fs.open(file, 'r').catch(() => null);
-  if (!fh) return false;
-  try {
-    const head = Buffer.alloc(64);
-    const { bytesRead } = await fh.read(head, 0, head.length, 0);
-    return head.subarray(0, bytesRead).toString('latin1').startsWith(`{"magic":"${MODEL_MAGIC}"`);
-  } finally {
-    await fh.close();
   }
 }
 

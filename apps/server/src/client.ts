@@ -54,12 +54,12 @@ function pem(v: string | Buffer | undefined): Buffer | null {
   return v.includes('-----BEGIN') ? Buffer.from(v) : readFileSync(v);
 }
 
-/** "host:port" (IPv6 as [::1]:port). */
 /** The name of a gRPC status code ('NOT_FOUND' for 5), for messages and JSON. */
 export function statusName(code: number): string {
   return grpc.status[code] ?? `CODE_${code}`;
 }
 
+/** "host:port" (IPv6 as [::1]:port). */
 export function parseAddress(address: string): string {
   const a = address.trim();
   if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):\d{1,5}$/.test(a)) throw new Error(`server address must be HOST:PORT, got '${address}'`);

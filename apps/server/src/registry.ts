@@ -60,6 +60,10 @@ export function validModelName(name: string): boolean {
   return NAME_RE.test(name) && !name.endsWith(MODEL_FILE_EXTENSION) && !name.includes('..');
 }
 
+function requireModelName(name: string): void {
+  if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${name}' (${MODEL_NAME_RULE})`);
+}
+
 function key(name: string, version: string): string {
   return `${name}@${version}`;
 }
@@ -254,7 +258,7 @@ export class ModelRegistry extends EventEmitter {
 
   /** One version (newest when version is empty). */
   get(name: string, version = ''): ModelEntry {
-    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${name}' (${MODEL_NAME_RULE})`);
+    requireModelName(name);
     const versions = this.list({ name });
     if (versions.length === 0) throw new RegistryError('NOT_FOUND', `no model named '${name}' in the model directory`);
     if (!version) return versions[versions.length - 1]!;
@@ -321,7 +325,7 @@ export class ModelRegistry extends EventEmitter {
   }
 
   unload(name: string, version = ''): ModelEntry[] {
-    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${name}' (${MODEL_NAME_RULE})`);
+    requireModelName(name);
     const targets = version ? [this.get(name, version)] : this.list({ name }).filter((e) => e.state === 'loaded');
     if (!version && this.list({ name }).length === 0) throw new RegistryError('NOT_FOUND', `no model named '${name}'`);
     for (const e of targets) {
@@ -358,7 +362,7 @@ export class ModelRegistry extends EventEmitter {
 
   /** Reserves the next version number of `name` (for a training) and returns it with its file path. */
   async reserveNextVersion(name: string): Promise<{ version: string; file: string; release: () => void }> {
-    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${name}' (${MODEL_NAME_RULE})`);
+    requireModelName(name);
     await this.scan();
     let max = 0;
     for (const e of this.list({ name })) max = Math.max(max, Number(e.version));

@@ -1,13 +1,11 @@
 // The training process (forked by training.ts): trains one model with @loupe/core on its own engine
 // instance and writes the model file, so inspection in the server process never waits for it. Talks to
 // the parent over IPC: it receives one TrainJob and sends progress, then 'done' or 'error', then exits.
-import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-
 import {
   configureThreads,
   Engine,
   extractFeatures,
+  fileContentHashes,
   loadAddon,
   nativeSvmTrainer,
   PatchCoreModel,
@@ -97,10 +95,7 @@ async function train(job: TrainJob): Promise<number> {
   });
   await send({ type: 'progress', stage: 'saving', done: 0, total: 1, message: model.describe() });
   // The training images by content, as loupe train records them (evaluate warns about seen images).
-  // One file at a time: thousands of parallel reads would exhaust file descriptors after the training.
-  const trainHashes: string[] = [];
-  for (const p of paths) trainHashes.push(createHash('sha256').update(await readFile(p)).digest('hex'));
-  const r = await savePatchCore(job.outFile, model, { trainHashes });
+  const r = await savePatchCore(job.outFile, model, { trainHashes: await fileContentHashes(paths) });
   return r.bytes;
 }
 

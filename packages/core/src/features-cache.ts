@@ -48,6 +48,13 @@ export function contentHash(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/** contentHash of each file, read one at a time (thousands of reads at once would exhaust file descriptors). */
+export async function fileContentHashes(files: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const f of files) out.push(contentHash(await fs.readFile(f)));
+  return out;
+}
+
 /** One (weights, layer, fit) slice of the cache. */
 export class FeatureCache {
   readonly dir: string;

@@ -50,6 +50,7 @@ export { extractFeatures, streamFeatures, type ExtractOptions, type FeatureProgr
 
 export {
   contentHash,
+  fileContentHashes,
   extractFeaturesCached,
   FeatureCache,
   featureCacheDir,

@@ -3,8 +3,7 @@
 //
 // Scores: `rawScore` is the PatchCore distance, `score` its normalised value with the model's calibrated
 // threshold at exactly 0.5 (core's normalizeScore), so "anomalous" is simply score >= 0.5.
-import { createHash } from 'node:crypto';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import {
@@ -15,6 +14,7 @@ import {
   extractFeatures,
   DECODABLE_IMAGE_EXTENSIONS,
   f1Max,
+  fileContentHashes,
   findImageFiles,
   formatFromExtension,
   formatSkipReport,
@@ -40,6 +40,7 @@ import {
   PatchCoreModel,
   type AnomalyResult,
   type DatasetItem,
+  type LoadedPatchCore,
   type Engine,
   type OneClassDataset,
   type PatchCoreConfig,
@@ -125,11 +126,7 @@ function reportSkipped(ctx: RunContext, ds: OneClassDataset): void {
 }
 
 /** Loads a one-class model file (before the engine opens, so a bad file costs no engine load). */
-async function loadModel(file: string): Promise<PatchCoreModel> {
-  return (await loadModelFile(file)).model;
-}
-
-async function loadModelFile(file: string): Promise<Awaited<ReturnType<typeof loadPatchCore>>> {
+async function loadModel(file: string): Promise<LoadedPatchCore> {
   try {
     return await loadPatchCore(file);
   } catch (err) {
@@ -158,13 +155,6 @@ function scoreOptions(ctx: RunContext): { batchSize: number; threads: number; ba
 
 // ------------------------------------------------------------------------------------------------
 // train
-
-/** sha256 of each file's bytes (the feature cache's and the SVM model's identity of an image). */
-async function fileHashes(files: readonly string[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const f of files) out.push(createHash('sha256').update(await readFile(f)).digest('hex'));
-  return out;
-}
 
 /** Fewer held-out good images than this make the threshold quantile little more than their maximum. */
 const MIN_CALIBRATION_IMAGES = 10;
@@ -202,7 +192,7 @@ export async function trainOneClassCommand(dir: string, o: OneClassTrainOptions,
   const featuresEnd = progress.marks.get('embed-train') ?? t1;
   const coresetEnd = progress.marks.get('coreset') ?? featuresEnd;
   // The training images by content, so `evaluate` can tell when a test set holds some of them.
-  const saved = await savePatchCore(o.out, model, { trainHashes: await fileHashes(ds.train.map((i) => i.path)), category: ds.category });
+  const saved = await savePatchCore(o.out, model, { trainHashes: await fileContentHashes(ds.train.map((i) => i.path)), category: ds.category });
 
   const th = model.thresholds;
   const timings = {
@@ -274,14 +264,14 @@ function downsizeFor(width: number, height: number): { w: number; h: number } {
 
 export async function evaluateOneClassCommand(modelFile: string, dir: string, o: OneClassEvaluateOptions, ctx: RunContext): Promise<number> {
   if (o.report) await checkOutputDir(o.report, '--report', [dir]);
-  const loaded = await loadModelFile(modelFile);
+  const loaded = await loadModel(modelFile);
   const model = loaded.model;
   const ds = await scanCategory(dir);
   reportSkipped(ctx, ds);
   if (ds.test.length === 0) throw new DatasetError('DATASET_EMPTY', `no usable test images under ${path.join(ds.root, 'test')}`, { input: ds.root });
   // A test image the model was trained on scores like a memorised one: the figures would flatter it.
   const trained = new Set(loaded.trainHashes);
-  const seenInTraining = trained.size === 0 ? 0 : (await fileHashes(ds.test.map((i) => i.path))).filter((h) => trained.has(h)).length;
+  const seenInTraining = trained.size === 0 ? 0 : (await fileContentHashes(ds.test.map((i) => i.path))).filter((h) => trained.has(h)).length;
   if (seenInTraining > 0) {
     ctx.stderr.write(`loupe: warning: ${seenInTraining} of the ${ds.test.length} test images were used to train this model; its figures are not a held-out measure\n`);
   }
@@ -599,7 +589,7 @@ export async function predictOneClassCommand(modelFile: string, inputs: string[]
   const expanded = await expandInputs(inputs);
   const files = expanded.map((e) => e.file);
   await checkReadable(files);
-  const model = await loadModel(modelFile);
+  const { model } = await loadModel(modelFile);
   const classifier = o.classifier ? await loadClassifier(o.classifier) : null;
   if (classifier && !classifier.model.classes.some((c) => c !== GOOD)) {
     throw new ModelFileError('MODEL_INCOMPATIBLE', o.classifier!, 'the classifier has no defect classes (only good)', { field: 'classes' });

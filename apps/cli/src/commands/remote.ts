@@ -10,6 +10,7 @@ import type { LoupeClient, ServeFlags } from '@loupe/server';
 
 import { DECODABLE_IMAGE_EXTENSIONS, findImageFiles } from '@loupe/core';
 
+import { intInRange } from '../args.js';
 import { write } from '../context.js';
 import { errorText, EXIT_FAILURE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE } from '../errors.js';
 import { printable } from '../format.js';
@@ -43,14 +44,6 @@ const MAX_REQUEST_BYTES = 16 * 1024 * 1024 - 64 * 1024;
 
 /** A usage problem found by a remote command (exit 2, one line). */
 class RemoteUsageError extends Error {}
-
-function int(name: string, min: number, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}], got '${value}'`);
-    return n;
-  };
-}
 
 function fraction(name: string) {
   return (value: string): number => {
@@ -411,22 +404,22 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
     .command('serve')
     .description('run the inspection server (gRPC loupe.v1.Inspection) in the foreground; SIGTERM/Ctrl-C stop it gracefully')
     .option('--models <dir>', 'model directory: <name>.loupe or <name>/<version>.loupe (required unless in --config)')
-    .option('--port <n>', 'gRPC port (default 50051; 0 = any free port)', int('--port', 0, 65535))
+    .option('--port <n>', 'gRPC port (default 50051; 0 = any free port)', intInRange('--port', 0, 65535))
     .option('--host <addr>', 'address to bind (default 0.0.0.0)')
-    .option('--metrics-port <m>', 'serve Prometheus /metrics on this port', int('--metrics-port', 0, 65535))
+    .option('--metrics-port <m>', 'serve Prometheus /metrics on this port', intInRange('--metrics-port', 0, 65535))
     .option('--config <file>', 'JSON config file (flags > LOUPE_SERVER_* environment > file > defaults)')
     .option('--db <file>', 'SQLite inspection log (default <models>/inspections.db)')
     .option('--tls-cert <file>', 'server certificate (PEM); with --tls-key enables TLS')
     .option('--tls-key <file>', 'server private key (PEM)')
     .option('--tls-client-ca <file>', 'require client certificates signed by this CA (mutual TLS)')
     .option('--auth-token <token...>', 'accept these bearer tokens (none: no authentication)')
-    .option('--max-batch <n>', 'most images per engine batch (default 32)', int('--max-batch', 1, 1024))
+    .option('--max-batch <n>', 'most images per engine batch (default 32)', intInRange('--max-batch', 1, 1024))
     .option('--max-delay-ms <ms>', 'longest an image waits for a fuller batch (default 5)', (v) => {
       const n = Number(v);
       if (v.trim() === '' || !(n >= 0 && n <= 10_000)) throw new InvalidArgumentError(`--max-delay-ms must be a number in [0, 10000], got '${v}'`);
       return n;
     })
-    .option('--stream-window <n>', 'unanswered images read per stream (default 32)', int('--stream-window', 1, 1 << 16))
+    .option('--stream-window <n>', 'unanswered images read per stream (default 32)', intInRange('--stream-window', 1, 1 << 16))
     .addOption(new Option('--log-level <level>', 'JSON log level (stdout)').choices(['debug', 'info', 'warn', 'error']))
     .addHelpText('after', '\nExample:\n  loupe serve --models models/ --port 50051 --metrics-port 9100')
     .action(action(deps, (o: ServeCommandOptions, cmd: Command) => serveCommand(o, cmd)));
@@ -438,8 +431,8 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
     .requiredOption('--model <name>', 'model to apply')
     .option('--model-version <v>', 'model version (default: the newest loaded)')
     .option('--json', 'one JSON line per image {"id", "file", "verdict", "score", "defectType"} (or "error"), then {"total", "anomalous", "errors"}')
-    .option('--window <n>', 'most unanswered images in flight', int('--window', 1, 4096), 32)
-    .option('--deadline-ms <ms>', 'time budget per image on the server', int('--deadline-ms', 1, 86_400_000))
+    .option('--window <n>', 'most unanswered images in flight', intInRange('--window', 1, 4096), 32)
+    .option('--deadline-ms <ms>', 'time budget per image on the server', intInRange('--deadline-ms', 1, 86_400_000))
     .addHelpText('after', '\nExample:\n  loupe --server 127.0.0.1:50051 inspect photos/ --model bottle --json')
     .action(action(deps, (inputs: string[], o: InspectOptions, cmd: Command) => inspectCommand(inputs, o, cmd, deps)));
 
@@ -496,7 +489,7 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
     .addOption(new Option('--kind <kind>', 'svm classifier or one-class (PatchCore) anomaly detector').choices(['svm', 'one-class']).makeOptionMandatory())
     .addOption(new Option('--layer <name>', '(svm) CNN features').choices(['fc1000', 'avg_pool']))
     .option('--coreset <ratio>', '(one-class) fraction of patch features kept (default 0.01)', fraction('--coreset'))
-    .option('--seed <n>', 'seed', int('--seed', 0, 2 ** 31))
+    .option('--seed <n>', 'seed', intInRange('--seed', 0, 2 ** 31))
     .option('--no-load', 'do not load the new version when it is written')
     .option('--json', 'the new model as one JSON line')
     .addHelpText('after', '\nExample:\n  loupe --server 127.0.0.1:50051 models train bottle --kind one-class bottle/train/good')
@@ -512,7 +505,7 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
     .option('--model <name>', 'only this model')
     .addOption(new Option('--verdict <v>', 'only this verdict').choices(['good', 'anomalous']))
     .option('--id <clientId>', 'only the result of this client image id')
-    .option('--limit <n>', 'at most this many results', int('--limit', 1, 10_000_000), 100)
+    .option('--limit <n>', 'at most this many results', intInRange('--limit', 1, 10_000_000), 100)
     .option('--oldest-first', 'oldest first')
     .option('--json', 'one JSON line per result')
     .action(

@@ -243,6 +243,8 @@ async function selectLambda(x: FeatureMatrix, classIndex: Int32Array, classes: r
       rng.shuffle(rows).forEach((r, j) => (fold[r] = j % folds));
     });
   }
+  // The fold models get every setting but the groups (one per row of the whole set, not of a fold's part).
+  const { groups: _groups, ...foldOpts } = opts;
   const grid = SVM_DEFAULTS.cGrid;
   const correct = grid.map(() => 0);
   const correctPerClass = grid.map(() => new Float64Array(classes.length));
@@ -259,7 +261,7 @@ async function selectLambda(x: FeatureMatrix, classIndex: Int32Array, classes: r
     const xte = pick(te);
     const ltr = tr.map((i) => classes[classIndex[i] as number] as string);
     for (let g = 0; g < grid.length; g++) {
-      const m = await trainSvmClassifier(xtr, ltr, { ...opts, classes, lambda: 1 / ((grid[g] as number) * tr.length) });
+      const m = await trainSvmClassifier(xtr, ltr, { ...foldOpts, classes, lambda: 1 / ((grid[g] as number) * tr.length) });
       const p = predictSvm(m, xte).classIndex;
       te.forEach((r, j) => {
         if (p[j] !== classIndex[r]) return;

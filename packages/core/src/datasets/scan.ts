@@ -309,12 +309,11 @@ async function collectMvtec(root: string, goodLabel: string): Promise<MvtecCandi
   // Images the layout does not use (at the category root, loose in train/ or test/, in other folders
   // than train/, test/ and ground_truth/) are reported rather than silently ignored; other files
   // (license.txt, readme.txt) are not: every MVTec category ships them.
-  const used = new Set([...train, ...test].map((c) => c.path));
+  const known = new Set([...train, ...test, ...outside].map((c) => c.path));
   const all: WalkedFile[] = [];
   await walkFiles(abs, abs, all);
   for (const f of all) {
-    if (used.has(f.path) || formatFromExtension(f.path) === undefined || f.relPath.startsWith('ground_truth/')) continue;
-    if (outside.some((o) => o.path === f.path)) continue;
+    if (known.has(f.path) || formatFromExtension(f.path) === undefined || f.relPath.startsWith('ground_truth/')) continue;
     const where = f.relPath.includes('/') ? `not under train/${goodLabel}/ or test/<type>/` : 'at the category root';
     outside.push({ path: f.path, relPath: f.relPath, reason: 'outside-layout', detail: `${where}: the MVTec layout does not use it` });
   }

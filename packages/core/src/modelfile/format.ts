@@ -253,6 +253,22 @@ export async function readModelFile(file: string, opts: { kinds?: readonly Model
   return decodeModel(bytes, file, opts);
 }
 
+/**
+ * True when `file` begins as every Loupe model file does, whatever state the rest is in (a truncated model
+ * still counts): what a new model may replace without destroying something else.
+ */
+export async function startsAsModelFile(file: string): Promise<boolean> {
+  const fh = await fs.open(file, 'r').catch(() => null);
+  if (!fh) return false;
+  try {
+    const head = Buffer.alloc(MAGIC_PREFIX.length);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    return bytesRead === head.length && head.toString('latin1') === MAGIC_PREFIX;
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Reads only the JSON header (first line), without loading or checking the payload. */
 export async function readModelHeader(file: string): Promise<ModelHeaderBase> {
   let fh: fs.FileHandle;
