@@ -11,11 +11,15 @@
 namespace loupe {
 
 enum class BackendKind { kAuto = 0, kCpu, kCuda };
-enum class Precision { kFp32 = 0, kBf16, kFp16 };  // reduced precisions: CUDA only (fp32 accumulate)
+// bf16/fp16: CUDA only (fp32 accumulate). int8: the oneDNN CPU backend only, from an Int8Calibration
+// (loupe/quantization.h: the scheme, calibration, what stays fp32).
+enum class Precision { kFp32 = 0, kBf16, kFp16, kInt8 };
+
+struct Int8Calibration;
 
 const char* BackendKindName(BackendKind k);  // "auto" | "cpu" | "cuda"
 bool BackendKindFromName(const std::string& name, BackendKind* out);
-const char* PrecisionName(Precision p);      // "fp32" | "bf16" | "fp16"
+const char* PrecisionName(Precision p);      // "fp32" | "bf16" | "fp16" | "int8"
 bool PrecisionFromName(const std::string& name, Precision* out);
 
 struct SessionOptions {
@@ -24,6 +28,9 @@ struct SessionOptions {
   int num_threads = 0;   // CPU compute threads; 0 = all cores. The caller owns the process thread budget.
   int device_id = 0;     // CUDA device
   int max_batch = 32;    // largest batch Run() will see; buffers are sized for it lazily
+  // Required for kInt8 (ignored otherwise): the activation ranges (CreateInt8Calibrator, or stored ones).
+  // The same calibration and weights give the same session, bit for bit.
+  std::shared_ptr<const Int8Calibration> int8_calibration;
 };
 
 // Which taps to compute and copy out; outputs[i] holds batch * TapElements(taps[i]) floats.
@@ -44,6 +51,11 @@ class Session {
   virtual Status Run(const RunRequest& req, RunResult* out) = 0;
   virtual std::string backend_name() const = 0;  // e.g. "cpu-onednn", "cpu-reference", "cuda-cudnn"
   virtual std::string device_name() const = 0;   // e.g. "x86_64 (2 threads)", "NVIDIA H200"
+  virtual Precision precision() const { return Precision::kFp32; }
+  // The kernels the backend's convolutions run on, e.g. "int8 brgconv_1x1:avx512_core_vnni x36,
+  // brgconv:avx512_core_vnni x16; fp32 brgconv:avx512_core x1" (oneDNN's implementation names); empty
+  // when the backend does not say. May build the batch-1 plan on first use.
+  virtual std::string kernel_info() { return std::string(); }
   const ResNet50Model& model() const { return *model_; }
 
  protected:
@@ -66,6 +78,10 @@ struct BuildInfo {
   bool has_cuda = false;     // CUDA compiled in
   bool cuda_usable = false;  // a device and libcudnn were found at run time
   std::string cuda_detail;   // why not usable, or the device name
+  // oneDNN (empty without it): version "2.6.3", the best ISA it uses on this CPU ("avx512_core_bf16",
+  // "avx2_vnni", ...), and the kernels it picks here for a representative int8 (u8 x s8) and fp32 3x3 conv
+  // ("brgconv:avx512_core_vnni", "jit_int8:avx2", ...), i.e. what an int8 / fp32 session will run on.
+  std::string onednn_version, onednn_isa, onednn_int8_kernel, onednn_fp32_kernel;
 };
 BuildInfo GetBuildInfo();
 

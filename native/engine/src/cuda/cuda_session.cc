@@ -663,6 +663,8 @@ Status CudaSession::Init() {
       math_ = CUDNN_TENSOR_OP_MATH;
       conv1_cpad_ = kConv1PadChannels;
       break;
+    case Precision::kInt8:  // CreateSession refuses it before getting here
+      return Status(StatusCode::kInvalidArgument, "precision int8 runs on the CPU backend only (oneDNN)");
   }
   use_graphs_ = EnvFlag("LOUPE_CUDA_GRAPHS", true);
   use_fused_ = EnvFlag("LOUPE_CUDNN_FUSED", true);
