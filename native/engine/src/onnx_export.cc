@@ -12,8 +12,10 @@
 #include <cstring>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "loupe/quantization.h"
 #include "protobuf_writer.h"
 
 namespace loupe {
@@ -39,7 +41,7 @@ constexpr uint32_t kAttrName = 1, kAttrI = 3, kAttrInts = 8, kAttrType = 20;
 constexpr int64_t kAttrTypeInt = 2, kAttrTypeInts = 7;
 // TensorProto
 constexpr uint32_t kTensorDims = 1, kTensorDataType = 2, kTensorName = 8, kTensorRawData = 9;
-constexpr int64_t kTensorFloat = 1;
+constexpr int64_t kTensorFloat = 1, kTensorUint8 = 2, kTensorInt8 = 3, kTensorInt32 = 6;
 // ValueInfoProto / TypeProto / TypeProto.Tensor / TensorShapeProto / Dimension
 constexpr uint32_t kValueInfoName = 1, kValueInfoType = 2;
 constexpr uint32_t kTypeTensorType = 1;
@@ -120,10 +122,25 @@ class GraphBuilder {
   }
 
   void Initializer(const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& v) {
+    RawInitializer(name, dims, f::kTensorFloat, v.data(), v.size() * sizeof(float));
+  }
+  template <typename T>
+  void TypedInitializer(const std::string& name, const std::vector<int64_t>& dims, const std::vector<T>& v) {
+    const int64_t type = std::is_same<T, float>::value     ? f::kTensorFloat
+                         : std::is_same<T, int8_t>::value  ? f::kTensorInt8
+                         : std::is_same<T, uint8_t>::value ? f::kTensorUint8
+                                                           : f::kTensorInt32;
+    static_assert(std::is_same<T, float>::value || std::is_same<T, int8_t>::value ||
+                      std::is_same<T, uint8_t>::value || std::is_same<T, int32_t>::value,
+                  "float, int8, uint8 or int32");
+    RawInitializer(name, dims, type, v.data(), v.size() * sizeof(T));
+  }
+  void RawInitializer(const std::string& name, const std::vector<int64_t>& dims, int64_t type, const void* data,
+                      size_t bytes) {
     pb::Message t;
-    t.Reserve(v.size() * sizeof(float) + name.size() + 64);
-    t.Ints(f::kTensorDims, dims).Int(f::kTensorDataType, f::kTensorFloat).String(f::kTensorName, name);
-    t.Bytes(f::kTensorRawData, v.data(), v.size() * sizeof(float));  // little-endian host (checked)
+    t.Reserve(bytes + name.size() + 64);
+    t.Ints(f::kTensorDims, dims).Int(f::kTensorDataType, type).String(f::kTensorName, name);
+    t.Bytes(f::kTensorRawData, data, bytes);  // little-endian host (checked)
     Add(f::kGraphInitializer, std::move(t));
     ++initializers_;
   }
@@ -142,27 +159,65 @@ class GraphBuilder {
 
   // Conv (+ optional Relu) from a FoldedConv: HWIO weights are transposed to OIHW.
   std::string Conv(const FoldedConv& c, const std::string& x, bool relu) {
-    std::vector<float> oihw(c.w_hwio.size());
-    for (int h = 0; h < c.kh; ++h)
-      for (int w = 0; w < c.kw; ++w)
-        for (int i = 0; i < c.cin; ++i) {
-          const float* src = &c.w_hwio[((static_cast<size_t>(h) * c.kw + w) * c.cin + i) * c.cout];
-          for (int o = 0; o < c.cout; ++o)
-            oihw[((static_cast<size_t>(o) * c.cin + i) * c.kh + h) * c.kw + w] = src[o];
-        }
-    const std::string wname = c.name + "/W", bname = c.name + "/B", out = c.name + "/conv";
-    Initializer(wname, {c.cout, c.cin, c.kh, c.kw}, oihw);
+    const std::string wname = c.name + "/W", bname = c.name + "/B";
+    Initializer(wname, {c.cout, c.cin, c.kh, c.kw}, ToOihw(c, c.w_hwio));
     Initializer(bname, {c.cout}, c.bias);
-    Node("Conv", {x, wname, bname}, out,
-         {IntsAttr("kernel_shape", {c.kh, c.kw}), IntsAttr("strides", {c.stride, c.stride}),
-          IntsAttr("pads", {c.pad, c.pad, c.pad, c.pad}), IntsAttr("dilations", {1, 1}),
-          IntAttr("group", 1)});
-    if (!relu) return out;
-    Node("Relu", {out}, c.name + "/relu");
-    return c.name + "/relu";
+    return ConvNode(c, x, wname, bname, relu);
+  }
+
+  // --- int8 (QDQ): tensors quantized per tensor (Q -> uint8), weights per output channel (int8),
+  // int32 bias; the same numbers as the oneDNN int8 session (loupe/quantization.h).
+  // Declares the scale and zero point of quantized tensor `t` (once) and quantizes float tensor `x`.
+  std::string Quantize(const std::string& t, const std::string& x, const Int8Calibration& calib) {
+    const float range = calib.ranges.at(t);
+    const bool is_signed = Int8TensorIsSigned(t);
+    // s8 with zero point 0 is exactly uint8 with zero point 128: onnxruntime's u8 kernels run it.
+    TypedInitializer<float>(t + "/scale", {}, {Int8TensorScale(t, range)});
+    TypedInitializer<uint8_t>(t + "/zero_point", {}, {static_cast<uint8_t>(is_signed ? 128 : 0)});
+    Node("QuantizeLinear", {x, t + "/scale", t + "/zero_point"}, t + "/q");
+    return t + "/q";
+  }
+  // A DequantizeLinear of quantized tensor `t` for one consumer (each consumer gets its own, as the
+  // QDQ node units onnxruntime fuses expect).
+  std::string Dequantize(const std::string& t, const std::string& consumer) {
+    const std::string out = t + "/dq:" + consumer;
+    Node("DequantizeLinear", {t + "/q", t + "/scale", t + "/zero_point"}, out);
+    return out;
+  }
+  // QDQ conv: DQ(src) * DQ(int8 weights) + DQ(int32 bias) -> [Relu] -> Q(dst).
+  std::string QConv(const FoldedConv& c, const std::string& src, const std::string& dst, bool relu,
+                    const Int8Calibration& calib) {
+    const float src_scale = Int8TensorScale(src, calib.ranges.at(src));
+    internal::QuantizedConv q;
+    internal::QuantizeConv(c, src_scale, &q);
+    std::vector<float> bias_scale(c.cout);
+    for (int o = 0; o < c.cout; ++o) bias_scale[o] = src_scale * q.w_scale[o];
+    const std::string w = c.name + "/W", b = c.name + "/B";
+    TypedInitializer<int8_t>(w + "_q", {c.cout, c.cin, c.kh, c.kw}, ToOihw(c, q.w_hwio));
+    TypedInitializer<float>(w + "_scale", {c.cout}, q.w_scale);
+    TypedInitializer<int8_t>(w + "_zero_point", {c.cout}, std::vector<int8_t>(c.cout, 0));
+    Node("DequantizeLinear", {w + "_q", w + "_scale", w + "_zero_point"}, w, {IntAttr("axis", 0)});
+    TypedInitializer<int32_t>(b + "_q", {c.cout}, q.bias);
+    TypedInitializer<float>(b + "_scale", {c.cout}, bias_scale);
+    TypedInitializer<int32_t>(b + "_zero_point", {c.cout}, std::vector<int32_t>(c.cout, 0));
+    Node("DequantizeLinear", {b + "_q", b + "_scale", b + "_zero_point"}, b, {IntAttr("axis", 0)});
+    return Quantize(dst, ConvNode(c, Dequantize(src, c.name), w, b, relu), calib);
   }
 
   int nodes() const { return nodes_; }
+
+  template <typename T>
+  static std::vector<T> ToOihw(const FoldedConv& c, const std::vector<T>& hwio) {
+    std::vector<T> oihw(hwio.size());
+    for (int h = 0; h < c.kh; ++h)
+      for (int w = 0; w < c.kw; ++w)
+        for (int i = 0; i < c.cin; ++i) {
+          const T* src = &hwio[((static_cast<size_t>(h) * c.kw + w) * c.cin + i) * c.cout];
+          for (int o = 0; o < c.cout; ++o)
+            oihw[((static_cast<size_t>(o) * c.cin + i) * c.kh + h) * c.kw + w] = src[o];
+        }
+    return oihw;
+  }
   int initializers() const { return initializers_; }
   const std::vector<std::string>& pieces() const { return pieces_; }
   size_t byte_size() const {
@@ -172,6 +227,18 @@ class GraphBuilder {
   }
 
  private:
+  std::string ConvNode(const FoldedConv& c, const std::string& x, const std::string& w, const std::string& b,
+                       bool relu) {
+    const std::string out = c.name + "/conv";
+    Node("Conv", {x, w, b}, out,
+         {IntsAttr("kernel_shape", {c.kh, c.kw}), IntsAttr("strides", {c.stride, c.stride}),
+          IntsAttr("pads", {c.pad, c.pad, c.pad, c.pad}), IntsAttr("dilations", {1, 1}),
+          IntAttr("group", 1)});
+    if (!relu) return out;
+    Node("Relu", {out}, c.name + "/relu");
+    return c.name + "/relu";
+  }
+
   // The field's tag and length, then the message body moved in (no copy of big tensors).
   void Add(uint32_t field, pb::Message m) {
     std::string head;
@@ -202,7 +269,15 @@ Status CheckConv(const FoldedConv& c, int cin) {
   return Status::Ok();
 }
 
-Status CheckOptions(const OnnxExportOptions& o) {
+Status CheckOptions(const OnnxExportOptions& o, const ResNet50Model& model) {
+  if (o.int8_calibration) {
+    if (o.opset < 13)
+      return Status(StatusCode::kInvalidArgument,
+                    "onnx export: the int8 (QDQ) graph needs opset >= 13 (per-channel DequantizeLinear), got " +
+                        std::to_string(o.opset));
+    Status st = ValidateInt8Calibration(*o.int8_calibration, model);
+    if (!st.ok()) return Status(st.code(), "onnx export: " + st.message());
+  }
   if (o.opset < kOnnxMinOpset || o.opset > kOnnxMaxOpset)
     return Status(StatusCode::kInvalidArgument, "onnx export: opset " + std::to_string(o.opset) +
                                                     " is outside " + std::to_string(kOnnxMinOpset) +
@@ -225,7 +300,8 @@ Status CheckOptions(const OnnxExportOptions& o) {
 // Builds the ModelProto as: header bytes (every field but the graph), then the graph field's pieces.
 Status Build(const ResNet50Model& model, const OnnxExportOptions& options, std::string* header,
              GraphBuilder* g) {
-  LOUPE_RETURN_IF_ERROR(CheckOptions(options));
+  LOUPE_RETURN_IF_ERROR(CheckOptions(options, model));
+  const Int8Calibration* q8 = options.int8_calibration.get();
   int depth = 0;
   for (Tap t : options.outputs) depth = std::max(depth, DepthOf(t));
   const int last_block = std::min(depth - 1, 15);  // blocks 0..last_block are emitted
@@ -255,33 +331,60 @@ Status Build(const ResNet50Model& model, const OnnxExportOptions& options, std::
     g->Node("MaxPool", {x}, "pool1/maxpool",
             {IntsAttr("kernel_shape", {3, 3}), IntsAttr("strides", {2, 2}), IntsAttr("pads", {1, 1, 1, 1})});
     x = "pool1/maxpool";
+    if (q8) {  // int8: quantized tensors are named by their calibration name ("pool1", "res2a", ...)
+      g->Quantize("pool1", x, *q8);
+      x = "pool1";
+    }
   }
   for (int bi = 0; bi <= last_block; ++bi) {
     const Bottleneck& b = model.blocks[static_cast<size_t>(bi)];
     LOUPE_RETURN_IF_ERROR(CheckConv(b.a, channels));
     LOUPE_RETURN_IF_ERROR(CheckConv(b.b, b.a.cout));
     LOUPE_RETURN_IF_ERROR(CheckConv(b.c, b.b.cout));
-    std::string shortcut = x;
     if (b.has_projection) {
       LOUPE_RETURN_IF_ERROR(CheckConv(b.projection, channels));
       if (b.projection.cout != b.c.cout)
         return Status(StatusCode::kInvalidArgument, "onnx export: block " + b.name + " projection width");
-      shortcut = g->Conv(b.projection, x, /*relu=*/false);
     } else if (channels != b.c.cout) {
       return Status(StatusCode::kInvalidArgument,
                     "onnx export: block " + b.name + " has an identity shortcut but changes width");
     }
-    std::string y = g->Conv(b.a, x, true);
-    y = g->Conv(b.b, y, true);
-    y = g->Conv(b.c, y, false);
-    g->Node("Add", {y, shortcut}, b.name + "/add");
-    g->Node("Relu", {b.name + "/add"}, b.name + "/relu");
-    x = b.name + "/relu";
+    if (q8) {
+      // relu(DQ(c) + DQ(shortcut)) -> Q(block): onnxruntime fuses it to QLinearConv + QLinearAdd.
+      std::string shortcut = x;
+      if (b.has_projection) {
+        g->QConv(b.projection, x, b.name + "_branch1", /*relu=*/false, *q8);
+        shortcut = b.name + "_branch1";
+      }
+      g->QConv(b.a, x, b.name + "_branch2a", true, *q8);
+      g->QConv(b.b, b.name + "_branch2a", b.name + "_branch2b", true, *q8);
+      g->QConv(b.c, b.name + "_branch2b", b.name + "_branch2c", false, *q8);
+      g->Node("Add", {g->Dequantize(b.name + "_branch2c", b.name + "/add"), g->Dequantize(shortcut, b.name + "/add")},
+              b.name + "/add");
+      g->Node("Relu", {b.name + "/add"}, b.name + "/relu");
+      g->Quantize(b.name, b.name + "/relu", *q8);
+      x = b.name;
+    } else {
+      std::string shortcut = x;
+      if (b.has_projection) shortcut = g->Conv(b.projection, x, /*relu=*/false);
+      std::string y = g->Conv(b.a, x, true);
+      y = g->Conv(b.b, y, true);
+      y = g->Conv(b.c, y, false);
+      g->Node("Add", {y, shortcut}, b.name + "/add");
+      g->Node("Relu", {b.name + "/add"}, b.name + "/relu");
+      x = b.name + "/relu";
+    }
     channels = b.c.cout;
     for (Tap t : {Tap::kRes2c, Tap::kRes3d, Tap::kRes4f, Tap::kRes5c})
       if (ResNet50Model::BlockIndexOfTap(t) == bi) tap_tensor[static_cast<int>(t)] = x;
   }
+  // int8: the taps and the fp32 head read the block outputs dequantized.
+  auto fp32_of = [&](Tap t, const std::string& consumer) {
+    const std::string& name = tap_tensor[static_cast<int>(t)];
+    return q8 && t != Tap::kConv1 ? g->Dequantize(name, consumer) : name;
+  };
   if (depth >= DepthOf(Tap::kAvgPool)) {
+    if (q8) x = g->Dequantize(x, "avg_pool");
     g->Node("GlobalAveragePool", {x}, "avg_pool/gap");
     g->Node("Flatten", {"avg_pool/gap"}, TapName(Tap::kAvgPool), {IntAttr("axis", 1)});
     tap_tensor[static_cast<int>(Tap::kAvgPool)] = TapName(Tap::kAvgPool);
@@ -310,7 +413,7 @@ Status Build(const ResNet50Model& model, const OnnxExportOptions& options, std::
     const std::string name = TapName(t);
     const std::array<int, 3> s = TapShape(t);
     if (IsFeatureMap(t)) {
-      g->Node("Transpose", {tap_tensor[static_cast<int>(t)]}, name, {IntsAttr("perm", {0, 2, 3, 1})});
+      g->Node("Transpose", {fp32_of(t, name)}, name, {IntsAttr("perm", {0, 2, 3, 1})});
       g->Output(name, {-1, s[0], s[1], s[2]});
     } else {
       g->Output(name, {-1, s[2]});
@@ -333,6 +436,8 @@ Status Build(const ResNet50Model& model, const OnnxExportOptions& options, std::
   meta("loupe.weights_hash", model.weights_hash);
   meta("loupe.input_layout", "NHWC");
   meta("loupe.taps", tap_list);
+  meta("loupe.precision", q8 ? "int8" : "fp32");
+  if (q8) meta("loupe.int8_method", q8->method);
   *header = h.Take();
   pb::AppendTag(header, f::kModelGraph, pb::kLengthDelimited);
   pb::AppendVarint(header, g->byte_size());

@@ -10,19 +10,33 @@
 //   outputs: one per requested tap, named TapName(tap), in the engine's layout: feature maps are
 //          transposed back to NHWC [N, H, W, C]; vectors are [N, C].
 // The network is cut after the deepest requested tap (no dead nodes or unused initializers).
+//
+// With an int8 calibration the graph is the int8 session's model in QDQ form (the same numbers, see
+// loupe/quantization.h), which onnxruntime fuses into QLinearConv / QLinearAdd: each quantized tensor T
+// (named as in the calibration) is QuantizeLinear(x, "T/scale", "T/zero_point") -> "T/q" (uint8; the
+// engine's s8 tensors as uint8 with zero point 128, which is the same), read through one
+// DequantizeLinear per consumer; conv weights are int8 initializers "<conv>/W_q" with per-output-channel
+// "<conv>/W_scale" (DequantizeLinear axis 0), biases int32 "<conv>/B_q" with scale src_scale x W_scale;
+// conv1 + max pool and avg_pool/Gemm stay float32; taps are dequantized. Needs opset >= 13.
 #pragma once
 #include <string>
 #include <vector>
+
+#include <memory>
 
 #include "loupe/resnet50.h"
 #include "loupe/status.h"
 
 namespace loupe {
 
+struct Int8Calibration;  // loupe/quantization.h
+
 struct OnnxExportOptions {
   std::vector<Tap> outputs = {Tap::kFc1000, Tap::kProbabilities};  // non-empty, no duplicates
   int opset = 13;             // default-domain opset; 11..21 accepted (the ops used are stable there)
   bool dynamic_batch = true;  // symbolic batch "N"; false pins the batch to 1
+  // Set: write the int8 QDQ graph quantized with these ranges (validated like an int8 session's).
+  std::shared_ptr<const Int8Calibration> int8_calibration;
 };
 
 constexpr int kOnnxIrVersion = 8;
