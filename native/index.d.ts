@@ -3,13 +3,46 @@
 // ("InvalidArgument" | "NotFound" | "IoError" | "CorruptData" | "Unavailable" | "Cancelled" | "Internal").
 
 export type BackendName = 'auto' | 'cpu' | 'cuda';
-export type PrecisionName = 'fp32' | 'bf16' | 'fp16';
+// 'bf16' | 'fp16': CUDA only. 'int8': the oneDNN CPU backend, from an Int8Calibration (options.int8Calibration).
+export type PrecisionName = 'fp32' | 'bf16' | 'fp16' | 'int8';
 
 export interface BuildInfo {
   onednn: boolean;
   cuda: boolean;        // CUDA backend compiled in
   cudaUsable: boolean;  // a GPU and cuDNN were found at run time
   cudaDetail: string;
+  // oneDNN ('' without it): version ("2.6.3"), the best ISA it uses on this CPU ("avx512_core_bf16",
+  // "avx2_vnni", "avx2", ...), and the kernel it picks here for a representative int8 (u8 x s8) and fp32
+  // 3x3 conv, i.e. what an int8 / fp32 session runs on ("brgconv:avx512_core_vnni", "jit_int8:avx2", ...).
+  onednnVersion: string;
+  onednnIsa: string;
+  onednnInt8Kernel: string;
+  onednnFp32Kernel: string;
+}
+
+// INT8 activation ranges (engine: loupe/quantization.h). Plain data: store it (e.g. in a model file) and
+// pass it back to createSession to get exactly the same int8 session. `ranges` maps every name of
+// int8TensorNames() to the tensor's clipping range R > 0 (float32 units): the quantization step is R/255
+// for the u8 (ReLU output) tensors and R/127 for the s8 ones (names ending in _branch2c / _branch1, and
+// "input"). `weightsHash` is the calibrated model's (a session of other weights refuses it; '' = no check).
+export interface Int8Calibration {
+  weightsHash: string;
+  method: string;   // 'percentile' | 'mse' | 'max' (informational)
+  ranges: Record<string, number>;
+}
+
+export type CalibrationMethodName = 'percentile' | 'mse' | 'max';
+
+export interface NativeCalibrator {
+  readonly images: number;  // images added so far
+  // Runs the fp32 network over a batch (the same NHWC float32 caffe-preprocessed input as session.run)
+  // and accumulates per-tensor histograms. Off the JS thread; the input must stay attached until it settles.
+  // Deterministic: the result does not depend on how images are split into batches or on their order.
+  add(input: Float32Array, batch: number): Promise<void>;
+  // The ranges from the images so far (rejects with "InvalidArgument" before any). 'mse' (default here:
+  // see docs/benchmarks/int8.md) minimises each tensor's expected quantization error; 'percentile' clips at
+  // options.percentile (default 99.99) of |x|; 'max' does not clip. Can be called repeatedly.
+  compute(options?: { method?: CalibrationMethodName; percentile?: number }): Promise<Int8Calibration>;
 }
 
 export interface NativeModel {
@@ -17,8 +50,9 @@ export interface NativeModel {
 }
 
 export interface SessionOptions {
-  backend?: BackendName;    // default 'auto'
+  backend?: BackendName;    // default 'auto' ('int8': the CPU; 'cuda' refuses int8)
   precision?: PrecisionName;
+  int8Calibration?: Int8Calibration;  // required for 'int8', ignored otherwise
   threads?: number;         // engine compute threads (0 = all cores); the caller owns the thread budget
   maxBatch?: number;
 }
@@ -26,6 +60,11 @@ export interface SessionOptions {
 export interface NativeSession {
   readonly backend: string;  // "cpu-onednn" | "cpu-reference" | "cuda-cudnn"
   readonly device: string;
+  readonly precision: PrecisionName;
+  // The kernels its convolutions run on, e.g. "int8 brgconv:avx512_core_vnni x16, brgconv_1x1:avx512_core_vnni
+  // x36; fp32 brgconv:avx512_core x1" (oneDNN names; '' where the backend does not say). May build the
+  // batch-1 plan first; waits for a run in flight.
+  kernelInfo(): Promise<string>;
   // input: NHWC float32 [batch][224][224][3], caffe-normalised BGR. Runs off the JS thread; runs on one
   // session execute one at a time in submission order. Resolves one Float32Array per tap, in order.
   run(input: Float32Array, batch: number, taps: string[]): Promise<Float32Array[]>;
@@ -66,6 +105,11 @@ export interface NativeAddon {
   loadModel(path: string): Promise<NativeModel>;  // TF.js model.json (+shards) or .lwts
   seededModel(seed: number): NativeModel;         // synthetic weights, for tests
   createSession(model: NativeModel, options?: SessionOptions): NativeSession;
+  // An INT8 calibrator over the model's fp32 activations (oneDNN builds only: else rejects "Unavailable").
+  createCalibrator(model: NativeModel, options?: { threads?: number }): Promise<NativeCalibrator>;
+  // The tensors an Int8Calibration carries, in network order: "input", "conv1", "pool1", then per block B
+  // (res2a..res5c) "B_branch2a", "B_branch2b", "B_branch2c", ["B_branch1",] "B".
+  int8TensorNames(): string[];
   // X: [n][d] standardised, targets: [k][n] int8 (+1/-1/0). Off the JS thread.
   trainLinearSvms(X: Float32Array, n: number, d: number, targets: Int8Array, k: number,
                   options?: SvmTrainOptions): Promise<{ w: Float32Array; b: Float32Array }>;
@@ -106,9 +150,12 @@ export interface NativeAddon {
   patchScoresToMap(scores: Float32Array, gridH: number, gridW: number, mapH: number, mapW: number, sigma: number,
                    outH: number, outW: number, dst: Float32Array): void;
   // Writes the model as an ONNX graph (NHWC input "input" [N,224,224,3], caffe-preprocessed; outputs the
-  // named taps, default fc1000). Off the JS thread; the file is written atomically.
+  // named taps, default fc1000). Off the JS thread; the file is written atomically. With int8Calibration:
+  // the int8 session's model as QDQ (QuantizeLinear/DequantizeLinear, per-channel int8 weights, uint8
+  // activations; opset >= 13), which onnxruntime runs as QLinearConv/QLinearAdd.
   exportOnnx(model: NativeModel, path: string,
-             options?: { taps?: string[]; opset?: number; dynamicBatch?: boolean }): Promise<void>;
+             options?: { taps?: string[]; opset?: number; dynamicBatch?: boolean;
+                         int8Calibration?: Int8Calibration }): Promise<void>;
 }
 
 declare const addon: NativeAddon;

@@ -123,6 +123,10 @@ Napi::Value BuildInfoJs(const Napi::CallbackInfo& info) {
   o.Set("cuda", Napi::Boolean::New(env, bi.has_cuda));
   o.Set("cudaUsable", Napi::Boolean::New(env, bi.cuda_usable));
   o.Set("cudaDetail", Napi::String::New(env, bi.cuda_detail));
+  o.Set("onednnVersion", Napi::String::New(env, bi.onednn_version));
+  o.Set("onednnIsa", Napi::String::New(env, bi.onednn_isa));
+  o.Set("onednnInt8Kernel", Napi::String::New(env, bi.onednn_int8_kernel));
+  o.Set("onednnFp32Kernel", Napi::String::New(env, bi.onednn_fp32_kernel));
   return o;
 }
 
@@ -152,6 +156,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMl(env, exports);
   InitPatch(env, exports);
   InitOnnx(env, exports);
+  InitQuantization(env, exports);
   return exports;
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <type_traits>
 
+#include "loupe/quantization.h"
 #include "loupe/resnet50.h"
 #include "loupe/session.h"
 #include "loupe/status.h"
@@ -24,6 +25,7 @@ struct AddonData {
   Napi::FunctionReference model_ctor;
   Napi::FunctionReference session_ctor;
   Napi::FunctionReference knn_index_ctor;
+  Napi::FunctionReference calibrator_ctor;
 };
 inline AddonData& Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 
@@ -124,10 +126,16 @@ Napi::Float32Array NewFloat32Array(Napi::Env env, const float* data, size_t n);
 // The shared ResNet50Model of a NativeModel argument (TypeError naming `name` for anything else).
 std::shared_ptr<const loupe::ResNet50Model> ArgModel(Napi::Env env, const Napi::Value& v, const char* name);
 
+// An Int8Calibration from {weightsHash?, method?, ranges: {tensor: range}} (TypeError naming `name` for a
+// wrong shape; names and values are the engine's to check), and back.
+std::shared_ptr<const loupe::Int8Calibration> ArgCalibration(Napi::Env env, const Napi::Value& v, const char* name);
+Napi::Object CalibrationToJs(Napi::Env env, const loupe::Int8Calibration& c);
+
 // Module parts.
 void InitOnnx(Napi::Env env, Napi::Object exports);     // exportOnnx
 void InitModel(Napi::Env env, Napi::Object exports);    // loadModel, seededModel, createSession
 void InitMl(Napi::Env env, Napi::Object exports);       // trainLinearSvms, knnSearch, createKnnIndex, greedyCoreset
 void InitPatch(Napi::Env env, Napi::Object exports);    // PatchCore features and anomaly maps (sync)
+void InitQuantization(Napi::Env env, Napi::Object exports);  // createCalibrator, int8TensorNames
 
 }  // namespace loupe_binding

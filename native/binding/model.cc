@@ -85,6 +85,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     return DefineClass(env, "NativeSession",
                        {InstanceAccessor<&SessionWrap::Backend>("backend", napi_enumerable),
                         InstanceAccessor<&SessionWrap::Device>("device", napi_enumerable),
+                        InstanceAccessor<&SessionWrap::Precision>("precision", napi_enumerable),
+                        InstanceMethod<&SessionWrap::KernelInfo>("kernelInfo"),
                         InstanceMethod<&SessionWrap::Run>("run"),
                         InstanceMethod<&SessionWrap::CancelPending>("cancelPending")});
   }
@@ -95,6 +97,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     SessionWrap* self = Unwrap(obj);
     self->backend_ = session->backend_name();
     self->device_ = session->device_name();
+    self->precision_ = loupe::PrecisionName(session->precision());
     self->session_ = std::move(session);
     return obj;
   }
@@ -115,6 +118,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
  private:
   Napi::Value Backend(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), backend_); }
   Napi::Value Device(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), device_); }
+  Napi::Value Precision(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), precision_); }
+  Napi::Value KernelInfo(const Napi::CallbackInfo& info);
 
   Napi::Value Run(const Napi::CallbackInfo& info);
   Napi::Value CancelPending(const Napi::CallbackInfo& info);
@@ -127,7 +132,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   }
 
   std::shared_ptr<loupe::Session> session_;
-  std::string backend_, device_;
+  std::string backend_, device_, precision_;
   std::deque<Pending> queue_;
   bool busy_ = false;
   bool active_ = false;
@@ -219,6 +224,25 @@ void SessionWrap::StartNext(Napi::Env env) {
   SetActive(false);
 }
 
+// kernel_info() may build the batch-1 plan and waits for a run in flight: off the JS thread.
+class KernelInfoWorker : public PromiseWorker {
+ public:
+  KernelInfoWorker(Napi::Env env, std::shared_ptr<loupe::Session> s)
+      : PromiseWorker(env, "loupe:session.kernelInfo"), session_(std::move(s)) {}
+  void Execute() override { info_ = session_->kernel_info(); }
+  Napi::Value Settle(Napi::Env env) override { return Napi::String::New(env, info_); }
+
+ private:
+  std::shared_ptr<loupe::Session> session_;
+  std::string info_;
+};
+
+Napi::Value SessionWrap::KernelInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!session_) ThrowType(env, "session.kernelInfo: not a session made by createSession()");
+  return Start(new KernelInfoWorker(env, session_));
+}
+
 Napi::Value SessionWrap::CancelPending(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::deque<Pending> cancelled;
@@ -240,8 +264,9 @@ Napi::Value CreateSessionJs(const Napi::CallbackInfo& info) {
   if (Has(o, "precision", &v)) {
     std::string s = ArgString(env, v, "options.precision");
     if (!loupe::PrecisionFromName(s, &opts.precision))
-      ThrowRange(env, "options.precision must be 'fp32', 'bf16' or 'fp16', got '" + s + "'");
+      ThrowRange(env, "options.precision must be 'fp32', 'bf16', 'fp16' or 'int8', got '" + s + "'");
   }
+  if (Has(o, "int8Calibration", &v)) opts.int8_calibration = ArgCalibration(env, v, "options.int8Calibration");
   if (Has(o, "threads", &v)) opts.num_threads = static_cast<int>(ArgInt(env, v, "options.threads", 0, 4096));
   if (Has(o, "maxBatch", &v)) opts.max_batch = static_cast<int>(ArgInt(env, v, "options.maxBatch", 1, kMaxBatch));
 

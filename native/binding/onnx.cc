@@ -43,6 +43,7 @@ Napi::Value ExportOnnxJs(const Napi::CallbackInfo& info) {
   }
   if (Has(o, "opset", &v))
     options.opset = static_cast<int>(ArgInt(env, v, "options.opset", loupe::kOnnxMinOpset, loupe::kOnnxMaxOpset));
+  if (Has(o, "int8Calibration", &v)) options.int8_calibration = ArgCalibration(env, v, "options.int8Calibration");
   if (Has(o, "dynamicBatch", &v)) {
     if (!v.IsBoolean()) ThrowType(env, "options.dynamicBatch must be a boolean");
     options.dynamic_batch = v.As<Napi::Boolean>().Value();
