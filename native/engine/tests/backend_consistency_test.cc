@@ -182,7 +182,7 @@ TEST_CASE(bad_requests_and_unavailable_backends) {
   CHECK(!BackendKindFromName("tpu", &k));
   CHECK(BackendKindFromName("cuda", &k) && k == BackendKind::kCuda);
   Precision p;
-  CHECK(PrecisionFromName("bf16", &p) && p == Precision::kBf16 && !PrecisionFromName("int8", &p));
+  CHECK(PrecisionFromName("bf16", &p) && p == Precision::kBf16 && !PrecisionFromName("int4", &p));
   Tap tap;
   CHECK(TapFromName("res4f", &tap) && tap == Tap::kRes4f && !TapFromName("res4e", &tap));
   CHECK(TapElements(Tap::kRes5c) == 7 * 7 * 2048 && TapShape(Tap::kFc1000)[2] == 1000);

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "loupe/quantization.h"
 #include "loupe/resnet50.h"
 #include "loupe/weights.h"
 #include "test_util.h"
@@ -426,6 +427,96 @@ TEST_CASE(TapOutputsAreNhwcAndTheGraphIsCutAfterTheDeepestTap) {
   CHECK((m2.outputs[2].dims == std::vector<std::string>{"N", "7", "7", "2048"}));
   CHECK(m2.nodes.size() == 124 + 1);
   CheckWellFormed(m2);
+}
+
+// The int8 QDQ graph: the same integers as the int8 session (loupe::internal::QuantizeConv), per-tensor
+// uint8 activations (zero point 128 for the engine's signed tensors), one DequantizeLinear per consumer.
+TEST_CASE(Int8ExportIsQdqWithTheSessionsIntegers) {
+  auto model = SeededModel();
+  if (!model) SKIP("seeded weights or BuildResNet50 unavailable");
+  auto calib = std::make_shared<loupe::Int8Calibration>();
+  float r = 1.f;
+  for (const auto& n : loupe::Int8TensorNames()) calib->ranges[n] = (r += 0.25f);
+  calib->weights_hash = model->weights_hash;
+  calib->method = "test";
+  loupe::OnnxExportOptions o;
+  o.int8_calibration = calib;
+  std::string bytes;
+  REQUIRE_OK(loupe::SerializeOnnx(*model, o, &bytes));
+  Model m;
+  CHECK(Decode(bytes, &m));
+  CheckWellFormed(m);
+  CHECK(m.metadata["loupe.precision"] == "int8" && m.metadata["loupe.int8_method"] == "test");
+  std::map<std::string, int> ops;
+  for (const auto& n : m.nodes) ops[n.op]++;
+  CHECK(ops["Conv"] == 53 && ops["Add"] == 16 && ops["MaxPool"] == 1 && ops["Gemm"] == 1);
+  // Q: pool1, then per block branch2a/2b/2c + the block output, + 4 projections.
+  CHECK(ops["QuantizeLinear"] == 1 + 16 * 4 + 4);
+  // DQ: weights and biases of the 52 int8 convs, per block one per consumer (conv a, b, c, the add's
+  // two inputs, the projection's input), and avg_pool's.
+  CHECK(ops["DequantizeLinear"] == 2 * 52 + 16 * 5 + 4 + 1);
+  // conv1 stays float; res2a_branch2a reads pool1 through its own DequantizeLinear.
+  const loupe::FoldedConv& c = model->blocks[0].a;
+  const Node* conv = FindNode(m, c.name + "/conv");
+  CHECK(conv && conv->inputs[0] == "pool1/dq:" + c.name);
+  CHECK(FindInit(m, "conv1/W") && FindInit(m, "conv1/W")->dtype == 1);
+  // Weights, scales and biases are the session's.
+  loupe::internal::QuantizedConv q;
+  const float src_scale = loupe::Int8TensorScale("pool1", calib->ranges.at("pool1"));
+  loupe::internal::QuantizeConv(c, src_scale, &q);
+  const Init* w = FindInit(m, c.name + "/W_q");
+  const Init* ws = FindInit(m, c.name + "/W_scale");
+  const Init* b = FindInit(m, c.name + "/B_q");
+  const Init* bs = FindInit(m, c.name + "/B_scale");
+  CHECK(w && ws && b && bs);
+  if (w && ws && b && bs) {
+    CHECK(w->dtype == 3 && (w->dims == std::vector<int64_t>{c.cout, c.cin, 1, 1}));
+    int bad = 0;
+    for (int oc = 0; oc < c.cout; ++oc)
+      for (int ic = 0; ic < c.cin; ++ic) bad += (int8_t)w->raw[oc * c.cin + ic] != q.w_hwio[(size_t)ic * c.cout + oc];
+    CHECK(bad == 0);
+    CHECK(std::memcmp(ws->raw, q.w_scale.data(), 4 * c.cout) == 0);
+    CHECK(b->dtype == 6 && std::memcmp(b->raw, q.bias.data(), 4 * c.cout) == 0);
+    float bs0;
+    std::memcpy(&bs0, bs->raw, 4);
+    CHECK(bs0 == src_scale * q.w_scale[0]);
+  }
+  const Node* wdq = FindNode(m, c.name + "/W");
+  CHECK(wdq && wdq->op == "DequantizeLinear" && wdq->ints.at("axis")[0] == 0);
+  // Signed tensors: uint8 with zero point 128 and scale R/127; ReLU outputs zero point 0, scale R/255.
+  const Init* zp_c = FindInit(m, "res2a_branch2c/zero_point");
+  const Init* zp_y = FindInit(m, "res2a/zero_point");
+  const Init* sc_c = FindInit(m, "res2a_branch2c/scale");
+  CHECK(zp_c && zp_y && sc_c && zp_c->dtype == 2 && zp_c->dims.empty());
+  if (zp_c && zp_y && sc_c) {
+    CHECK((uint8_t)zp_c->raw[0] == 128 && (uint8_t)zp_y->raw[0] == 0);
+    float sc;
+    std::memcpy(&sc, sc_c->raw, 4);
+    CHECK(sc == calib->ranges.at("res2a_branch2c") / 127.f);
+  }
+  const Node* add = FindNode(m, "res2a/add");
+  CHECK(add && add->inputs[0] == "res2a_branch2c/dq:res2a/add" && add->inputs[1] == "res2a_branch1/dq:res2a/add");
+  const Node* add2 = FindNode(m, "res2b/add");
+  CHECK(add2 && add2->inputs[1] == "res2a/dq:res2b/add");
+
+  // Taps are dequantized; a cut graph has no dangling nodes.
+  o.outputs = {loupe::Tap::kRes3d, loupe::Tap::kConv1};
+  REQUIRE_OK(loupe::SerializeOnnx(*model, o, &bytes));
+  Model m2;
+  CHECK(Decode(bytes, &m2));
+  CheckWellFormed(m2);
+  const Node* t = FindNode(m2, "res3d");
+  CHECK(t && t->op == "Transpose" && t->inputs[0] == "res3d/dq:res3d");
+  CHECK(FindNode(m2, "res4a/q") == nullptr);
+
+  // opset < 13 (no per-channel DequantizeLinear) and bad calibrations are refused.
+  o.opset = 12;
+  CHECK(loupe::SerializeOnnx(*model, o, &bytes).code() == loupe::StatusCode::kInvalidArgument);
+  o.opset = 13;
+  auto bad = std::make_shared<loupe::Int8Calibration>(*calib);
+  bad->ranges.erase("res5c");
+  o.int8_calibration = bad;
+  CHECK(loupe::SerializeOnnx(*model, o, &bytes).code() == loupe::StatusCode::kInvalidArgument);
 }
 
 TEST_CASE(BadOptionsAndPathsAreRejected) {
