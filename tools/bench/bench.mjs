@@ -1,5 +1,6 @@
 // `npm run bench [-- --json]`: loupe (the native engine, CPU) vs onnxruntime-node on the same ResNet-50,
-// images/s at batch 1, 8 and 32 with 2 threads each, in one process, on the same seeded inputs.
+// images/s at batch 1, 8 and 32 with 2 threads each, in one process, on the same seeded inputs; fp32 and
+// INT8 (loupe's int8 session vs onnxruntime on the engine's QDQ export of the same quantization).
 //
 // - The model ONNX is exported from the real weights by the engine itself (loupe::ExportOnnx) and cached
 //   as $LOUPE_HOME/onnx/<weightsHash>.onnx (--reexport refreshes it).
@@ -7,13 +8,22 @@
 //   optimisations), warm-up runs first, then rounds that alternate which engine goes first; the figure
 //   is the median over rounds. A short pause between runs lets the other engine's spinning threads sleep.
 // - Agreement: max |fc1000 logits loupe - onnxruntime| < 1e-3 at every batch size (exit code 1 if not).
+// - INT8: the activation ranges are calibrated by the engine (MSE method) on a few real images (the
+//   bundled apps/cli/assets/sample.png, plus shared/reference/resnet50's PNGs when present); loupe runs an
+//   int8 session from them and onnxruntime the engine's QDQ export of exactly the same quantization
+//   (same int8 weights, int32 biases and activation scales; cached as $LOUPE_HOME/onnx/<weightsHash>-
+//   int8-<calibration hash>.onnx). The int8 runs are timed in the same rounds as the fp32 ones.
+//   Agreement: the two int8 engines' logits within INT8_TOLERANCE (below; exit code 1 if not).
 // - Peak RSS: a batch-32 loupe run in a child process (no onnxruntime in it).
-// Human table on stdout (stderr with --json); the LAST stdout line is always the JSON summary:
-//   {"batch": {"1": {"loupe": X, "onnxruntime": Y}, "8": {...}, "32": {...}}, "peakRssMb": N}
+// Human tables on stdout (stderr with --json); the LAST stdout line is always the JSON summary:
+//   {"batch": {"1": {"loupe": X, "onnxruntime": Y}, "8": {...}, "32": {...}},
+//    "int8": {"1": {"loupe": X, "onnxruntime": Y}, "8": {...}, "32": {...}}, "peakRssMb": N}
 // Options: --json, --batches 1,8,32, --threads 2, --rounds N (all batches), --warmup N, --reexport,
-//          --no-rss, --gap-ms 300, --onnx PATH (use this ONNX file as is).
+//          --no-rss, --gap-ms 300, --onnx PATH (use this ONNX file as is), --no-int8,
+//          --int8-method mse|percentile|max.
 import { execFileSync } from 'node:child_process';
-import { existsSync, renameSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -27,6 +37,9 @@ import {
   maxAbsDiff,
   median,
   ortSessionOptions,
+  preprocessPng,
+  referenceDir,
+  repoRoot,
   seededInputs,
   weightsPath,
 } from './lib.mjs';
@@ -45,6 +58,8 @@ const { values: opt } = parseArgs({
     // lets each start from idle, as a request arriving at a server would.
     'gap-ms': { type: 'string', default: '300' },
     onnx: { type: 'string' },
+    'no-int8': { type: 'boolean', default: false },
+    'int8-method': { type: 'string', default: 'mse' },
   },
 });
 const out = opt.json ? console.error : console.log;  // --json: stdout holds only the JSON line
@@ -53,6 +68,12 @@ const batches = opt.batches.split(',').map(Number);
 const threads = Number(opt.threads);
 const gapMs = Number(opt['gap-ms']);
 const TOLERANCE = 1e-3;
+// The two int8 engines run the same integer model, but not bit for bit: conv1 is fp32 in both, and its
+// last-bit differences (up to ~1e-5) flip the rounding of a few pool1 values, whose 1-LSB changes then
+// spread through the 52 int8 convs (measured on the reference and sample images, and on these seeded
+// inputs: max |dlogit| 0.05-0.3, while either engine's int8 logits are ~1 away from fp32's). A real
+// divergence (a wrong scale, zero point or fusion) moves logits by several units, so: max |dlogit| < 0.5.
+const INT8_TOLERANCE = 0.5;
 const DEFAULT_ROUNDS = { 1: 15, 8: 7, 32: 5 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -104,11 +125,25 @@ async function main() {
     return r.fc1000.data;
   } };
   if (loupe) runners.loupe = async (x, b) => (await loupe.run(x, b, ['fc1000']))[0];
+
+  // 3b. INT8: calibrate, then loupe's int8 session and onnxruntime on the QDQ export of the same scales.
+  let int8 = null;
+  if (loupe && !opt['no-int8']) {
+    int8 = await prepareInt8(addon, model, batches);
+    const ortInt8 = await ort.InferenceSession.create(int8.onnxPath, ortSessionOptions(threads));
+    int8.ortSession = ortInt8;
+    runners['onnxruntime-int8'] = async (x, b) => {
+      const r = await ortInt8.run({ input: new ort.Tensor('float32', x, [b, 224, 224, 3]) }, ['fc1000']);
+      return r.fc1000.data;
+    };
+    runners['loupe-int8'] = async (x, b) => (await int8.session.run(x, b, ['fc1000']))[0];
+  }
   const names = Object.keys(runners);
 
   // 4. Timed rounds.
   const results = {};
   let disagree = false;
+  let disagree8 = false;
   for (const b of batches) {
     const x = all.slice(0, b * IMAGE_FLOATS);
     const rounds = Number(opt.rounds ?? DEFAULT_ROUNDS[b] ?? 5);
@@ -120,6 +155,9 @@ async function main() {
     }
     const diff = loupe ? maxAbsDiff(logits.loupe, logits.onnxruntime) : null;
     if (diff !== null && !(diff < TOLERANCE)) disagree = true;
+    const diff8 = int8 ? maxAbsDiff(logits['loupe-int8'], logits['onnxruntime-int8']) : null;
+    const diff8fp = int8 ? maxAbsDiff(logits['loupe-int8'], logits.loupe) : null;
+    if (diff8 !== null && !(diff8 < INT8_TOLERANCE)) disagree8 = true;
     const times = Object.fromEntries(names.map((n) => [n, []]));
     for (let r = 0; r < rounds; r++) {
       const order = r % 2 ? [...names].reverse() : names;
@@ -130,13 +168,14 @@ async function main() {
         await sleep(gapMs);
       }
     }
-    results[b] = { diff, rounds };
+    results[b] = { diff, diff8, diff8fp, rounds };
     for (const n of names) {
       const ms = median(times[n]);
       results[b][n] = { ips: (b * 1000) / ms, ms, min: Math.min(...times[n]), max: Math.max(...times[n]) };
     }
     log(`batch ${b}: ` + names.map((n) => `${n} ${results[b][n].ips.toFixed(2)} img/s`).join(', ') +
-      (diff !== null ? `, max |dlogit| ${diff.toExponential(2)}` : ''));
+      (diff !== null ? `, max |dlogit| ${diff.toExponential(2)}` : '') +
+      (diff8 !== null ? `, int8 max |dlogit| ${diff8.toExponential(2)} (vs fp32 ${diff8fp.toExponential(2)})` : ''));
   }
 
   // 5. Report.
@@ -155,18 +194,77 @@ async function main() {
       `${pad(l ? (l.ips / o.ips).toFixed(2) + 'x' : '-', 9)} ${pad(l ? l.ms.toFixed(1) : '-', 9)} ` +
       `${pad(o.ms.toFixed(1), 9)} ${pad(r.diff === null ? '-' : r.diff.toExponential(2), 11)}`);
   }
+  if (int8) {
+    out('');
+    out(`ResNet-50 INT8, same rounds: loupe int8 session (${int8.kernels}) vs onnxruntime on the QDQ export;`);
+    out(`calibration: ${int8.method} over ${int8.images} real images (${int8.sources})`);
+    out(`${pad('batch', 5)} ${pad('loupe i8 img/s', 14)} ${pad('ORT i8 img/s', 12)} ${pad('loupe/ORT', 9)} ` +
+      `${pad('vs loupe fp32', 13)} ${pad('ORT vs fp32', 11)} ${pad('loupe ms', 9)} ${pad('ORT ms', 9)} ` +
+      `${pad('max|dlogit|', 11)} ${pad('i8-fp32', 9)}`);
+    for (const b of batches) {
+      const r = results[b];
+      const l = r['loupe-int8'];
+      const o = r['onnxruntime-int8'];
+      out(`${pad(b, 5)} ${pad(l.ips.toFixed(2), 14)} ${pad(o.ips.toFixed(2), 12)} ${pad((l.ips / o.ips).toFixed(2) + 'x', 9)} ` +
+        `${pad((l.ips / r.loupe.ips).toFixed(2) + 'x', 13)} ${pad((o.ips / r.onnxruntime.ips).toFixed(2) + 'x', 11)} ` +
+        `${pad(l.ms.toFixed(1), 9)} ${pad(o.ms.toFixed(1), 9)} ${pad(r.diff8.toExponential(2), 11)} ` +
+        `${pad(r.diff8fp.toExponential(2), 9)}`);
+    }
+  }
   out(`peak RSS, batch-32 loupe run (own process): ${peakRssMb ?? '-'} MB`);
   if (disagree) {
     console.error(`[bench] ERROR: loupe and onnxruntime logits differ by more than ${TOLERANCE}`);
     process.exitCode = 1;
   }
+  if (disagree8) {
+    console.error(`[bench] ERROR: loupe int8 and onnxruntime int8 logits differ by more than ${INT8_TOLERANCE}`);
+    process.exitCode = 1;
+  }
   await ortSession.release?.();
+  await int8?.ortSession.release?.();
 
-  const summary = { batch: {}, peakRssMb };
+  const summary = { batch: {} };
   for (const b of batches) {
     summary.batch[String(b)] = { loupe: round2(results[b].loupe?.ips), onnxruntime: round2(results[b].onnxruntime.ips) };
   }
+  if (int8) {
+    summary.int8 = {};
+    for (const b of batches) {
+      summary.int8[String(b)] = { loupe: round2(results[b]['loupe-int8'].ips), onnxruntime: round2(results[b]['onnxruntime-int8'].ips) };
+    }
+  }
+  summary.peakRssMb = peakRssMb;
   console.log(spacedJson(summary));
+}
+
+// Calibrates the engine on the bundled sample image (+ the reference PNGs when present), creates the
+// int8 session and exports (or reuses) the QDQ model of the same calibration.
+async function prepareInt8(addon, model, batches) {
+  const sources = [join(repoRoot, 'apps', 'cli', 'assets', 'sample.png')];
+  const ref = referenceDir();
+  if (ref) for (const n of ['chelsea', 'coffee', 'rocket']) sources.push(join(ref, `${n}_224.png`));
+  const t0 = performance.now();
+  const calibrator = await addon.createCalibrator(model, { threads });
+  for (const p of sources) await calibrator.add(await preprocessPng(p), 1);
+  const calibration = await calibrator.compute({ method: opt['int8-method'] });
+  const session = addon.createSession(model, {
+    backend: 'cpu', threads, maxBatch: Math.max(...batches), precision: 'int8', int8Calibration: calibration,
+  });
+  const hash = createHash('sha256').update(JSON.stringify(calibration)).digest('hex').slice(0, 16);
+  const cacheDir = join(loupeHome(), 'onnx');
+  const onnxPath = join(cacheDir, `${model.weightsHash}-int8-${hash}.onnx`);
+  if (opt.reexport || !existsSync(onnxPath)) {
+    mkdirSync(cacheDir, { recursive: true });
+    const tmp = join(cacheDir, `export-int8-${process.pid}.onnx`);
+    await addon.exportOnnx(model, tmp, { int8Calibration: calibration });
+    renameSync(tmp, onnxPath);
+  }
+  log(`int8: calibrated (${calibration.method}) on ${sources.length} images and exported ${onnxPath} in ` +
+    `${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  return {
+    session, onnxPath, method: calibration.method, images: sources.length,
+    sources: sources.map((p) => p.split('/').pop()).join(', '), kernels: await session.kernelInfo(),
+  };
 }
 
 // JSON with ", " and ": " separators: {"batch": {"1": {"loupe": 12.3, "onnxruntime": 10.1}}, ...}

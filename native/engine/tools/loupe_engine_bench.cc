@@ -4,7 +4,8 @@
 //   --weights PATH      model.json (TensorFlow.js layers format) or a .lwts file
 //   --seed N            synthetic seeded weights instead (default when --weights is absent: --seed 1)
 //   --backend B         cpu | cuda | reference | auto   (default cpu; cpu = oneDNN when built with it)
-//   --precision P       fp32 | bf16 | fp16              (default fp32; reduced precisions are CUDA only)
+//   --precision P       fp32 | bf16 | fp16 | int8       (default fp32; bf16/fp16 are CUDA only, int8 CPU only:
+//                       calibrated (MSE) on the benchmark's own synthetic input, so for speed, not accuracy)
 //   --threads N         CPU compute threads, 0 = all cores (default 0)
 //   --device N          CUDA device (default 0)
 //   --batches LIST      comma-separated batch sizes (default 1,8,32)
@@ -26,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "loupe/quantization.h"
 #include "loupe/resnet50.h"
 #include "loupe/session.h"
 #include "loupe/weights.h"
@@ -159,7 +161,24 @@ int main(int argc, char** argv) {
   opts.num_threads = f.threads;
   opts.device_id = f.device;
   opts.max_batch = *std::max_element(f.batches.begin(), f.batches.end());
-  if (!PrecisionFromName(f.precision, &opts.precision)) Usage("--precision must be fp32, bf16 or fp16");
+  if (!PrecisionFromName(f.precision, &opts.precision)) Usage("--precision must be fp32, bf16, fp16 or int8");
+  // Deterministic caffe-range input (BGR minus means lies in about [-124, 152]).
+  const int max_batch = opts.max_batch;
+  std::vector<float> input((size_t)max_batch * kInputSize * kInputSize * kInputChannels);
+  uint64_t s = 0x2545f4914f6cdd1dull;
+  for (auto& v : input) {
+    s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+    v = (float)((s >> 40) % 25600) / 100.0f - 124.0f;
+  }
+  if (opts.precision == Precision::kInt8) {
+    std::unique_ptr<Int8Calibrator> cal;
+    st = CreateInt8Calibrator(model, f.threads, &cal);
+    if (st.ok()) st = cal->Add(input.data(), std::min(max_batch, 8));
+    auto calib = std::make_shared<Int8Calibration>();
+    if (st.ok()) st = cal->Compute(CalibrationOptions(), calib.get());
+    if (!st.ok()) return Fail("int8 calibration", st);
+    opts.int8_calibration = calib;
+  }
   std::unique_ptr<Session> session;
   if (f.backend == "reference") {
     st = CreateReferenceSession(model, opts, &session);
@@ -174,14 +193,6 @@ int main(int argc, char** argv) {
     Tap t;
     if (!TapFromName(name, &t)) Usage(("unknown tap " + name).c_str());
     req.taps.push_back(t);
-  }
-  // Deterministic caffe-range input (BGR minus means lies in about [-124, 152]).
-  const int max_batch = opts.max_batch;
-  std::vector<float> input((size_t)max_batch * kInputSize * kInputSize * kInputChannels);
-  uint64_t s = 0x2545f4914f6cdd1dull;
-  for (auto& v : input) {
-    s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-    v = (float)((s >> 40) % 25600) / 100.0f - 124.0f;
   }
   req.input = input.data();
 
