@@ -18,13 +18,18 @@
 // Debian's libdnnl uses OpenMP, whose thread team belongs to the thread that opens the parallel
 // region. Run() may be called from any thread (the binding calls from whichever libuv pool thread is
 // free), and every new calling thread means another team whose threads must wake up and warm their
-// caches: measured +12% at batch 1 when runs hop between 4 pool threads. So each session computes on
-// one thread of its own (its OpenMP master, ICV set once); Run() hands it the request and waits.
+// caches: measured +12% at batch 1 when runs hop between 4 pool threads. So sessions compute on a
+// compute thread (the OpenMP master, ICV set once); Run() hands it the request and waits. That thread
+// is shared by all sessions (and calibrators) of the same thread count in the process: two teams of N
+// threads on N cores make libgomp count more threads than CPUs and cut its spin-wait to 100 iterations,
+// so its workers sleep between primitives and every primitive pays a futex wake-up (measured with an fp32
+// and an int8 session in one process, 300 ms between runs: batch 1 fp32 25 -> 45 ms, int8 9 -> 16 ms).
 #include <omp.h>
 
 #include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
+#include <deque>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -124,12 +129,76 @@ dnnl::primitive_attr UserScratchpad() {
   return attr;
 }
 
+// A thread that runs jobs, one at a time in FIFO order, with an OpenMP team of `threads`; one per thread
+// count in the process, alive while some session holds it.
+class ComputeThread {
+ public:
+  static std::shared_ptr<ComputeThread> ForThreads(int threads) {
+    static std::mutex mu;
+    static std::map<int, std::weak_ptr<ComputeThread>> registry;
+    std::lock_guard<std::mutex> l(mu);
+    std::shared_ptr<ComputeThread> t = registry[threads].lock();
+    if (!t) {
+      t.reset(new ComputeThread(threads));
+      registry[threads] = t;
+    }
+    return t;
+  }
+  ~ComputeThread() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  int threads() const { return threads_; }
+  // Runs `fn` on the compute thread (started on first use) and waits for it.
+  void Run(const std::function<void()>& fn) {
+    Job job{&fn, false};
+    std::unique_lock<std::mutex> l(mu_);
+    if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+    queue_.push_back(&job);
+    cv_.notify_all();
+    done_cv_.wait(l, [&] { return job.done; });
+  }
+
+ private:
+  struct Job {
+    const std::function<void()>* fn;
+    bool done;
+  };
+  explicit ComputeThread(int threads) : threads_(threads) {}
+  void Loop() {
+    omp_set_num_threads(threads_);
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stop_ and nothing left to run
+      Job* job = queue_.front();
+      queue_.pop_front();
+      l.unlock();
+      (*job->fn)();
+      l.lock();
+      job->done = true;
+      done_cv_.notify_all();
+    }
+  }
+
+  const int threads_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::deque<Job*> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 class OneDnnSession : public Session, public ObservingSession {
  public:
   OneDnnSession(std::shared_ptr<const ResNet50Model> m, int threads, const Int8Calibration* calib, bool observe)
       : Session(std::move(m)), threads_(threads), int8_(calib != nullptr), observe_(observe),
         int8_conv1_(int8_ && EnvIs("LOUPE_INT8_CONV1", "1")), fused_add_(int8_ && EnvIs("LOUPE_INT8_ADD", "fused")),
-        engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
+        engine_(dnnl::engine::kind::cpu, 0), stream_(engine_), compute_(ComputeThread::ForThreads(threads)) {
     if (int8_)
       for (const auto& e : calib->ranges) scale_[e.first] = Int8TensorScale(e.first, e.second);
     auto add = [&](const FoldedConv& cv, const std::string& src, bool int8) {
@@ -186,15 +255,6 @@ class OneDnnSession : public Session, public ObservingSession {
     return out;
   }
 
-  ~OneDnnSession() override {
-    {
-      std::lock_guard<std::mutex> l(job_mu_);
-      stop_ = true;
-    }
-    job_cv_.notify_all();
-    if (worker_.joinable()) worker_.join();
-  }
-
   Status Run(const RunRequest& req, RunResult* out) override {
     LOUPE_RETURN_IF_ERROR(ValidateRequest(req));
     std::lock_guard<std::mutex> lock(mu_);  // one run at a time per session
@@ -229,28 +289,7 @@ class OneDnnSession : public Session, public ObservingSession {
     }
   }
 
-  // Runs `fn` on the session's compute thread (started on first use) and waits for it.
-  void OnWorker(const std::function<void()>& fn) {
-    std::unique_lock<std::mutex> l(job_mu_);
-    if (!worker_.joinable()) worker_ = std::thread([this] { WorkerLoop(); });
-    job_ = &fn;
-    job_cv_.notify_all();
-    done_cv_.wait(l, [&] { return job_ == nullptr; });
-  }
-  void WorkerLoop() {
-    omp_set_num_threads(threads_);
-    std::unique_lock<std::mutex> l(job_mu_);
-    for (;;) {
-      job_cv_.wait(l, [&] { return stop_ || job_ != nullptr; });
-      if (job_ == nullptr) return;  // stop_ and nothing left to run
-      const std::function<void()>* fn = job_;
-      l.unlock();
-      (*fn)();
-      l.lock();
-      job_ = nullptr;
-      done_cv_.notify_all();
-    }
-  }
+  void OnWorker(const std::function<void()>& fn) { compute_->Run(fn); }
 
   Status RunLocked(const RunRequest& req, RunResult* out) {
     out->outputs.assign(req.taps.size(), {});
@@ -694,13 +733,8 @@ class OneDnnSession : public Session, public ObservingSession {
   memory fc_w_user_, fc_b_;
   std::vector<std::pair<memory::desc, memory>> fc_w_;
   std::map<int, std::unique_ptr<Plan>> plans_;
-  std::mutex mu_;
-  // The compute thread and its one-slot job hand-off (guarded by job_mu_).
-  std::thread worker_;
-  std::mutex job_mu_;
-  std::condition_variable job_cv_, done_cv_;
-  const std::function<void()>* job_ = nullptr;
-  bool stop_ = false;
+  std::mutex mu_;  // one run (or plan build) of this session at a time
+  std::shared_ptr<ComputeThread> compute_;
 };
 
 int ThreadsFor(int requested) { return requested > 0 ? requested : omp_get_num_procs(); }
