@@ -1,7 +1,8 @@
 // INT8 accuracy of the engine against its fp32: calibrate on some images, evaluate on others.
 //
 //   node tools/bench/int8-accuracy.mjs --calibrate DIR[,DIR...] --eval DIR[,DIR...]
-//        [--calibration-images 100] [--eval-every 1] [--methods mse,percentile,max] [--ort] [--threads 2] [--json]
+//        [--calibration-images 100] [--eval-every 1] [--methods mse,percentile,max] [--ort] [--threads 2]
+//        [--worst N] [--json]
 //
 // Images (PNG/JPEG/WebP/TIFF, found recursively, sorted by path) are decoded like @loupe/core does for the CNN
 // (sharp, EXIF-rotated, sRGB, ICC ignored, resized to 224x224 with the cubic kernel, 'fill'), then
@@ -11,6 +12,7 @@
 // fp32 session on the evaluation images: fc1000 cosine, top-1 agreement, top-5 overlap, fp32's top-1 inside
 // int8's top-5, and the cosine of the avg_pool, res3d and res4f taps. --ort also runs onnxruntime on the
 // engine's QDQ export of each calibration (same quantization) and reports its agreement with loupe's int8.
+// --worst N lists, per method, the N images whose res3d / res4f taps are furthest from fp32 (lowest cosine).
 // Human tables on stdout (stderr with --json); the last stdout line is a JSON summary.
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -31,6 +33,7 @@ const { values: opt } = parseArgs({
     ort: { type: 'boolean', default: false },
     threads: { type: 'string', default: '2' },
     json: { type: 'boolean', default: false },
+    worst: { type: 'string', default: '0' },
   },
 });
 const out = opt.json ? console.error : console.log;
@@ -87,13 +90,17 @@ const cosine = (a, b) => {
 const topk = (v, k) => Array.from(v, (p, i) => [p, i]).sort((x, y) => y[0] - x[0]).slice(0, k).map(([, i]) => i);
 const mean = (v) => v.reduce((a, b) => a + b, 0) / v.length;
 
-function compare(q, f) {
+function compare(q, f, files = null) {
   const n = f.fc1000.length;
   const s = { images: n };
   for (const t of TAPS) {
     const c = f[t].map((v, i) => cosine(q[t][i], v));
     s[`${t}CosMean`] = mean(c);
     s[`${t}CosMin`] = Math.min(...c);
+    if (files && Number(opt.worst) > 0 && (t === 'res3d' || t === 'res4f')) {
+      s[`${t}Worst`] = c.map((v, i) => [v, files[i]]).sort((a, b) => a[0] - b[0]).slice(0, Number(opt.worst))
+        .map(([v, file]) => ({ cos: v, file }));
+    }
   }
   let top1 = 0, in5 = 0, overlap = 0, maxAbs = 0;
   for (let i = 0; i < n; i++) {
@@ -142,7 +149,7 @@ async function main() {
       const calibration = await calibrator.compute({ method });
       const s = addon.createSession(model, { backend: 'cpu', threads, precision: 'int8', int8Calibration: calibration });
       const q = await runAll((x, b) => s.run(x, b, TAPS), evalX, evalFiles.length);
-      rows[method] = compare(q, ref);
+      rows[method] = compare(q, ref, evalFiles);
       if (ort) {
         const path = join(dir, `${method}.onnx`);
         await addon.exportOnnx(model, path, { int8Calibration: calibration, taps: TAPS });
@@ -167,6 +174,12 @@ async function main() {
     out(`${m.padEnd(10)}  ${f(r.fc1000CosMean)} / ${f(r.fc1000CosMin)}  ${f(r.top1, 3)}  ${f(r.top5Overlap, 3)}      ` +
       `${f(r.top1InTop5, 3)}          ${f(r.avg_poolCosMean)} / ${f(r.avg_poolCosMin)}  ` +
       `${f(r.res3dCosMean)} / ${f(r.res3dCosMin)}  ${f(r.res4fCosMean)} / ${f(r.res4fCosMin)}`);
+  }
+  for (const [m, r] of Object.entries(rows)) {
+    for (const t of ['res3d', 'res4f']) {
+      if (!r[`${t}Worst`]) continue;
+      out(`${m} ${t}, lowest cosine: ` + r[`${t}Worst`].map((w) => `${f(w.cos, 4)} ${w.file.split('/').slice(-3).join('/')}`).join(', '));
+    }
   }
   if (opt.ort) {
     out('');
