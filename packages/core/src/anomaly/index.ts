@@ -5,8 +5,6 @@ export * from './patchcore/anomaly-map.js';
 export * from './patchcore/memory-bank.js';
 export * from './patchcore/scorer.js';
 export * from './patchcore/threshold.js';
-export * from './patchcore/tiling.js';
-export * from './patchcore/io.js';
 export * from './patchcore/model.js';
 export * from './patchcore/model-file.js';
 export * from './patchcore/visualize.js';

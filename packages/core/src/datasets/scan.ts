@@ -243,6 +243,22 @@ export async function scanFolderPerLabel(root: string, opts: ScanOptions = {}): 
   return { root: abs, layout: 'folder-per-label', items, labels, skipped: [...outside, ...skipped] };
 }
 
+/**
+ * A plain folder of images, all of one label (e.g. a folder of good parts): every image under it,
+ * recursively, checked as `verify` says; the rest reported as skipped.
+ */
+export async function scanImageFolder(root: string, opts: ScanOptions & { label?: string } = {}): Promise<{ root: string; items: DatasetItem[]; skipped: SkippedFile[] }> {
+  const abs = await requireDirectory(root);
+  const all: WalkedFile[] = [];
+  await walkFiles(abs, abs, all);
+  const label = opts.label ?? 'good';
+  const { items, skipped } = await inspectCandidates(all.map((f) => ({ path: f.path, relPath: f.relPath, label })), opts);
+  if (items.length === 0) {
+    throw new DatasetError('DATASET_EMPTY', `no usable images under ${abs} (looked for ${DECODABLE_IMAGE_EXTENSIONS.join(' ')} files; ${skipped.length} files skipped)`, { input: abs });
+  }
+  return { root: abs, items, skipped };
+}
+
 /** Indexes `ground_truth/<defect>/` mask files by image stem: `<stem>_mask.<ext>` or `<stem>.<ext>`. */
 async function indexMasks(root: string, defect: string): Promise<Map<string, string>> {
   const dir = path.join(root, 'ground_truth', defect);

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 
 import { LoupeError } from '../../errors.js';
 import type { ImageSource } from '../../image/decode.js';
-import { decodeFullRgb } from './io.js';
+import { decodeFullImage } from '../../image/decode.js';
 import { normalizeScore } from './threshold.js';
 
 /** OpenCV/matplotlib-style 'jet' colour of v in [0, 1] as [r, g, b] bytes. */
@@ -70,7 +70,7 @@ export function overlayPixels(rgb: Uint8Array, map: Float32Array, width: number,
 
 /** PNG of the heatmap over the original image (the map must be at the image's upright size). */
 export async function heatmapOverlayPng(image: ImageSource, map: Float32Array, width: number, height: number, options: OverlayOptions): Promise<Buffer> {
-  const full = await decodeFullRgb(image, 1, options.limitInputPixels);
+  const full = await decodeFullImage(image, options.limitInputPixels !== undefined ? { limitInputPixels: options.limitInputPixels } : {});
   const draw = async (w: number, h: number): Promise<Buffer> => {
     let rgb = full.rgb;
     if (full.width !== w || full.height !== h) {
@@ -136,4 +136,23 @@ export async function writeHeatmapOverlay(path: string, image: ImageSource, map:
 
 export async function writeMask(path: string, map: Float32Array, width: number, height: number, threshold: number): Promise<void> {
   await writeFile(path, await maskPng(map, width, height, threshold));
+}
+
+export interface HeatmapRenderOptions {
+  /** Heatmap opacity, default 0.5. */
+  alpha?: number;
+  /** Largest PNG wanted, in bytes: a larger overlay is drawn smaller (see OverlayOptions.maxBytes). */
+  maxBytes?: number;
+  /** Largest accepted width*height of the image (the caller's limit). */
+  limitInputPixels?: number;
+}
+
+/** PNG of an inspection's anomaly map over its image (colour scale anchored at the map's pixel threshold). */
+export function renderHeatmapPng(image: ImageSource, heatmap: { width: number; height: number; values: Float32Array; threshold: number }, options: HeatmapRenderOptions = {}): Promise<Buffer> {
+  return heatmapOverlayPng(image, heatmap.values, heatmap.width, heatmap.height, { ...options, threshold: heatmap.threshold });
+}
+
+/** 8-bit PNG mask (255 = defect pixel, at or above the map's pixel threshold), MVTec ground-truth style. */
+export function renderMaskPng(heatmap: { width: number; height: number; values: Float32Array; threshold: number }): Promise<Buffer> {
+  return maskPng(heatmap.values, heatmap.width, heatmap.height, heatmap.threshold);
 }

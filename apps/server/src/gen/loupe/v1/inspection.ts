@@ -34,7 +34,10 @@ export enum Verdict {
   VERDICT_UNSPECIFIED = 0,
   /** VERDICT_GOOD - The part looks good. */
   VERDICT_GOOD = 1,
-  /** VERDICT_ANOMALOUS - The part is defective (SVM: a defect class was predicted; one-class: score >= threshold). */
+  /**
+   * VERDICT_ANOMALOUS - The part is defective (score >= 0.5: SVM: a defect class outscored the good class by the model's
+   * margin threshold; one-class: the anomaly distance reached the model's threshold).
+   */
   VERDICT_ANOMALOUS = 2,
   UNRECOGNIZED = -1,
 }
@@ -232,8 +235,14 @@ export interface InspectOneResponse {
 export interface ItemError {
   /** gRPC status code number (3 INVALID_ARGUMENT, 4 DEADLINE_EXCEEDED, 5 NOT_FOUND, 8 RESOURCE_EXHAUSTED, ...). */
   code: number;
-  /** What went wrong, for people. */
+  /** What went wrong, for people. Names the image by its id. */
   message: string;
+  /**
+   * Why, for programs: the Loupe error code when the library raised it ("IMAGE_DECODE", "IMAGE_TOO_LARGE",
+   * "IMAGE_EMPTY", ...), else the status code's name ("NOT_FOUND", "DEADLINE_EXCEEDED", ...). The same codes
+   * `loupe predict` prints for local images.
+   */
+  reason: string;
 }
 
 /** InspectionResult is the outcome of inspecting one image. */
@@ -243,13 +252,17 @@ export interface InspectionResult {
   /** Good or anomalous. */
   verdict: Verdict;
   /**
-   * Anomaly score in [0, 1]. One-class: the model's normalised score, >= 0.5 exactly when anomalous.
-   * SVM: 1 - P(good class), P from the softmax of the decoded class scores (the verdict is the argmax).
+   * Anomaly score in [0, 1], >= 0.5 exactly when anomalous. One-class: the PatchCore distance normalised
+   * by the model's threshold. SVM: sigmoid(margin - threshold), margin = best defect class score - good
+   * class score.
    */
   score: number;
-  /** The defect class (SVM) or "anomaly" (one-class) when anomalous; empty when good. */
+  /**
+   * The defect class when the model knows one (SVM) and the verdict is anomalous; empty otherwise
+   * (one-class models say where, not what).
+   */
   defectType: string;
-  /** Per-class scores (SVM: softmax of the decoded class scores; one-class: "good" and "anomaly"). */
+  /** Per-class scores of classifiers (SVM: softmax of the decoded class scores); empty for one-class models. */
   classScores: ClassScore[];
   /**
    * PNG heatmap overlay at the image's size, when asked for and the model makes one; drawn smaller
@@ -268,7 +281,7 @@ export interface InspectionResult {
   inspectedAt:
     | Date
     | undefined;
-  /** The model's raw score (one-class: PatchCore distance; SVM: the winning class score). */
+  /** The model's raw score (one-class: PatchCore distance; SVM: the margin above). */
   rawScore: number;
   /** Location of the strongest anomaly in image pixels (one-class models only). */
   peak: Point | undefined;
@@ -1139,7 +1152,7 @@ export const InspectOneResponse: MessageFns<InspectOneResponse> = {
 };
 
 function createBaseItemError(): ItemError {
-  return { code: 0, message: "" };
+  return { code: 0, message: "", reason: "" };
 }
 
 export const ItemError: MessageFns<ItemError> = {
@@ -1149,6 +1162,9 @@ export const ItemError: MessageFns<ItemError> = {
     }
     if (message.message !== "") {
       writer.uint32(18).string(message.message);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
     }
     return writer;
   },
@@ -1182,6 +1198,14 @@ export const ItemError: MessageFns<ItemError> = {
             message.message = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1198,6 +1222,7 @@ export const ItemError: MessageFns<ItemError> = {
     return {
       code: isSet(object.code) ? globalThis.Number(object.code) : 0,
       message: isSet(object.message) ? globalThis.String(object.message) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
     };
   },
 
@@ -1209,6 +1234,9 @@ export const ItemError: MessageFns<ItemError> = {
     if (message.message !== "") {
       obj.message = message.message;
     }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
     return obj;
   },
 
@@ -1219,6 +1247,7 @@ export const ItemError: MessageFns<ItemError> = {
     const message = createBaseItemError();
     message.code = object.code ?? 0;
     message.message = object.message ?? "";
+    message.reason = object.reason ?? "";
     return message;
   },
 };
