@@ -82,7 +82,7 @@ export class LoupeServer {
       retentionDays: config.db.retentionDays,
       maxRows: config.db.maxRows,
     });
-    const registry = new ModelRegistry({ dir: config.modelsDir, weightsHash: engine.weightsHash, log });
+    const registry = new ModelRegistry({ dir: config.modelsDir, engine, backend: config.engine.backend, ownFiles: [config.db.path], log });
     registry.on('change', () => metrics.loadedModels.set(registry.list({ loadedOnly: true }).length));
     const batcher = new DynamicBatcher(session, {
       maxBatchSize: config.batching.maxBatchSize,

@@ -66,8 +66,13 @@ export interface ServiceContext {
   device: string;
 }
 
-function serviceError(code: Status, details: string): ServiceError {
-  return Object.assign(new Error(details), { code, details, metadata: new Metadata() }) as ServiceError;
+/** Trailing metadata key of InspectOne errors: ItemError.reason of a unary call. */
+export const REASON_METADATA_KEY = 'loupe-reason';
+
+function serviceError(code: Status, details: string, reason?: string): ServiceError {
+  const metadata = new Metadata();
+  if (reason) metadata.set(REASON_METADATA_KEY, reason);
+  return Object.assign(new Error(details), { code, details, metadata }) as ServiceError;
 }
 
 function toServiceError(err: unknown, log: Logger, what: string): ServiceError {
@@ -90,7 +95,7 @@ export function modelInfo(e: ModelEntry): ModelInfo {
     version: e.version,
     kind: h?.kind === 'svm' ? ModelKind.MODEL_KIND_SVM : h?.kind === 'one-class' ? ModelKind.MODEL_KIND_ONE_CLASS : ModelKind.MODEL_KIND_UNSPECIFIED,
     state,
-    classes: h?.classes ?? [],
+    classes: h ? [...h.classes] : [],
     layer: h?.layer ?? '',
     method: h?.method ?? '',
     sizeBytes: e.sizeBytes,
@@ -109,7 +114,8 @@ function toResult(r: ItemResult): InspectionResult {
     inspectionId: r.inspectionId,
     verdict: r.verdict === 'anomalous' ? Verdict.VERDICT_ANOMALOUS : Verdict.VERDICT_GOOD,
     score: o.score,
-    defectType: o.defectType,
+    // One contract with @loupe/core's InspectionResult: null (good parts, one-class models) is '' on the wire.
+    defectType: o.defectType ?? '',
     classScores: o.classScores,
     heatmapPng: o.heatmapPng ?? Buffer.alloc(0),
     model: r.model,
@@ -117,7 +123,7 @@ function toResult(r: ItemResult): InspectionResult {
     timings: { queueMs: r.queueMs, decodeMs: o.decodeMs, inferenceMs: o.inferenceMs, postprocessMs: o.postprocessMs, totalMs: r.totalMs, batchSize: o.batchSize },
     inspectedAt: r.time,
     rawScore: o.rawScore,
-    peak: o.peak,
+    peak: o.peak ? { x: o.peak.x, y: o.peak.y } : undefined,
   });
 }
 
@@ -177,7 +183,7 @@ export class InspectStream {
       this.call.pause();
     }
     if (!req.id) {
-      this.send(InspectResponse.fromPartial({ id: '', error: { code: Status.INVALID_ARGUMENT, message: "the 'id' field is empty: every image needs an id (InspectRequest.id)" } }));
+      this.send(InspectResponse.fromPartial({ id: '', error: { code: Status.INVALID_ARGUMENT, reason: 'INVALID_ARGUMENT', message: "the 'id' field is empty: every image needs an id (InspectRequest.id)" } }));
       return;
     }
     const item: WorkItem = {
@@ -194,7 +200,7 @@ export class InspectStream {
     };
     this.ctx.pipeline.inspect(item).then(
       (r) => this.send(InspectResponse.fromPartial({ id: req.id, result: toResult(r) })),
-      (f: ItemFailure) => this.send(InspectResponse.fromPartial({ id: req.id, error: { code: f.code, message: f.message } })),
+      (f: ItemFailure) => this.send(InspectResponse.fromPartial({ id: req.id, error: { code: f.code, message: f.message, reason: f.reason } })),
     );
   }
 
@@ -303,7 +309,7 @@ export function inspectionService(ctx: ServiceContext, streams: Set<InspectStrea
       };
       pipeline.inspect(item).then(
         (r) => callback(null, InspectOneResponse.fromPartial({ id: req.id, result: toResult(r) })),
-        (f: ItemFailure) => callback(serviceError(f.code, f.message)),
+        (f: ItemFailure) => callback(serviceError(f.code, f.message, f.reason)),
       );
     },
 

@@ -1,30 +1,23 @@
 // The training process (forked by training.ts): trains one model with @loupe/core on its own engine
-// instance and writes the model file, so inspection in the server process never waits for it. Talks to
-// the parent over IPC: it receives one TrainJob and sends progress, then 'done' or 'error', then exits.
-import {
-  configureThreads,
-  Engine,
-  extractFeatures,
-  fileContentHashes,
-  loadAddon,
-  nativeSvmTrainer,
-  PatchCoreModel,
-  savePatchCore,
-  saveSvmModel,
-  trainSvmClassifier,
-  isTapName,
-  type TapName,
-} from '@loupe/core';
+// instance (trainOneClass / trainClassifier) and writes it with core's saveModel, so a model trained here
+// carries the same metadata as one trained by `loupe train` or the library (training image hashes, CNN
+// weights hash, preprocessing, thresholds, good class; `category` = the model's name). Inspection in the
+// server process never waits for it. Talks to the parent over IPC: it receives one TrainJob and sends
+// progress (core's TrainingProgress stages, plus starting and saving), then 'done' or 'error', then exits.
+import { configureThreads, Engine, saveModel, trainClassifier, trainOneClass, type LoupeModel, type SvmLayer, type TrainingProgress } from '@loupe/core';
 
 export interface TrainJob {
   kind: 'svm' | 'one-class';
+  /** The model's name: recorded as its category. */
+  name: string;
   images: { path: string; label: string; name: string }[];
   outFile: string;
   weights?: string | undefined;
   backend: 'auto' | 'cpu' | 'cuda';
   threads: number;
-  svm: { layer: string; lambda?: number | undefined; epochs?: number | undefined; seed: number };
-  oneClass: { coresetRatio: number; seed: number; validationFraction: number; thresholdQuantile: number };
+  /** Unset fields: core's defaults. */
+  svm: { layer: SvmLayer; lambda?: number | undefined; epochs?: number | undefined; seed: number };
+  oneClass: { coresetRatio?: number | undefined; seed: number; validationFraction?: number | undefined; thresholdQuantile?: number | undefined };
 }
 
 export type WorkerMessage =
@@ -39,64 +32,64 @@ function send(m: WorkerMessage): Promise<void> {
   });
 }
 
-const GOOD_NAMES = /^(good|ok|normal|pass|no[_-]?defect)$/i;
+const progress = (p: TrainingProgress): void => void send({ type: 'progress', stage: p.stage, done: p.done, total: p.total });
 
 async function train(job: TrainJob): Promise<number> {
   configureThreads({ total: job.threads });
   await send({ type: 'progress', stage: 'starting', done: 0, total: 0, message: 'loading the CNN weights' });
   const engine = await Engine.open({ backend: job.backend, threads: job.threads, maxBatch: 8, ...(job.weights ? { weights: job.weights } : {}) });
-  const paths = job.images.map((i) => i.path);
+  const extra = { trainedBy: 'loupe-server', images: job.images.length };
+  let model: LoupeModel;
+  let note = '';
   if (job.kind === 'svm') {
-    const layer = job.svm.layer as TapName;
-    if (!isTapName(layer)) throw Object.assign(new Error(`unknown layer '${job.svm.layer}'`), { code: 'INVALID_ARGUMENT' });
-    const feats = await extractFeatures(
-      job.images.map((i) => i.path),
-      {
-        engine,
-        layer,
-        batchSize: 8,
-        onProgress: (p) => void send({ type: 'progress', stage: 'features', done: p.done, total: p.total }),
-      },
-    );
-    const dim = feats[0]!.features[layer].length;
-    const data = new Float32Array(feats.length * dim);
-    feats.forEach((f, i) => data.set(f.features[layer], i * dim));
-    await send({ type: 'progress', stage: 'svm', done: 0, total: 1 });
-    const addon = await loadAddon();
-    const model = await trainSvmClassifier({ data, rows: feats.length, cols: dim }, job.images.map((i) => i.label), {
-      trainer: nativeSvmTrainer(addon),
-      trainerName: 'native',
-      layer,
-      ...(job.svm.lambda !== undefined ? { lambda: job.svm.lambda } : {}),
-      ...(job.svm.epochs !== undefined ? { epochs: job.svm.epochs } : {}),
-      seed: job.svm.seed,
+    const s = job.svm;
+    const t = await trainClassifier({
+      engine,
+      data: job.images.map((i) => ({ path: i.path, label: i.label })),
+      layer: s.layer,
+      ...(s.lambda !== undefined ? { lambda: s.lambda } : {}),
+      ...(s.epochs !== undefined ? { epochs: s.epochs } : {}),
+      seed: s.seed,
+      // Client images are not kept: no feature cache entries on the server's disk.
+      cache: false,
+      batchSize: 8,
       threads: job.threads,
+      backend: job.backend,
+      onProgress: progress,
     });
-    await send({ type: 'progress', stage: 'svm', done: 1, total: 1 });
-    await send({ type: 'progress', stage: 'saving', done: 0, total: 1 });
-    const goodClass = model.classes.find((c) => GOOD_NAMES.test(c));
-    const r = await saveSvmModel(job.outFile, model, {
-      weightsHash: engine.weightsHash,
-      preprocessing: { mode: 'caffe', size: 224, fit: 'squash', filter: 'cubic' },
-      extra: { trainedBy: 'loupe-server', images: job.images.length, ...(goodClass ? { goodClass } : {}) },
+    // trainSamples would name this process's temporary copies, deleted once it ends.
+    const { trainSamples: _samples, ...rest } = (t.model.extra ?? {}) as Record<string, unknown>;
+    model = { ...t.model, category: job.name, extra: { ...rest, ...extra } };
+    note = `SVM on ${s.layer}: ${t.classes.length} classes (${t.classes.join(', ')}), good class '${t.model.goodClass}'`;
+  } else {
+    const o = job.oneClass;
+    const t = await trainOneClass({
+      engine,
+      good: job.images.map((i) => i.path),
+      ...(o.coresetRatio !== undefined ? { coresetRatio: o.coresetRatio } : {}),
+      ...(o.validationFraction !== undefined ? { validationFraction: o.validationFraction } : {}),
+      ...(o.thresholdQuantile !== undefined ? { thresholdQuantile: o.thresholdQuantile } : {}),
+      seed: o.seed,
+      category: job.name,
+      batchSize: 8,
+      threads: job.threads,
+      backend: job.backend,
+      onProgress: progress,
+      extra,
     });
-    return r.bytes;
+    model = t.model;
+    note = [t.model.patchcore.describe(), ...t.warnings.map((w) => `warning: ${w}`)].join('; ');
   }
-  const model = await PatchCoreModel.train(engine, paths, {
-    config: {
-      coresetRatio: job.oneClass.coresetRatio,
-      seed: job.oneClass.seed,
-      validationFraction: job.oneClass.validationFraction,
-      thresholdQuantile: job.oneClass.thresholdQuantile,
-    },
-    batchSize: 8,
-    threads: job.threads,
-    onProgress: (stage, done, total) => void send({ type: 'progress', stage, done, total }),
-  });
-  await send({ type: 'progress', stage: 'saving', done: 0, total: 1, message: model.describe() });
-  // The training images by content, as loupe train records them (evaluate warns about seen images).
-  const r = await savePatchCore(job.outFile, model, { trainHashes: await fileContentHashes(paths) });
+  await send({ type: 'progress', stage: 'saving', done: 0, total: 1, message: note });
+  const r = await saveModel(job.outFile, model);
   return r.bytes;
+}
+
+/** Core names images by their path: here, temporary copies; the client knows them by their names. */
+function clientNames(message: string, job: TrainJob): string {
+  let m = message;
+  for (const i of job.images) if (m.includes(i.path)) m = m.split(i.path).join(i.name);
+  return m;
 }
 
 process.once('message', (job: TrainJob) => {
@@ -107,7 +100,7 @@ process.once('message', (job: TrainJob) => {
     },
     async (err: unknown) => {
       const code = String((err as { code?: unknown } | null)?.code ?? 'INTERNAL');
-      await send({ type: 'error', code, message: err instanceof Error ? err.message : String(err) });
+      await send({ type: 'error', code, message: clientNames(err instanceof Error ? err.message : String(err), job) });
       process.exit(1);
     },
   );

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { status as Status } from '@grpc/grpc-js';
+import { SVM_LAYERS, type SvmLayer } from '@loupe/core';
 
 import { ModelKind, type TrainRequest } from './gen/loupe/v1/inspection.js';
 import type { Logger } from './log.js';
@@ -77,6 +78,8 @@ export class Trainer {
       const unlabelled = req.images.findIndex((im) => !im.label);
       if (unlabelled >= 0) bad(`SVM training image ${req.images[unlabelled]!.name || unlabelled} has no label`);
       if (new Set(req.images.map((im) => im.label)).size < 2) bad('an SVM needs images of at least 2 classes');
+      const layer = req.svm?.layer;
+      if (layer && !(SVM_LAYERS as readonly string[]).includes(layer)) bad(`svm.layer '${layer}' is not a layer an SVM can use (${SVM_LAYERS.join(' or ')})`);
     }
     return kind;
   }
@@ -132,18 +135,20 @@ export class Trainer {
       const o = req.oneClass;
       const job: TrainJob = {
         kind,
+        name: req.name,
         images,
         outFile: reservation.file,
         weights: this.opts.weights,
         backend: this.opts.backend,
         threads: this.opts.threads,
-        // 0 = unset (proto3): @loupe/core's defaults apply (lambda by cross-validation, SVM_DEFAULTS.epochs).
-        svm: { layer: s?.layer || 'fc1000', lambda: s?.lambda || undefined, epochs: s?.epochs || undefined, seed: s?.seed ?? 0 },
+        // 0 = unset (proto3): @loupe/core's defaults apply (lambda by cross-validation, SVM_DEFAULTS.epochs,
+        // DEFAULT_PATCHCORE_CONFIG's coreset, hold-out and quantile).
+        svm: { layer: (s?.layer || 'fc1000') as SvmLayer, lambda: s?.lambda || undefined, epochs: s?.epochs || undefined, seed: s?.seed ?? 0 },
         oneClass: {
-          coresetRatio: o?.coresetRatio || 0.01,
+          coresetRatio: o?.coresetRatio || undefined,
           seed: o?.seed ?? 0,
-          validationFraction: o?.validationFraction || 0.1,
-          thresholdQuantile: o?.thresholdQuantile || 0.99,
+          validationFraction: o?.validationFraction || undefined,
+          thresholdQuantile: o?.thresholdQuantile || undefined,
         },
       };
       // Versioned models live in <dir>/<name>/<version>.loupe; the model writer does not create folders.
@@ -199,7 +204,8 @@ export class Trainer {
         if (m.type === 'progress') progress(m.stage, m.done, m.total, m.message);
         else if (m.type === 'done') done = true;
         else if (m.type === 'error') {
-          const code = /^(IMAGE_|INVALID_ARGUMENT)/.test(m.code) ? Status.INVALID_ARGUMENT : Status.INTERNAL;
+          // The request's fault (a bad image, no good label, too few images of a class): INVALID_ARGUMENT.
+          const code = /^(IMAGE_|INVALID_ARGUMENT|DATASET_|SPLIT_)/.test(m.code) ? Status.INVALID_ARGUMENT : Status.INTERNAL;
           failure = new ItemFailure(code, `training failed: ${m.message}`);
         }
       });
