@@ -325,7 +325,11 @@ export interface TrainRequest {
   name: string;
   /** SVM (labelled images of 2+ classes) or ONE_CLASS (good images only). */
   kind: ModelKind;
-  /** Training images. SVM: every image needs a label (class name); one-class: labels are ignored. */
+  /**
+   * Training images. SVM: every image needs a label (class name), and one label must name the good parts
+   * ("good", or "ok", "normal", "pass", "no_defect"), else INVALID_ARGUMENT; one-class: every image is a
+   * good part and labels are ignored.
+   */
   images: TrainImage[];
   /** SVM training settings (kind SVM). */
   svm:
@@ -351,11 +355,11 @@ export interface TrainImage {
 
 /** SvmOptions tunes SVM training; zero values mean the defaults. */
 export interface SvmOptions {
-  /** CNN tap the features come from: "fc1000" (default), "avg_pool", ... */
+  /** CNN tap the features come from: "fc1000" (default) or "avg_pool". */
   layer: string;
   /** L2 strength, lambda = 1/(C n) (default: C chosen by 5-fold cross-validation on the training images). */
   lambda: number;
-  /** SGD epochs (default 30). */
+  /** SGD epochs (default 100). */
   epochs: number;
   /** Seed (default 0). */
   seed: number;
@@ -385,7 +389,10 @@ export interface TrainResponse {
 
 /** TrainProgress reports one training stage. */
 export interface TrainProgress {
-  /** Stage: "queued", "starting", "features", "embed-train", "coreset", "calibrate", "svm", "saving", ... */
+  /**
+   * Stage: "receiving", "starting", then @loupe/core's training stages ("scan", "features", "coreset",
+   * "thresholds", "svm", ...), then "saving", "loading", "done".
+   */
   stage: string;
   /** Units done in this stage. */
   done: number;
@@ -407,7 +414,7 @@ export interface ModelInfo {
   kind: ModelKind;
   /** Whether it is loaded. */
   state: ModelState;
-  /** Class names (SVM) or ["good", "anomaly"] (one-class). */
+  /** Class names (SVM); empty for one-class models (they say where a part is anomalous, not what). */
   classes: string[];
   /** CNN tap(s) the model uses, comma-separated. */
   layer: string;
