@@ -11,18 +11,21 @@ import { sharedDir } from './env.js';
 export const BOTTLE = join(sharedDir(), 'datasets', 'mvtec_ad', 'bottle');
 
 /**
- * Why the tests that need the engine, the weights and the bottle images cannot run here; undefined when
- * they can. Absent data is a skip on a developer machine and a failure under CI (as engineSkipReason).
+ * Why the bottle images are not usable here; undefined when they are. Absent data is a skip on a developer
+ * machine and a failure under CI.
  */
-export function bottleSkipReason(): string | undefined {
-  const engine = engineSkipReason();
-  if (engine) return engine;
+export function bottleDataSkipReason(): string | undefined {
   if (!existsSync(join(BOTTLE, 'train', 'good')) || !existsSync(join(BOTTLE, 'ground_truth', 'broken_large'))) {
     const why = `the MVTec bottle images are not in ${BOTTLE} ($LOUPE_SHARED_DIR/datasets/mvtec_ad/bottle)`;
     if (process.env['CI']) throw new Error(`CI: ${why}`);
     return why;
   }
   return undefined;
+}
+
+/** Why the tests that need the engine, the weights and the bottle images cannot run here (as engineSkipReason). */
+export function bottleSkipReason(): string | undefined {
+  return engineSkipReason() ?? bottleDataSkipReason();
 }
 
 export type BottleFolder = 'train/good' | 'test/good' | 'test/broken_large' | 'test/broken_small' | 'test/contamination';
