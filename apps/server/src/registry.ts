@@ -60,6 +60,16 @@ function key(name: string, version: string): string {
   return `${name}@${version}`;
 }
 
+/**
+ * core's error about a model file, for ModelInfo.error and messages: the file is named by the caller
+ * (relative to the models folder), so a leading "<absolute path>: " is dropped and other mentions made relative.
+ */
+function fileError(err: unknown, file: string, relFile: string): string {
+  let m = err instanceof Error ? err.message : String(err);
+  if (m.startsWith(`${file}: `)) m = m.slice(file.length + 2);
+  return m.split(file).join(relFile);
+}
+
 function compareVersions(a: string, b: string): number {
   return Number(a) - Number(b);
 }
@@ -77,6 +87,9 @@ export interface RegistryOptions {
 
 /** SQLite's companions of a database file. */
 const SQLITE_SUFFIXES = ['', '-wal', '-shm', '-journal'];
+
+/** A model being written (core's writeFileAtomic: `.<name>.<pid>.<random>.tmp`, renamed into place when complete). */
+const ATOMIC_TEMP = /^\..+\.\d+\.[0-9a-f]{12}\.tmp$/;
 
 /** Emits 'change' (name) whenever a model's state changes (health uses it). */
 export class ModelRegistry extends EventEmitter {
@@ -131,7 +144,7 @@ export class ModelRegistry extends EventEmitter {
     const flat = new Map<string, { file: string; size: number; mtimeMs: number }>();
     for (const entry of await fs.readdir(dir)) {
       const file = join(dir, entry);
-      if (own.has(resolve(file))) continue;
+      if (own.has(resolve(file)) || ATOMIC_TEMP.test(entry)) continue;
       const st = await regular(file);
       if (st === undefined) continue;
       if (st === 'dir') {
@@ -147,6 +160,7 @@ export class ModelRegistry extends EventEmitter {
           continue;
         }
         for (const f of inner) {
+          if (ATOMIC_TEMP.test(f)) continue;
           const rel = join(entry, f);
           const ist = await regular(join(file, f));
           if (ist === undefined) continue;
@@ -187,7 +201,7 @@ export class ModelRegistry extends EventEmitter {
       try {
         header = summarizeModelHeader(await readModelHeader(f.file));
       } catch (err) {
-        error = err instanceof Error ? err.message : String(err);
+        error = fileError(err, f.file, relative(dir, f.file));
         this.opts.log.warn('model file unreadable: listed as failed', { model: f.name, version: f.version, file: relative(dir, f.file), error });
       }
       const entry: ModelEntry = {
@@ -308,7 +322,7 @@ export class ModelRegistry extends EventEmitter {
     } catch (err) {
       e.state = 'failed';
       e.inspector = null;
-      e.error = err instanceof Error ? err.message : String(err);
+      e.error = fileError(err, e.file, e.relFile);
       this.opts.log.warn('model load failed', { model: e.name, version: e.version, error: e.error });
       this.emit('change', e.name);
       throw new RegistryError('FAILED_PRECONDITION', `cannot load model '${e.name}' version ${e.version}: ${e.error}`);
