@@ -15,7 +15,7 @@ import { DatasetError } from '../datasets/errors.js';
 import { LoupeError } from '../errors.js';
 import type { FitMode } from '../image/decode.js';
 import { classificationMetrics, type ClassificationMetrics } from '../metrics/classification.js';
-import { findGoodClass, GOOD_LABEL, preprocessingRecord, type SvmLayer, type SvmModel } from '../modelfile/models.js';
+import { findGoodClass, GOOD_LABEL, preprocessingRecord, SVM_LAYERS, type SvmLayer, type SvmModel } from '../modelfile/models.js';
 import { threadBudget } from '../threads.js';
 import { classificationFigures, classifierFeatures, evaluateClassifierFeatures, r6, type ClassifierEvaluation, type LabelledImage } from '../evaluation/classifier.js';
 import type { TrainingProgress } from './one-class.js';
@@ -100,6 +100,10 @@ function labelledItems(data: TrainClassifierOptions['data']): { dataset: Dataset
 export async function trainClassifier(o: TrainClassifierOptions): Promise<ClassifierTraining> {
   const t0 = performance.now();
   const progress = o.onProgress;
+  // Checked before any image is read: the native trainer would refuse these only after the CNN ran, and not as a LoupeError.
+  if (o.layer !== undefined && !(SVM_LAYERS as readonly string[]).includes(o.layer)) throw new LoupeError('INVALID_ARGUMENT', `layer must be ${SVM_LAYERS.join(' or ')}, got ${String(o.layer)}`);
+  if (o.lambda !== undefined && !(o.lambda > 0 && Number.isFinite(o.lambda))) throw new LoupeError('INVALID_ARGUMENT', `lambda must be a finite number > 0, got ${o.lambda}`);
+  if (o.epochs !== undefined && !(Number.isInteger(o.epochs) && o.epochs >= 1 && o.epochs <= 1_048_576)) throw new LoupeError('INVALID_ARGUMENT', `epochs must be an integer in [1, 1048576], got ${o.epochs}`);
   const { dataset, items: all } =
     typeof o.data === 'string' ? labelledItems(await scanDataset(o.data, { verify: 'decode', onProgress: (done, total) => progress?.({ stage: 'scan', done, total }) })) : labelledItems(o.data);
   const root = dataset?.root;

@@ -22,6 +22,12 @@ const JET_LUT = (() => {
   return lut;
 })();
 
+function checkMapSize(map: Float32Array, width: number, height: number): void {
+  if (!(Number.isInteger(width) && width > 0 && Number.isInteger(height) && height > 0) || map.length !== width * height) {
+    throw new LoupeError('INVALID_ARGUMENT', `the map has ${map.length} values, not ${width}x${height}`);
+  }
+}
+
 /** Binary mask (0/255 bytes) of map >= threshold. */
 export function binaryMask(map: Float32Array, threshold: number): Uint8Array {
   const out = new Uint8Array(map.length);
@@ -70,6 +76,7 @@ export function overlayPixels(rgb: Uint8Array, map: Float32Array, width: number,
 
 /** PNG of the heatmap over the original image (the map must be at the image's upright size). */
 export async function heatmapOverlayPng(image: ImageSource, map: Float32Array, width: number, height: number, options: OverlayOptions): Promise<Buffer> {
+  checkMapSize(map, width, height);
   const full = await decodeFullImage(image, options.limitInputPixels !== undefined ? { limitInputPixels: options.limitInputPixels } : {});
   const draw = async (w: number, h: number): Promise<Buffer> => {
     let rgb = full.rgb;
@@ -114,6 +121,7 @@ function resizeMap(map: Float32Array, width: number, height: number, w: number, 
 
 /** PNG of the raw heatmap alone (no image), coloured on the threshold-anchored scale. */
 export async function heatmapPng(map: Float32Array, width: number, height: number, threshold: number): Promise<Buffer> {
+  checkMapSize(map, width, height);
   const px = new Uint8Array(width * height * 3);
   for (let i = 0; i < map.length; i++) {
     const k = Math.round(255 * normalizeScore(map[i]!, threshold)) * 3;
@@ -126,6 +134,7 @@ export async function heatmapPng(map: Float32Array, width: number, height: numbe
 
 /** 8-bit greyscale PNG mask (255 = defect), MVTec ground-truth style. */
 export async function maskPng(map: Float32Array, width: number, height: number, threshold: number): Promise<Buffer> {
+  checkMapSize(map, width, height);
   const m = binaryMask(map, threshold);
   return sharp(Buffer.from(m.buffer), { raw: { width, height, channels: 1 } }).toColourspace('b-w').png().toBuffer();
 }
