@@ -48,7 +48,7 @@ export interface InspectionTimings {
   readonly inferenceMs: number;
   /** The model: features, kNN, maps, classifier. */
   readonly postprocessMs: number;
-  /** Views in the engine batch the image ran in. */
+  /** Views in the run the Inspector submitted with this image (a batching `runner` may pack it with more). */
   readonly batchSize: number;
 }
 

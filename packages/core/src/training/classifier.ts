@@ -56,6 +56,10 @@ export interface TrainClassifierOptions {
   backend?: 'auto' | 'cpu' | 'cuda';
   signal?: AbortSignal;
   onProgress?: (p: TrainingProgress) => void;
+  /** What the images are; default the dataset folder's name. */
+  category?: string;
+  /** Keep a few training image paths per label in the model (for the montage of evaluation reports); default true. */
+  recordSamples?: boolean;
   /** Any other JSON metadata to keep in the model file. */
   extra?: Readonly<Record<string, unknown>>;
 }
@@ -129,6 +133,12 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<Classi
   const seed = o.seed ?? 0;
   const relOf = (it: LabelledImage): string => it.relPath ?? it.path;
   const keyed = all.map((it) => ({ ...it, relPath: relOf(it) }));
+  // relPath identifies an image in splits, groups and the feature rows: two images under one name would share features.
+  const seen = new Set<string>();
+  for (const it of keyed) {
+    if (seen.has(it.relPath)) throw new LoupeError('INVALID_ARGUMENT', `${where}: two images are called ${it.relPath}; give each a distinct path (relPath)`, { input: it.relPath });
+    seen.add(it.relPath);
+  }
   const items = o.balance ? undersample(keyed, { seed }) : keyed;
   const classes = o.classes ? [...o.classes] : labelsInData;
   const extraLabels = labelsInData.filter((l) => !classes.includes(l));
@@ -190,12 +200,12 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<Classi
     createdAt: new Date().toISOString(),
     preprocessing: preprocessingRecord({ fit }),
     trainHashes: trainPart.map((i) => i.sha256).filter((h): h is string => typeof h === 'string' && h !== ''),
-    ...(root ? { category: basename(root) } : {}),
+    ...(o.category !== undefined ? { category: o.category } : root ? { category: basename(root) } : {}),
     ...(metrics !== undefined ? { metrics } : {}),
     extra: {
       ...(dataset ? { dataset: { root: dataset.root, layout: dataset.layout, labels: classes, images: items.length, skipped: dataset.skipped.length, balanced: Boolean(o.balance), groups: typeof o.groups === 'string' ? resolve(o.groups) : null } } : {}),
       // A few training images per label, for the montage of evaluation reports.
-      trainSamples: samplesByLabel(trainPart, classes),
+      ...(o.recordSamples === false ? {} : { trainSamples: samplesByLabel(trainPart, classes) }),
       ...(o.extra ?? {}),
     },
   });
