@@ -56,10 +56,12 @@ async function train(job: TrainJob): Promise<number> {
       threads: job.threads,
       backend: job.backend,
       onProgress: progress,
+      category: job.name,
+      // Sample paths would name this process's temporary copies, deleted once it ends.
+      recordSamples: false,
+      extra,
     });
-    // trainSamples would name this process's temporary copies, deleted once it ends.
-    const { trainSamples: _samples, ...rest } = (t.model.extra ?? {}) as Record<string, unknown>;
-    model = { ...t.model, category: job.name, extra: { ...rest, ...extra } };
+    model = t.model;
     note = `SVM on ${s.layer}: ${t.classes.length} classes (${t.classes.join(', ')}), good class '${t.model.goodClass}'`;
   } else {
     const o = job.oneClass;
