@@ -1,4 +1,5 @@
-// The README's ```ts blocks are the library guide: they must compile against the current source and run.
+// The README's ```ts blocks are the library guide: they must compile against the current source and run
+// (src/anomaly/README.md's too).
 // Each block is written as a module (.mts) into a temporary folder inside this package, so '@loupe/core',
 // sharp and @types/node resolve as they do for an app in the workspace; `tsc` typechecks them (strict,
 // NodeNext, '@loupe/core' mapped to src/index.ts: the source as it is now, not a possibly stale dist/), and
@@ -15,28 +16,33 @@ import { loadModel, resolveWeights, weightsDir } from '../src/index.js';
 import { bottle, bottleSkipReason, mvtecSubset, place } from './support/bottle.js';
 import { coreRoot, skipNote, tempDir } from './support/env.js';
 
-const README = join(coreRoot, 'README.md');
+/** The documents whose ```ts blocks are checked, in the order their blocks run. */
+const DOCS = [
+  { tag: 'readme', label: 'README.md', path: join(coreRoot, 'README.md') },
+  { tag: 'anomaly', label: 'src/anomaly/README.md', path: join(coreRoot, 'src', 'anomaly', 'README.md') },
+] as const;
 const require = createRequire(import.meta.url);
 const tscBin = require.resolve('typescript/bin/tsc');
 const viteNodeBin = join(dirname(require.resolve('vite-node/package.json')), 'vite-node.mjs');
 
 interface Block {
-  /** 1-based line of the opening fence in README.md. */
-  readonly line: number;
+  /** "README.md:LINE" of the opening fence. */
+  readonly where: string;
   readonly code: string;
   readonly file: string;
 }
 
-function extractBlocks(markdown: string, dir: string): Block[] {
+function extractBlocks(doc: (typeof DOCS)[number], dir: string, first: number): Block[] {
   const blocks: Block[] = [];
-  const lines = markdown.split('\n');
+  const lines = readFileSync(doc.path, 'utf8').split('\n');
   for (let i = 0; i < lines.length; i++) {
     if (lines[i]!.trim() !== '```ts') continue;
     const start = i;
     const body: string[] = [];
     for (i++; i < lines.length && lines[i]!.trim() !== '```'; i++) body.push(lines[i]!);
-    if (i === lines.length) throw new Error(`README.md:${start + 1}: unterminated code block`);
-    blocks.push({ line: start + 1, code: `${body.join('\n')}\n`, file: join(dir, `block-${String(blocks.length + 1).padStart(2, '0')}-line-${start + 1}.mts`) });
+    if (i === lines.length) throw new Error(`${doc.label}:${start + 1}: unterminated code block`);
+    const n = String(first + blocks.length).padStart(2, '0');
+    blocks.push({ where: `${doc.label}:${start + 1}`, code: `${body.join('\n')}\n`, file: join(dir, `block-${n}-${doc.tag}-line-${start + 1}.mts`) });
   }
   return blocks;
 }
@@ -60,22 +66,25 @@ function run(cmd: string, args: readonly string[], opts: { cwd: string; env?: No
 // The blocks' folder lives inside the package (module resolution as in the workspace); it is removed at the end.
 const blockDir = mkdtempSync(join(coreRoot, 'test', '.readme-blocks-'));
 afterAll(() => rmSync(blockDir, { recursive: true, force: true }));
-const blocks = extractBlocks(readFileSync(README, 'utf8'), blockDir);
+const blocks: Block[] = [];
+for (const doc of DOCS) blocks.push(...extractBlocks(doc, blockDir, blocks.length + 1));
 for (const b of blocks) writeFileSync(b.file, b.code);
-/** "README.md:LINE" for a block file named in tool output. */
-const toReadmeLines = (text: string): string => text.replace(/block-\d+-line-(\d+)\.mts(?:\((\d+),\d+\)|:(\d+))?/g, (_, line: string, a?: string, b?: string) => `README.md:${Number(line) + Number(a ?? b ?? 0)}`);
+/** "README.md:LINE" for a block file named in tool output (a line of the block, or the fence's). */
+const toReadmeLines = (text: string): string =>
+  text.replace(/block-\d+-(\w+)-line-(\d+)\.mts(?:\((\d+),\d+\)|:(\d+))?/g, (_, tag: string, line: string, a?: string, b?: string) => `${DOCS.find((d) => d.tag === tag)!.label}:${Number(line) + Number(a ?? b ?? 0)}`);
 
 describe('README.md code blocks', () => {
   it('are there for every part of the guide, and use the public API only', () => {
-    expect(blocks.length).toBeGreaterThanOrEqual(9);
+    expect(blocks.filter((b) => b.where.startsWith('README.md')).length).toBeGreaterThanOrEqual(9);
+    expect(blocks.filter((b) => b.where.startsWith('src/anomaly')).length).toBeGreaterThanOrEqual(1);
     const all = blocks.map((b) => b.code).join('\n');
     for (const api of ['Engine.open', 'ensureWeights', 'trainOneClass', 'saveModel', 'Inspector.open', 'inspect(', 'inspectMany', 'renderHeatmapPng', 'renderMaskPng', 'calibrate(', 'trainClassifier', 'evaluateOneClass', 'evaluateClassifier', 'onProgress', 'isLoupeError']) {
       expect(all, `no README example uses ${api}`).toContain(api);
     }
     for (const b of blocks) {
       const specifiers = [...b.code.matchAll(/from '([^']+)'/g)].map((m) => m[1]!);
-      expect(specifiers.length, `README.md:${b.line}: a block must import what it uses`).toBeGreaterThan(0);
-      for (const s of specifiers) expect(s === '@loupe/core' || s.startsWith('node:'), `README.md:${b.line} imports ${s}`).toBe(true);
+      expect(specifiers.length, `${b.where}: a block must import what it uses`).toBeGreaterThan(0);
+      for (const s of specifiers) expect(s === '@loupe/core' || s.startsWith('node:'), `${b.where} imports ${s}`).toBe(true);
     }
   });
 
@@ -150,17 +159,17 @@ describe('README.md code blocks', () => {
       writeFileSync(
         driver,
         [
-          `const blocks = ${JSON.stringify(blocks.map((b) => ({ line: b.line, file: b.file })))};`,
+          `const blocks = ${JSON.stringify(blocks.map((b) => ({ where: b.where, file: b.file })))};`,
           'for (const b of blocks) {',
-          "  console.log(`@@ README.md:${b.line} start`);",
+          "  console.log(`@@ ${b.where} start`);",
           '  const t0 = performance.now();',
           '  try {',
           '    await import(b.file);',
           '  } catch (err) {',
-          "    console.log(`@@ README.md:${b.line} FAILED: ${err instanceof Error ? err.stack : String(err)}`);",
+          "    console.log(`@@ ${b.where} FAILED: ${err instanceof Error ? err.stack : String(err)}`);",
           '    process.exit(1);',
           '  }',
-          "  console.log(`@@ README.md:${b.line} done in ${Math.round(performance.now() - t0)} ms`);",
+          "  console.log(`@@ ${b.where} done in ${Math.round(performance.now() - t0)} ms`);",
           '}',
           '',
         ].join('\n'),
@@ -171,7 +180,7 @@ describe('README.md code blocks', () => {
 
     it('every block runs to its end', () => {
       expect(result.stdout).not.toMatch(/FAILED/);
-      for (const b of blocks) expect(result.stdout).toMatch(new RegExp(`@@ README.md:${b.line} done`));
+      for (const b of blocks) expect(result.stdout).toContain(`@@ ${b.where} done`);
       expect(result.code).toBe(0);
     });
 
@@ -221,6 +230,13 @@ describe('README.md code blocks', () => {
       expect(result.stdout).toMatch(/accuracy \d\.\d{3} on 18 images, 1[2-4] of them seen in training/);
       // The feature cache went to the run's own LOUPE_HOME, not the user's.
       if (existsSync(w('.loupe-home'))) expect(existsSync(w('.loupe-home/features'))).toBe(true);
+    });
+
+    it("src/anomaly/README.md's example: a model, a verdict, a heatmap and a mask", async () => {
+      expect((await loadModel(w('parts.loupe'))).kind).toBe('one-class');
+      expect(result.stdout).toMatch(/^part\.png anomalous 0\.\d{3} \d+\.\d{3} \{ x: \d+, y: \d+, value: [\d.]+ \}$/m);
+      expect((await sharp(w('part-heat.png')).metadata()).width).toBe(256);
+      expect((await sharp(w('part-defects.png')).metadata()).channels).toBe(1);
     });
 
     it('errors: a LoupeError with its code and input', () => {
