@@ -7,6 +7,7 @@ import { calibrate, loadModel, saveModel } from '@loupe/core';
 
 import { stageProgress } from '../classification.js';
 import { openEngine, write, type RunContext } from '../context.js';
+import { roundSignificant } from '../format.js';
 import { checkWritableOutput, createOutputFolder, modelExtensionNote, modelOutputPath } from '../outputs.js';
 
 export interface CalibrateCommandOptions {
@@ -16,9 +17,6 @@ export interface CalibrateCommandOptions {
   out?: string;
   json?: boolean;
 }
-
-/** 6 significant digits. */
-const r6 = (x: number): number => Number(x.toPrecision(6));
 
 const METHOD_TEXT = {
   'target-fpr': (fpr: number | undefined) => `the ${1 - (fpr ?? 0)} quantile of the good images' scores (target false-alarm rate ${fpr})`,
@@ -56,7 +54,7 @@ export async function calibrateCommand(modelFile: string, o: CalibrateCommandOpt
   }
   const note = modelExtensionNote(out);
   if (o.out !== undefined && note) ctx.stderr.write(`loupe: note: ${note}\n`);
-  const thresholds = (t: { image: number; pixel?: number }): Record<string, number> => ({ image: r6(t.image), ...(t.pixel !== undefined ? { pixel: r6(t.pixel) } : {}) });
+  const thresholds = (t: { image: number; pixel?: number }): Record<string, number> => ({ image: roundSignificant(t.image), ...(t.pixel !== undefined ? { pixel: roundSignificant(t.pixel) } : {}) });
   if (o.json) {
     const record = {
       model: resolve(out),

@@ -18,7 +18,7 @@ import {
 
 import { stageProgress } from '../classification.js';
 import { openEngine, write, type RunContext } from '../context.js';
-import { formatSeconds } from '../format.js';
+import { formatSeconds, roundSignificant as round } from '../format.js';
 import { checkOutputDir, checkWritableOutput, createOutputFolder, modelExtensionNote } from '../outputs.js';
 import { ProgressBar } from '../progress.js';
 
@@ -37,11 +37,6 @@ export interface OneClassTrainOptions {
 export interface OneClassEvaluateOptions {
   json: boolean;
   report?: string;
-}
-
-/** 6 significant digits for JSON figures. */
-function round(x: number, digits = 6): number {
-  return Number.isFinite(x) ? Number(x.toPrecision(digits)) : x;
 }
 
 function nullableRound(x: number | null): number | null {

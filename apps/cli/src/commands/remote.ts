@@ -175,6 +175,7 @@ export async function remotePredict(model: string, inputs: string[], o: RemotePr
         await printer.emit(l);
       }
     });
+    chain.catch(() => {}); // awaited below; a failed write must not be an unhandled rejection meanwhile
   };
 
   // Images are read as they are sent (the window bounds what is in memory); a file the client cannot send
