@@ -5,6 +5,7 @@ import { basename, resolve } from 'node:path';
 
 import { isMvtecCategory, scanImageFolder, scanMvtecOneClass } from '../datasets/scan.js';
 import type { SkippedFile } from '../datasets/types.js';
+import { DatasetError } from '../datasets/errors.js';
 import { LoupeError } from '../errors.js';
 
 /** A folder, or image files. */
@@ -42,7 +43,7 @@ export async function resolveImageSet(set: ImageSet, options: ResolveImagesOptio
     const ds = await scanMvtecOneClass(root, scan);
     if (options.role === 'good') return { files: ds.train.map((i) => i.path), masks: [], root: ds.root, category: ds.category, layout: 'mvtec', skipped: ds.skipped };
     const defects = ds.test.filter((i) => i.label !== 'good');
-    if (defects.length === 0) throw new LoupeError('DATASET_EMPTY', `no defective test images under ${root}/test`, { input: root });
+    if (defects.length === 0) throw new DatasetError('DATASET_EMPTY', `no defective test images under ${root}/test`, { input: root });
     return { files: defects.map((i) => i.path), masks: defects.map((i) => i.maskPath), root: ds.root, category: ds.category, layout: 'mvtec', skipped: ds.skipped };
   }
   const scanned = await scanImageFolder(root, { ...scan, label: options.role === 'good' ? 'good' : 'defect' });
