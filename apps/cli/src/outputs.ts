@@ -5,13 +5,21 @@ import { basename, dirname, extname, isAbsolute, join, relative, resolve } from 
 
 import { MODEL_FILE_EXTENSION, startsAsModelFile, withModelExtension } from '@loupe/core';
 
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false; // missing, or below a file: checkWritableOutput says which
+  }
+}
+
 /**
  * The model file `--out` names: `.loupe` is added when the name has no extension (`models/bottle` ->
  * `models/bottle.loupe`), so `loupe serve --models models` finds it. Another extension is kept as given.
  */
 export function modelOutputPath(out: string): string {
   // A folder (existing, or written with a trailing separator) is refused by checkWritableOutput, by its own name.
-  if (/[\\/]$/.test(out) || statSync(out, { throwIfNoEntry: false })?.isDirectory()) return out;
+  if (/[\\/]$/.test(out) || isDirectory(out)) return out;
   return extname(basename(out)) === '' ? withModelExtension(out) : out;
 }
 
