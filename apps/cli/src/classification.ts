@@ -20,8 +20,6 @@ const STAGE_LABELS: Record<TrainingProgress['stage'], string> = {
   coreset: 'coreset',
   thresholds: 'thresholds',
   svm: 'svm',
-  evaluate: 'evaluate',
-  hashes: 'hashes',
 };
 
 /** Progress bars for core's onProgress (a new bar whenever the stage changes); clear() before printing. */

@@ -53,6 +53,7 @@ export { classifyImageNet, type ClassifyOptions, type ImageNetPrediction, type I
 
 // --- Model files: every kind behind one load and one save ------------------------------------------------
 export {
+  checkModelWeights,
   GOOD_LABEL,
   loadModel,
   preprocessingRecord,

@@ -8,7 +8,6 @@ import {
   classificationFigures,
   countsTable,
   evaluateClassifier,
-  Inspector,
   loadModel,
   samplesByLabel,
   writeClassifierReport,
@@ -52,12 +51,10 @@ export async function evaluateCommand(modelFile: string, dir: string, o: Evaluat
   if (unknown.length > 0) ctx.stderr.write(`loupe: warning: ${ds.root} has label(s) the model does not know: ${unknown.join(', ')} (their images count as errors)\n`);
 
   const engine = await openEngine(ctx);
-  // Opening an inspector refuses a model trained on other CNN weights (naming both hashes).
-  await Inspector.open(model, { engine, name: modelFile });
   const bar = new ProgressBar('evaluate', ds.items.length, ctx.stderr, progressEnabled(ctx, ds.items.length));
   let e;
   try {
-    e = await evaluateClassifier(model, ds, { engine, ...cacheOption(o.cache), batchSize: ctx.opts.batchSize, signal: ctx.signal, onProgress: (done) => bar.update(done) });
+    e = await evaluateClassifier(model, ds, { engine, source: modelFile, ...cacheOption(o.cache), batchSize: ctx.opts.batchSize, signal: ctx.signal, onProgress: (done) => bar.update(done) });
   } finally {
     bar.clear();
   }

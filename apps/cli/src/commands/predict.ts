@@ -35,12 +35,6 @@ async function loadClassifier(file: string): Promise<LoupeModel & { kind: 'svm' 
 }
 
 /** The classifier's likeliest defect class (never its good class): the one-class model said WHETHER, this says WHICH. */
-function likeliestDefect(classScores: readonly { name: string; score: number }[] | undefined, goodClass: string): string | null {
-  let best: { name: string; score: number } | undefined;
-  for (const c of classScores ?? []) if (c.name !== goodClass && (!best || c.score > best.score)) best = c;
-  return best?.name ?? null;
-}
-
 export async function predictCommand(modelFile: string, inputs: string[], o: PredictCommandOptions, ctx: RunContext): Promise<number> {
   if (o.heatmaps) await checkOutputDir(o.heatmaps, '--heatmaps', inputs);
   const images = await expandInputs(inputs);
@@ -92,10 +86,9 @@ export async function predictCommand(modelFile: string, inputs: string[], o: Pre
     const types = new Map<number, string | null>();
     const flagged = batch.filter((x) => x.result?.verdict === 'anomalous');
     if (classifier && flagged.length > 0) {
-      const good = classifierModel!.goodClass;
       let k = 0;
       for await (const c of classifier.inspectMany(flagged.map((x) => images[x.index]!.file), { batchSize, signal: ctx.signal })) {
-        types.set(flagged[k++]!.index, c.result ? likeliestDefect(c.result.classScores, good) : null);
+        types.set(flagged[k++]!.index, c.result?.likeliestDefect ?? null);
       }
     }
     for (const x of batch) await printer.emit(await toLine(x, classifier ? (types.get(x.index) ?? null) : undefined));

@@ -8,7 +8,7 @@ import { extractFeaturesCached } from '../features-cache.js';
 import { svmVerdicts, type SvmVerdict } from '../inspection/kinds.js';
 import type { LoupeError } from '../errors.js';
 import { classificationMetrics, type ClassificationMetrics } from '../metrics/classification.js';
-import type { SvmModel } from '../modelfile/models.js';
+import { checkModelWeights, type SvmModel } from '../modelfile/models.js';
 
 /** A labelled image (a dataset item, or any path with its label). */
 export interface LabelledImage {
@@ -89,6 +89,8 @@ export async function classifierFeatures(model: Pick<SvmModel, 'layer' | 'fit'>,
 }
 
 export interface EvaluateClassifierOptions extends ClassifierFeatureOptions {
+  /** Names the model in errors (its file). */
+  readonly source?: string;
   /** Scan progress (folders are decoded in full while scanned). */
   readonly onScanProgress?: (done: number, total: number) => void;
   readonly verify?: VerifyLevel;
@@ -103,6 +105,7 @@ export interface ClassifierDatasetEvaluation extends ClassifierEvaluation {
 
 /** Evaluates an SVM model on a labelled folder (MVTec category or <label>/ folders) or a list of images. */
 export async function evaluateClassifier(model: SvmModel, data: string | Dataset | readonly LabelledImage[], o: EvaluateClassifierOptions): Promise<ClassifierDatasetEvaluation> {
+  checkModelWeights(model, o.engine, o.source ?? '<model>');
   let dataset: Dataset | undefined;
   let items: readonly LabelledImage[];
   if (typeof data === 'string') {

@@ -7,8 +7,7 @@
 import { Engine, EngineSession, loadAddon } from '../engine.js';
 import { AbortError, LoupeError } from '../errors.js';
 import { sourceName, type ImageSource } from '../image/decode.js';
-import { ModelFileError } from '../modelfile/errors.js';
-import { loadModel, type LoupeModel } from '../modelfile/models.js';
+import { checkModelWeights, loadModel, type LoupeModel } from '../modelfile/models.js';
 import { threadBudget } from '../threads.js';
 import { oneClassHandler, svmHandler, type KindHandler, type Prepared } from './kinds.js';
 import type { InspectionOutcome, InspectionResult, InspectManyOptions, InspectOptions, TapRunner } from './types.js';
@@ -55,14 +54,7 @@ export class Inspector {
     const loaded = typeof model === 'string' || model instanceof Uint8Array ? await loadModel(model, options.name !== undefined ? { name: options.name } : {}) : model;
     const engine = options.engine;
     if (!(engine instanceof Engine)) throw new LoupeError('INVALID_ARGUMENT', 'Inspector.open needs { engine }: an Engine from Engine.open()');
-    if (loaded.weightsHash !== engine.weightsHash) {
-      throw new ModelFileError(
-        'MODEL_INCOMPATIBLE',
-        source,
-        `the model was trained on features of CNN weights ${loaded.weightsHash.slice(0, 12)}..., but the engine has ${engine.weightsHash.slice(0, 12)}... (open the engine on the weights it was trained with, or retrain it)`,
-        { field: 'weightsHash' },
-      );
-    }
+    checkModelWeights(loaded, engine, source);
     let handler: KindHandler;
     if (loaded.kind === 'svm') handler = svmHandler(loaded);
     else {

@@ -49,6 +49,8 @@ export interface SvmVerdict {
   readonly defectType: string | null;
   /** The predicted class: the good class when the verdict is good, else the defect type. */
   readonly label: string;
+  /** The best defect class, whatever the verdict. */
+  readonly likeliestDefect: string;
   readonly classScores: ClassScore[];
 }
 
@@ -88,6 +90,7 @@ export function svmVerdicts(model: SvmModel, features: FeaturesInput): SvmVerdic
       rawScore: margin,
       defectType: anomalous ? defect : null,
       label: anomalous ? defect : goodClass,
+      likeliestDefect: defect,
       classScores: classifier.classes.map((name, j) => ({ name, score: probs[j]! })),
     });
   }
@@ -119,6 +122,7 @@ export function svmHandler(model: SvmModel): KindHandler {
           rawScore: v.rawScore,
           defectType: v.defectType,
           classScores: v.classScores,
+          likeliestDefect: v.likeliestDefect,
           timings: { decodeMs: p.decodeMs, inferenceMs: o.inferenceMs, postprocessMs: share, batchSize: o.batchSize },
         };
       });

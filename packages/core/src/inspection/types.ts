@@ -65,6 +65,11 @@ export interface InspectionResult {
   readonly defectType: string | null;
   /** Per-class scores of a classifier (softmax of its class scores). */
   readonly classScores?: readonly ClassScore[];
+  /**
+   * A classifier's likeliest defect class, whatever the verdict (the one it names when the part is
+   * anomalous): what names the defect type of a part another model flagged.
+   */
+  readonly likeliestDefect?: string;
   /** Where the strongest anomaly is, in image pixels (one-class models). */
   readonly peak?: MapPeak;
   /** The anomaly map, when asked for (`heatmap: true`) and the model makes one. */

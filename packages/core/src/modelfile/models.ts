@@ -194,6 +194,21 @@ export async function loadModel(source: string | Uint8Array, options: { name?: s
   return modelFromDecoded(decodeModel(source, name), name);
 }
 
+/**
+ * Refuses a model whose features came from other CNN weights than `engine`'s (its scores would mean
+ * nothing): ModelFileError MODEL_INCOMPATIBLE naming both hashes.
+ */
+export function checkModelWeights(model: Pick<ModelMetadata, 'weightsHash'>, engine: { readonly weightsHash: string }, source: string): void {
+  if (model.weightsHash !== engine.weightsHash) {
+    throw new ModelFileError(
+      'MODEL_INCOMPATIBLE',
+      source,
+      `the model was trained on features of CNN weights ${model.weightsHash.slice(0, 12)}..., but the engine has ${engine.weightsHash.slice(0, 12)}... (open the engine on the weights it was trained with, or retrain it)`,
+      { field: 'weightsHash' },
+    );
+  }
+}
+
 /** `file` with the model extension added when it has none (`models/bottle` -> `models/bottle.loupe`). */
 export function withModelExtension(file: string): string {
   return file.endsWith(MODEL_FILE_EXTENSION) ? file : `${file}${MODEL_FILE_EXTENSION}`;
