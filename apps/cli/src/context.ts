@@ -58,6 +58,11 @@ export function openEngine(ctx: RunContext): Promise<Engine> {
   });
 }
 
+/** What core's long calls (training, calibration) take from the global options: batch, threads, backend, Ctrl-C. */
+export function runOptions(ctx: RunContext): { batchSize: number; threads: number; backend: BackendName; signal: AbortSignal } {
+  return { batchSize: ctx.opts.batchSize, threads: ctx.budget.engineThreads, backend: ctx.opts.backend, signal: ctx.signal };
+}
+
 /**
  * Fails fast, before the model is loaded, on an image argument that cannot be read (naming it), so a
  * typo costs no model load: a usage error (exit 2), as for predict's and classify's arguments (inputs.ts).

@@ -23,7 +23,7 @@ import {
 } from '@loupe/core';
 
 import { cacheOption, stageProgress } from '../classification.js';
-import { openEngine, write, type RunContext } from '../context.js';
+import { openEngine, runOptions, write, type RunContext } from '../context.js';
 import { formatSeconds } from '../format.js';
 import { ProgressBar } from '../progress.js';
 
@@ -104,10 +104,7 @@ export async function demoCommand(o: DemoCommandOptions, ctx: RunContext): Promi
         seed: o.seed,
         holdOut: { split: 0.5 },
         ...cacheOption(true),
-        batchSize: ctx.opts.batchSize,
-        threads: ctx.budget.engineThreads,
-        backend: ctx.opts.backend,
-        signal: ctx.signal,
+        ...runOptions(ctx),
         onProgress: progress.onProgress,
       });
     } finally {

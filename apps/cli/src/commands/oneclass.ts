@@ -17,7 +17,7 @@ import {
 } from '@loupe/core';
 
 import { stageProgress } from '../classification.js';
-import { openEngine, write, type RunContext } from '../context.js';
+import { openEngine, runOptions, write, type RunContext } from '../context.js';
 import { formatSeconds, roundSignificant as round } from '../format.js';
 import { checkOutputDir, checkWritableOutput, createOutputFolder, modelExtensionNote } from '../outputs.js';
 import { ProgressBar } from '../progress.js';
@@ -74,10 +74,7 @@ export async function trainOneClassCommand(dir: string, o: OneClassTrainOptions,
       tile: Boolean(o.tile),
       ...(o.projection !== undefined ? { projectionDim: o.projection } : {}),
       ...(o.maxBankMb !== undefined ? { maxBankMB: o.maxBankMb } : {}),
-      batchSize: ctx.opts.batchSize,
-      threads: ctx.budget.engineThreads,
-      backend: ctx.opts.backend,
-      signal: ctx.signal,
+      ...runOptions(ctx),
       onProgress: progress.onProgress,
     });
   } finally {

@@ -15,7 +15,7 @@ import {
 } from '@loupe/core';
 
 import { cacheOption, cacheWriteWarning, formatMetrics, scanWithProgress, stageProgress } from '../classification.js';
-import { openEngine, write, type RunContext } from '../context.js';
+import { openEngine, runOptions, write, type RunContext } from '../context.js';
 import { formatSeconds } from '../format.js';
 import { checkOutputDir, checkWritableOutput, createOutputFolder, modelExtensionNote, modelOutputPath } from '../outputs.js';
 import { trainOneClassCommand } from './oneclass.js';
@@ -98,10 +98,7 @@ export async function trainCommand(dir: string, o: TrainCommandOptions, ctx: Run
       balance: Boolean(o.balance),
       holdOut: kfold ? { kfold: o.kfold! } : { split: o.split },
       ...cacheOption(o.cache),
-      batchSize: ctx.opts.batchSize,
-      threads: ctx.budget.engineThreads,
-      backend: ctx.opts.backend,
-      signal: ctx.signal,
+      ...runOptions(ctx),
       onProgress: progress.onProgress,
     });
   } finally {
