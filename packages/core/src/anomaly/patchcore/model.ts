@@ -16,7 +16,7 @@ import type { ImageSource } from '../../image/decode.js';
 import { createRng } from '../../datasets/random.js';
 import { INPUT_ELEMENTS, INPUT_SIZE } from '../../model.js';
 import { gaussianBlur, patchScoresToMap, resizeBilinear } from './anomaly-map.js';
-import { EMBEDDING_DIM, PATCH_GRID, PATCHCORE_TAPS, PATCHES_PER_IMAGE, PatchFeatureExtractor, type PatchTapRunner } from './feature-extractor.js';
+import { EMBEDDING_DIM, PATCH_GRID, PATCHCORE_TAPS, PATCHES_PER_IMAGE, PatchFeatureExtractor, type EmbeddingScratch, type PatchTapRunner } from './feature-extractor.js';
 import { loadMask } from '../../image/mask.js';
 import { prepareImage, type PreparedImage } from '../../image/views.js';
 import { bankMB, buildMemoryBank, decodeFloat16, encodeFloat16, type BankStorage, type MemoryBank } from './memory-bank.js';
@@ -190,6 +190,9 @@ function resolveConfig(partial: Partial<PatchCoreConfig> = {}): PatchCoreConfig 
   }
   return c;
 }
+
+/** Scratch sets kept for reuse by scoreViews (each holds a batch's embeddings: ~5 MB per image). */
+const MAX_SCRATCH_SETS = 4;
 
 /** One engine batch of decoded views and their taps. */
 interface ViewBatch {
@@ -470,13 +473,24 @@ export class PatchCoreModel {
     options: ScoreOptions & { prepareMs?: number; cnnMs?: number } = {},
   ): Promise<AnomalyResult[]> {
     const views = images.reduce((a, im) => a + im.views, 0);
-    const t0 = performance.now();
-    const rows = this.featureExtractor().fromTaps(taps.res3d, taps.res4f, views);
-    const t1 = performance.now();
-    const index = await this.knnIndex(options.knn ?? (await defaultKnn()), options);
-    const scores = await scoreEmbeddings(index, this.bank, rows, views, PATCHES_PER_IMAGE, { supportNeighbours: this.config.supportNeighbours });
-    const t2 = performance.now();
-    const { results, mapMs } = assembleResults({ images, rows }, scores, this, options.keepEmbeddings ?? false);
+    // Embeddings go into a scratch set of this call's own (a pool: concurrent calls each take one, and a
+    // fresh ~5 MB per image would cost more than the whole scoring in allocation and GC).
+    const scratch = this.scratchPool.pop() ?? { emb: new Float32Array(0), proj: new Float32Array(0) };
+    let t0: number, t1: number, t2: number;
+    let assembled: ReturnType<typeof assembleResults>;
+    try {
+      t0 = performance.now();
+      const rows = this.featureExtractor().fromTapsInto(taps.res3d, taps.res4f, views, scratch);
+      t1 = performance.now();
+      const index = await this.knnIndex(options.knn ?? (await defaultKnn()), options);
+      const scores = await scoreEmbeddings(index, this.bank, rows, views, PATCHES_PER_IMAGE, { supportNeighbours: this.config.supportNeighbours });
+      t2 = performance.now();
+      // assembleResults copies what it keeps (keepEmbeddings slices), so the scratch is free afterwards.
+      assembled = assembleResults({ images, rows }, scores, this, options.keepEmbeddings ?? false);
+    } finally {
+      if (this.scratchPool.length < MAX_SCRATCH_SETS) this.scratchPool.push(scratch);
+    }
+    const { results, mapMs } = assembled;
     const share = 1 / Math.max(1, images.length);
     return results.map((r) => ({
       ...r,
@@ -491,6 +505,7 @@ export class PatchCoreModel {
   }
 
   private extractorCache: PatchFeatureExtractor | undefined;
+  private readonly scratchPool: EmbeddingScratch[] = [];
 
   /** The model's patch feature extractor for taps computed elsewhere (its projection is built once). */
   private featureExtractor(): PatchFeatureExtractor {
