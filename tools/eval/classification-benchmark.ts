@@ -25,7 +25,7 @@
 //   --render-only (rewrite the markdown from the existing .json next to --out; no computation)
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -588,12 +588,14 @@ function renderMarkdown(cats: CategoryInfo[], rows: Row[], sp: Awaited<ReturnTyp
     '- One split, one seed: test sides have 147-674 images but as few as 10-16 per defect type, so one image moves plain accuracy by 0.15-0.7 points and a defect type\'s recall by up to 10 points; ' +
       'differences of about a point in plain accuracy, or a few points in balanced accuracy, are within noise.',
   );
-  L.push('- Training times on a shared 2-core machine are noisy; the baseline is single-threaded TypeScript, Loupe\'s trainer is native C++ on 2 threads.');
+  L.push(`- Training times on a shared 2-core machine are noisy (1-minute load average ${String(meta['load'] ?? 'not recorded')}: above 2, other jobs shared the cores); the baseline is single-threaded TypeScript, Loupe's trainer is native C++ on 2 threads.`);
+  L.push("- SVM answers are core's verdict rule (`evaluateClassifierFeatures`, what `loupe evaluate` and the Inspector apply): the part is a defect when its best defect class scores at least as high as the good class, so an exact tie (float32 scores) is flagged where the argmax would have taken whichever class comes first.");
   L.push('');
   return L.join('\n');
 }
 
 async function main(): Promise<void> {
+  const loadStart = loadavg()[0] ?? 0;
   if (args['render-only']) {
     const out = outPath();
     const j = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { meta: Record<string, unknown>; categories: CategoryInfo[]; rows: Row[]; speed: Awaited<ReturnType<typeof speed>> | null };
@@ -637,6 +639,7 @@ async function main(): Promise<void> {
     baselineScheme: args['baseline-scheme'],
     loupeOverrides: loupeOverrides(),
     loupeCoding: args['loupe-coding'],
+    load: `${(loadStart).toFixed(1)} at the start, ${(loadavg()[0] ?? 0).toFixed(1)} at the end`,
   };
   const out = outPath();
   mkdirSync(dirname(out), { recursive: true });

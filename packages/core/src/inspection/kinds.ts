@@ -147,7 +147,7 @@ export function oneClassResult(model: OneClassModel, r: Omit<AnomalyResult, 'tim
     rawScore: r.rawScore,
     defectType: null,
     peak: r.peak,
-    ...(heatmap ? { heatmap: { width: r.width, height: r.height, values: r.map, threshold: pixel, peak: r.peak } } : {}),
+    ...(heatmap ? { heatmap: { width: r.width, height: r.height, imageWidth: r.imageWidth, imageHeight: r.imageHeight, values: r.map, threshold: pixel, peak: r.peak } } : {}),
     timings,
   };
 }
