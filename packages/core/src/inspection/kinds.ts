@@ -67,6 +67,8 @@ function softmax(x: ArrayLike<number>): number[] {
  * (higher = likelier: votes + loss tie-break, or the negated loss), g the good class and d the best defect
  * class, the margin m = s[d] - s[g] is the raw score; the part is anomalous when m >= threshold (0: the
  * classifier's own choice), and score = sigmoid(m - threshold), so 0.5 is the threshold as for every kind.
+ * An exact tie between the good class and a defect class is flagged (an argmax would take whichever comes
+ * first; an inspection that cannot tell should not pass the part).
  */
 export function svmVerdicts(model: SvmModel, features: FeaturesInput): SvmVerdict[] {
   const x = toFeatureMatrix(features, 'features');
