@@ -3,7 +3,7 @@
 import { LoupeError } from '../errors.js';
 import { INPUT_ELEMENTS, INPUT_SIZE } from '../model.js';
 import { rgbToCaffe } from '../preprocess.js';
-import { decodeFullImage, decodeImage, DEFAULT_LIMIT_INPUT_PIXELS, type FitMode, type ImageSource } from './decode.js';
+import { decodeFullImage, decodeImage, DEFAULT_LIMIT_INPUT_PIXELS, sourceName, type FitMode, type ImageSource } from './decode.js';
 import { cropTile, planTiles, type Tile, type TileOptions } from './tiles.js';
 
 /** One image as the model sees it: 1 view (whole image) or one view per tile. */
@@ -32,6 +32,12 @@ export interface PrepareOptions {
   name?: string;
 }
 
+/**
+ * Most tiles one image may be cut into (each a 602 KB view, and CNN time): about a 4000x3000 frame at the
+ * default overlap. A larger image is refused (IMAGE_TOO_LARGE) before its pixels are decoded.
+ */
+export const MAX_TILES = 512;
+
 /** Decodes an image into its model views. */
 export async function prepareImage(source: ImageSource, options: PrepareOptions = {}): Promise<PreparedImage> {
   const limit = options.limitInputPixels ?? DEFAULT_LIMIT_INPUT_PIXELS;
@@ -45,7 +51,19 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions 
   }
   const size = options.tile.size ?? INPUT_SIZE;
   if (size !== INPUT_SIZE) throw new LoupeError('INVALID_ARGUMENT', `tile size must be the model input (${INPUT_SIZE}), got ${size}`);
-  const full = await decodeFullImage(source, { minSide: INPUT_SIZE, limitInputPixels: limit, ...named });
+  const tileOptions = options.tile;
+  const full = await decodeFullImage(source, {
+    minSide: INPUT_SIZE,
+    limitInputPixels: limit,
+    ...named,
+    beforeDecode: (w, h) => {
+      const n = planTiles(Math.max(w, INPUT_SIZE), Math.max(h, INPUT_SIZE), tileOptions).length;
+      if (n > MAX_TILES) {
+        const input = options.name ?? sourceName(source);
+        throw new LoupeError('IMAGE_TOO_LARGE', `image ${input} is too large for tile mode: ${w}x${h} pixels make ${n} tiles of ${INPUT_SIZE}; the limit is ${MAX_TILES}`, { input });
+      }
+    },
+  });
   const tiles = planTiles(full.width, full.height, options.tile);
   const tensor = new Float32Array(tiles.length * INPUT_ELEMENTS);
   tiles.forEach((t, i) => rgbToCaffe(cropTile(full.rgb, full.width, full.height, 3, t, size), tensor, i));

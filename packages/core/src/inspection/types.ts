@@ -16,22 +16,28 @@ export interface TapRunner {
   run<T extends TapName>(input: TensorBatch, taps: readonly T[]): Promise<TapOutputs<T>>;
 }
 
-/** A pixel of an anomaly map: column, row, raw value. */
+/** The strongest point of an anomaly map: column and row in image pixels, raw value. */
 export interface MapPeak {
   readonly x: number;
   readonly y: number;
   readonly value: number;
 }
 
-/** Where a one-class model sees the anomaly: a raw map at the image's own (upright) size. */
+/**
+ * Where a one-class model sees the anomaly: a raw map at the image's own (upright) size, scaled down to
+ * MAX_MAP_SIDE (1024) pixels per side for larger images (memory stays bounded per image).
+ */
 export interface AnomalyMap {
   readonly width: number;
   readonly height: number;
+  /** The upright image's size (larger than width x height when the map was capped). */
+  readonly imageWidth: number;
+  readonly imageHeight: number;
   /** Raw values, row-major [height][width], in the units of `threshold`. */
   readonly values: Float32Array;
   /** The model's pixel threshold: values at or above it are defect pixels. */
   readonly threshold: number;
-  /** The map's maximum. */
+  /** The map's maximum, located in image pixels. */
   readonly peak: MapPeak;
 }
 

@@ -15,7 +15,7 @@ import { AbortError, LoupeError } from '../../errors.js';
 import type { ImageSource } from '../../image/decode.js';
 import { createRng } from '../../datasets/random.js';
 import { INPUT_ELEMENTS, INPUT_SIZE } from '../../model.js';
-import { gaussianBlur, patchScoresToMap, resizeBilinear } from './anomaly-map.js';
+import { gaussianBlur, mapSize, patchScoresToMap, resizeBilinear } from './anomaly-map.js';
 import { EMBEDDING_DIM, PATCH_GRID, PATCHCORE_TAPS, PATCHES_PER_IMAGE, PatchFeatureExtractor, type EmbeddingScratch, type PatchTapRunner } from './feature-extractor.js';
 import { loadMask } from '../../image/mask.js';
 import { prepareImage, type PreparedImage } from '../../image/views.js';
@@ -23,6 +23,7 @@ import { bankMB, buildMemoryBank, decodeFloat16, encodeFloat16, type BankStorage
 import { createKnnSearcher, scoreEmbeddings, type EmbeddingScores, type KnnNative, type KnnSearcher } from './scorer.js';
 import { calibrateThresholds, normalizeScore, type Thresholds } from './threshold.js';
 import { TileStitcher } from '../../image/tiles.js';
+import { inTurn } from '../../turns.js';
 
 export const PATCHCORE_FORMAT = 'loupe-patchcore';
 export const PATCHCORE_VERSION = 1;
@@ -120,12 +121,15 @@ export interface AnomalyResult {
   /** PatchCore image score (reweighted nearest-neighbour distance). */
   rawScore: number;
   isAnomalous: boolean;
-  /** Size of the map = the upright source image. */
+  /** Size of the map: the upright source image, scaled down to MAX_MAP_SIDE per side when larger. */
   width: number;
   height: number;
+  /** The upright source image's size (the map's, unless the map was capped). */
+  imageWidth: number;
+  imageHeight: number;
   /** Raw smoothed anomaly map [height][width] (same units as the pixel threshold). */
   map: Float32Array;
-  /** Pixel of the map's maximum. */
+  /** The map's maximum, located in source image pixels (the centre of the map pixel when capped). */
   peak: { x: number; y: number; value: number };
   /** This image's share of the batch stage timings. */
   timings: StageTimings;
@@ -258,57 +262,84 @@ export function packViews(images: readonly PreparedImage[]): { data: Float32Arra
   return { data, batch: views };
 }
 
-/** Per-image maps and scores from one batch's kNN results. */
-function assembleResults(
+/** The map and score of one image of a batch from its views' kNN results. */
+function assembleOne(im: PreparedImage, view: number, scores: EmbeddingScores, model: PatchCoreModel, rows: Float32Array, keepEmbeddings: boolean): Omit<AnomalyResult, 'timings'> {
+  const { config, thresholds } = model;
+  const d = model.bank.d;
+  const out = mapSize(im.width, im.height);
+  let raw: number;
+  let map: Float32Array;
+  if (!im.tiles) {
+    const ps = scores.patchScores.subarray(view * PATCHES_PER_IMAGE, (view + 1) * PATCHES_PER_IMAGE);
+    map = patchScoresToMap(ps, PATCH_GRID, { inputSize: INPUT_SIZE, sigma: config.sigma, outHeight: out.height, outWidth: out.width });
+    raw = scores.imageScores[view]!;
+  } else {
+    const st = new TileStitcher(im.tiledWidth, im.tiledHeight);
+    raw = -Infinity;
+    im.tiles.forEach((tile, k) => {
+      const v = view + k;
+      const ps = scores.patchScores.subarray(v * PATCHES_PER_IMAGE, (v + 1) * PATCHES_PER_IMAGE);
+      st.add(resizeBilinear(ps, PATCH_GRID, PATCH_GRID, INPUT_SIZE, INPUT_SIZE), tile, INPUT_SIZE);
+      raw = Math.max(raw, scores.imageScores[v]!);
+    });
+    const smooth = gaussianBlur(st.result(), im.tiledHeight, im.tiledWidth, config.sigma);
+    map = im.tiledWidth === out.width && im.tiledHeight === out.height ? smooth : resizeBilinear(smooth, im.tiledHeight, im.tiledWidth, out.height, out.width);
+  }
+  let arg = 0;
+  for (let i = 1; i < map.length; i++) if (map[i]! > map[arg]!) arg = i;
+  const mx = arg % out.width;
+  const my = Math.floor(arg / out.width);
+  const r: Omit<AnomalyResult, 'timings'> = {
+    name: im.name,
+    score: normalizeScore(raw, thresholds.image),
+    rawScore: raw,
+    isAnomalous: raw >= thresholds.image,
+    width: out.width,
+    height: out.height,
+    imageWidth: im.width,
+    imageHeight: im.height,
+    map,
+    // In source pixels: a capped map's pixel covers several, the peak is the centre of its block.
+    peak: {
+      x: out.width === im.width ? mx : Math.min(im.width - 1, Math.floor(((mx + 0.5) * im.width) / out.width)),
+      y: out.height === im.height ? my : Math.min(im.height - 1, Math.floor(((my + 0.5) * im.height) / out.height)),
+      value: map[arg]!,
+    },
+  };
+  if (keepEmbeddings) {
+    r.embeddings = rows.slice(view * PATCHES_PER_IMAGE * d, (view + im.views) * PATCHES_PER_IMAGE * d);
+    r.patchScores = scores.patchScores.slice(view * PATCHES_PER_IMAGE, (view + im.views) * PATCHES_PER_IMAGE);
+  }
+  return r;
+}
+
+/**
+ * Per-image maps and scores from one batch's kNN results. Each map is built in an event-loop turn of its
+ * own (turns.ts; bounded by MAX_MAP_SIDE), so a server's other calls (health checks included) are answered
+ * between them. `rows` must stay untouched until it resolves.
+ */
+async function assembleResults(
   batch: { images: readonly PreparedImage[]; rows: Float32Array },
   scores: EmbeddingScores,
   model: PatchCoreModel,
   keepEmbeddings: boolean,
-): { results: Omit<AnomalyResult, 'timings'>[]; mapMs: number } {
-  const t0 = performance.now();
-  const { config, thresholds } = model;
-  const d = model.bank.d;
+): Promise<{ results: Omit<AnomalyResult, 'timings'>[]; mapMs: number }> {
+  let mapMs = 0;
   const results: Omit<AnomalyResult, 'timings'>[] = [];
   let view = 0;
   for (const im of batch.images) {
-    let raw: number;
-    let map: Float32Array;
-    if (!im.tiles) {
-      const ps = scores.patchScores.subarray(view * PATCHES_PER_IMAGE, (view + 1) * PATCHES_PER_IMAGE);
-      map = patchScoresToMap(ps, PATCH_GRID, { inputSize: INPUT_SIZE, sigma: config.sigma, outHeight: im.height, outWidth: im.width });
-      raw = scores.imageScores[view]!;
-    } else {
-      const st = new TileStitcher(im.tiledWidth, im.tiledHeight);
-      raw = -Infinity;
-      im.tiles.forEach((tile, k) => {
-        const v = view + k;
-        const ps = scores.patchScores.subarray(v * PATCHES_PER_IMAGE, (v + 1) * PATCHES_PER_IMAGE);
-        st.add(resizeBilinear(ps, PATCH_GRID, PATCH_GRID, INPUT_SIZE, INPUT_SIZE), tile, INPUT_SIZE);
-        raw = Math.max(raw, scores.imageScores[v]!);
-      });
-      const smooth = gaussianBlur(st.result(), im.tiledHeight, im.tiledWidth, config.sigma);
-      map = im.tiledWidth === im.width && im.tiledHeight === im.height ? smooth : resizeBilinear(smooth, im.tiledHeight, im.tiledWidth, im.height, im.width);
-    }
-    let arg = 0;
-    for (let i = 1; i < map.length; i++) if (map[i]! > map[arg]!) arg = i;
-    const r: Omit<AnomalyResult, 'timings'> = {
-      name: im.name,
-      score: normalizeScore(raw, thresholds.image),
-      rawScore: raw,
-      isAnomalous: raw >= thresholds.image,
-      width: im.width,
-      height: im.height,
-      map,
-      peak: { x: arg % im.width, y: Math.floor(arg / im.width), value: map[arg]! },
-    };
-    if (keepEmbeddings) {
-      r.embeddings = batch.rows.slice(view * PATCHES_PER_IMAGE * d, (view + im.views) * PATCHES_PER_IMAGE * d);
-      r.patchScores = scores.patchScores.slice(view * PATCHES_PER_IMAGE, (view + im.views) * PATCHES_PER_IMAGE);
-    }
-    results.push(r);
+    const first = view;
+    results.push(
+      await inTurn(() => {
+        const t0 = performance.now();
+        const r = assembleOne(im, first, scores, model, batch.rows, keepEmbeddings);
+        mapMs += performance.now() - t0;
+        return r;
+      }),
+    );
     view += im.views;
   }
-  return { results, mapMs: performance.now() - t0 };
+  return { results, mapMs };
 }
 
 export class PatchCoreModel {
@@ -477,7 +508,7 @@ export class PatchCoreModel {
     // fresh ~5 MB per image would cost more than the whole scoring in allocation and GC).
     const scratch = this.scratchPool.pop() ?? { emb: new Float32Array(0), proj: new Float32Array(0) };
     let t0: number, t1: number, t2: number;
-    let assembled: ReturnType<typeof assembleResults>;
+    let assembled: Awaited<ReturnType<typeof assembleResults>>;
     try {
       t0 = performance.now();
       const rows = this.featureExtractor().fromTapsInto(taps.res3d, taps.res4f, views, scratch);
@@ -486,7 +517,7 @@ export class PatchCoreModel {
       const scores = await scoreEmbeddings(index, this.bank, rows, views, PATCHES_PER_IMAGE, { supportNeighbours: this.config.supportNeighbours });
       t2 = performance.now();
       // assembleResults copies what it keeps (keepEmbeddings slices), so the scratch is free afterwards.
-      assembled = assembleResults({ images, rows }, scores, this, options.keepEmbeddings ?? false);
+      assembled = await assembleResults({ images, rows }, scores, this, options.keepEmbeddings ?? false);
     } finally {
       if (this.scratchPool.length < MAX_SCRATCH_SETS) this.scratchPool.push(scratch);
     }

@@ -7,6 +7,7 @@ import sharp from 'sharp';
 import { LoupeError } from '../../errors.js';
 import type { ImageSource } from '../../image/decode.js';
 import { decodeFullImage } from '../../image/decode.js';
+import { inTurn } from '../../turns.js';
 import { normalizeScore } from './threshold.js';
 
 /** OpenCV/matplotlib-style 'jet' colour of v in [0, 1] as [r, g, b] bytes. */
@@ -53,16 +54,26 @@ export interface OverlayOptions {
 
 /** Blends a jet heatmap of `map` (width x height) over RGB pixels of the same size. */
 export function overlayPixels(rgb: Uint8Array, map: Float32Array, width: number, height: number, options: OverlayOptions): Uint8Array {
+  const out = startOverlay(rgb, map, width, height);
+  overlayRows(rgb, map, width, height, options, out, 0, height);
+  return out;
+}
+
+function startOverlay(rgb: Uint8Array, map: Float32Array, width: number, height: number): Uint8Array {
   if (rgb.length !== width * height * 3 || map.length !== width * height) throw new LoupeError('INVALID_ARGUMENT', 'overlay: image and map sizes differ');
+  return new Uint8Array(rgb.length);
+}
+
+/** Rows [y0, y1) of the overlay (blend, then the contour, which reads the map only). */
+function overlayRows(rgb: Uint8Array, map: Float32Array, width: number, height: number, options: OverlayOptions, out: Uint8Array, y0: number, y1: number): void {
   const alpha = options.alpha ?? 0.5;
   const t = options.threshold;
-  const out = new Uint8Array(rgb.length);
-  for (let i = 0; i < map.length; i++) {
+  for (let i = y0 * width; i < y1 * width; i++) {
     const k = Math.round(255 * normalizeScore(map[i]!, t)) * 3;
     for (let c = 0; c < 3; c++) out[i * 3 + c] = Math.round((1 - alpha) * rgb[i * 3 + c]! + alpha * JET_LUT[k + c]!);
   }
   if (options.contour ?? true) {
-    for (let y = 0; y < height; y++)
+    for (let y = y0; y < y1; y++)
       for (let x = 0; x < width; x++) {
         const i = y * width + x;
         if (!(map[i]! >= t)) continue;
@@ -71,20 +82,32 @@ export function overlayPixels(rgb: Uint8Array, map: Float32Array, width: number,
         if (edge) out.set([255, 255, 255], i * 3);
       }
   }
+}
+
+/** Pixels per slice of an overlay drawn asynchronously (a few ms of work each). */
+const OVERLAY_SLICE_PIXELS = 1 << 16;
+
+/** overlayPixels in bands of rows, one per event-loop turn (turns.ts): what the renderers below use. */
+async function overlayPixelsInTurns(rgb: Uint8Array, map: Float32Array, width: number, height: number, options: OverlayOptions): Promise<Uint8Array> {
+  const out = startOverlay(rgb, map, width, height);
+  const rows = Math.max(1, Math.floor(OVERLAY_SLICE_PIXELS / width));
+  for (let y = 0; y < height; y += rows) await inTurn(() => overlayRows(rgb, map, width, height, options, out, y, Math.min(height, y + rows)));
   return out;
 }
 
-/** PNG of the heatmap over the original image (the map must be at the image's upright size). */
+/** PNG of the heatmap over the original image (drawn at the map's size; the image is resized to it). */
 export async function heatmapOverlayPng(image: ImageSource, map: Float32Array, width: number, height: number, options: OverlayOptions): Promise<Buffer> {
   checkMapSize(map, width, height);
-  const full = await decodeFullImage(image, options.limitInputPixels !== undefined ? { limitInputPixels: options.limitInputPixels } : {});
+  // The image straight at the map's size: a map is capped (MAX_MAP_SIDE), and a 7000x7000 source must not
+  // be held at full size only to be shrunk again.
+  const full = await decodeFullImage(image, { size: { width, height }, ...(options.limitInputPixels !== undefined ? { limitInputPixels: options.limitInputPixels } : {}) });
   const draw = async (w: number, h: number): Promise<Buffer> => {
     let rgb = full.rgb;
     if (full.width !== w || full.height !== h) {
       rgb = new Uint8Array(await sharp(Buffer.from(full.rgb.buffer, full.rgb.byteOffset, full.rgb.byteLength), { raw: { width: full.width, height: full.height, channels: 3 } }).resize(w, h, { fit: 'fill' }).raw().toBuffer());
     }
-    const m = w === width && h === height ? map : resizeMap(map, width, height, w, h);
-    const px = overlayPixels(rgb, m, w, h, options);
+    const m = w === width && h === height ? map : await inTurn(() => resizeMap(map, width, height, w, h));
+    const px = await overlayPixelsInTurns(rgb, m, w, h, options);
     return sharp(Buffer.from(px.buffer, px.byteOffset, px.byteLength), { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
   };
   let png = await draw(width, height);
