@@ -14,7 +14,7 @@ import { DESCRIPTOR_SET_BASE64 } from './gen/descriptor-set.js';
 import { HealthService } from './gen/grpc/health/v1/health.js';
 import { InspectionService } from './gen/loupe/v1/inspection.js';
 import { HealthState } from './health.js';
-import { authInterceptor, metricsInterceptor } from './interceptors.js';
+import { authInterceptor, metricsInterceptor, tokenCheck } from './interceptors.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics, startMetricsServer } from './metrics.js';
 import { InspectionPipeline } from './pipeline.js';
@@ -153,13 +153,15 @@ export class LoupeServer {
       metrics,
       log,
     );
-    const health = new HealthState(registry);
+    const checkToken = tokenCheck(config.auth.tokens);
+    const authOn = config.auth.tokens.length > 0;
+    const health = new HealthState(registry, authOn && !config.auth.openHealth ? checkToken : null);
     if (config.autoload) await registry.loadAllLatest();
     else await registry.scan();
 
     const ctx: ServiceContext = { config, registry, pipeline, batcher, store, trainer, metrics, log, startedAt: new Date(), backend: session.backend, device: session.device };
     const streams = new Set<InspectStream>();
-    const interceptors = [metricsInterceptor(metrics), authInterceptor(config.auth.tokens, log)];
+    const interceptors = [metricsInterceptor(metrics), authInterceptor(checkToken, authOn, log)];
     const server = new grpc.Server({
       'grpc.max_receive_message_length': config.limits.maxMessageBytes,
       'grpc.max_send_message_length': config.limits.maxMessageBytes,
