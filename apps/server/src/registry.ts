@@ -11,6 +11,7 @@ import { basename, join, relative, resolve } from 'node:path';
 import { MODEL_FILE_EXTENSION, readModelHeader, summarizeModelHeader, type Engine, type ModelSummary } from '@loupe/core';
 
 import { ModelInspector } from './inspectors.js';
+import { clip } from './limits.js';
 import type { Logger } from './log.js';
 
 export type ModelStateName = 'available' | 'loading' | 'loaded' | 'failed';
@@ -53,7 +54,7 @@ export function validModelName(name: string): boolean {
 }
 
 function requireModelName(name: string): void {
-  if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${name}' (${MODEL_NAME_RULE})`);
+  if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${clip(name)}' (${MODEL_NAME_RULE})`);
 }
 
 function key(name: string, version: string): string {
@@ -268,20 +269,20 @@ export class ModelRegistry extends EventEmitter {
     if (versions.length === 0) throw new RegistryError('NOT_FOUND', `no model named '${name}' in the model directory`);
     if (!version) return versions[versions.length - 1]!;
     const e = versions.find((v) => v.version === version);
-    if (!e) throw new RegistryError('NOT_FOUND', `model '${name}' has no version ${version} (versions: ${versions.map((v) => v.version).join(', ')})`);
+    if (!e) throw new RegistryError('NOT_FOUND', `model '${name}' has no version ${clip(version)} (versions: ${versions.map((v) => v.version).join(', ')})`);
     return e;
   }
 
   /** The inspector to use for a request: the given version, else the newest LOADED version. */
   resolve(name: string, version = ''): { entry: ModelEntry; inspector: ModelInspector } {
     if (!name) throw new RegistryError('INVALID_ARGUMENT', "the 'model' field is empty: name the model to apply");
-    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `the 'model' field '${name}' is not a valid model name`);
+    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `the 'model' field '${clip(name)}' is not a valid model name (${MODEL_NAME_RULE})`);
     const versions = this.list({ name });
     if (versions.length === 0) throw new RegistryError('NOT_FOUND', `unknown model '${name}' (the 'model' field)`);
     let e: ModelEntry | undefined;
     if (version) {
       e = versions.find((v) => v.version === version);
-      if (!e) throw new RegistryError('NOT_FOUND', `model '${name}' has no version ${version}`);
+      if (!e) throw new RegistryError('NOT_FOUND', `model '${name}' has no version ${clip(version)}`);
     } else {
       // The newest loaded version; else the newest that failed, so the error below says why.
       const newest = [...versions].reverse();

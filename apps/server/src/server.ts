@@ -2,6 +2,7 @@
 // server (Inspection + Health + reflection), the metrics endpoint, and a graceful stop.
 import { readFileSync, statSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
+import type { Http2Server } from 'node:http2';
 
 import * as grpc from '@grpc/grpc-js';
 import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
@@ -17,6 +18,7 @@ import { HealthState } from './health.js';
 import { authInterceptor, metricsInterceptor, tokenCheck } from './interceptors.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics, startMetricsServer } from './metrics.js';
+import { clampTimeoutHeader } from './limits.js';
 import { InspectionPipeline } from './pipeline.js';
 import { ModelRegistry } from './registry.js';
 import { inspectionService, type InspectStream, type ServiceContext } from './service.js';
@@ -57,6 +59,22 @@ function fileDescriptorProtos(set: Buffer): Buffer[] {
     i += len;
   }
   return out;
+}
+
+/**
+ * grpc-js's server keeps a call's timeout in an int32 (`value * unit | 0`): a client deadline past 24.8 days
+ * (e.g. 30 days, "2592000S") wrapped negative and the call ended DEADLINE_EXCEEDED at once. Every HTTP/2
+ * server grpc-js creates gets a first 'stream' listener that clamps the header before grpc-js reads it.
+ */
+function clampCallTimeouts(server: grpc.Server): void {
+  const s = server as unknown as { createHttp2Server?: (creds: unknown) => Http2Server };
+  const create = s.createHttp2Server;
+  if (typeof create !== 'function') throw new Error('this @grpc/grpc-js has no Server.createHttp2Server: the grpc-timeout clamp (limits.ts) needs updating');
+  s.createHttp2Server = function (this: unknown, creds: unknown): Http2Server {
+    const http2Server = create.call(this, creds);
+    http2Server.prependListener('stream', (_stream: unknown, headers: Record<string, unknown>) => clampTimeoutHeader(headers));
+    return http2Server;
+  };
 }
 
 export interface StartOptions {
@@ -171,6 +189,7 @@ export class LoupeServer {
       'grpc.http2.min_ping_interval_without_data_ms': config.keepalive.minPingIntervalMs,
       interceptors,
     });
+    clampCallTimeouts(server);
     server.addService(InspectionService, inspectionService(ctx, streams));
     server.addService(HealthService, health.implementation());
     if (config.reflection) new ReflectionService(reflectionPackage()).addToServer(server);

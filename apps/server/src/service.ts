@@ -49,6 +49,7 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { ItemFailure, type InspectionPipeline, type ItemResult, type WorkItem } from './pipeline.js';
 import { RegistryError, type ModelEntry, type ModelRegistry } from './registry.js';
+import { clip, FIELD_LIMITS, fieldTooLong, MAX_TIMER_MS, truncateUtf8 } from './limits.js';
 import { PageTokenError, type InspectionStore } from './store.js';
 import type { Trainer } from './training.js';
 
@@ -127,12 +128,22 @@ function toResult(r: ItemResult): InspectionResult {
   });
 }
 
-/** The earliest of the image's own budget and the call's deadline, as Date.now() ms. */
+/**
+ * The earliest of the image's own budget and the call's deadline, as Date.now() ms; none beyond
+ * MAX_TIMER_MS from now (a Node timer would overflow and fire at once: deadline_ms = 2^31 answered
+ * CANCELLED immediately).
+ */
 function deadlineOf(deadlineMs: number, callDeadline: Date | number): number | undefined {
-  const own = deadlineMs > 0 ? Date.now() + deadlineMs : Infinity;
+  const now = Date.now();
+  const own = deadlineMs > 0 ? now + deadlineMs : Infinity;
   const call = callDeadline instanceof Date ? callDeadline.getTime() : callDeadline;
   const d = Math.min(own, Number.isFinite(call) ? call : Infinity);
-  return Number.isFinite(d) ? d : undefined;
+  return Number.isFinite(d) && d - now <= MAX_TIMER_MS ? d : undefined;
+}
+
+/** Why an image request's strings are refused (INVALID_ARGUMENT, naming the field), or undefined. */
+function requestFieldError(req: { id: string; source: string }): string | undefined {
+  return fieldTooLong('id', req.id, FIELD_LIMITS.id) ?? fieldTooLong('source', req.source, FIELD_LIMITS.source);
 }
 
 /** One open Inspect stream. */
@@ -184,6 +195,13 @@ export class InspectStream {
     }
     if (!req.id) {
       this.send(InspectResponse.fromPartial({ id: '', error: { code: Status.INVALID_ARGUMENT, reason: 'INVALID_ARGUMENT', message: "the 'id' field is empty: every image needs an id (InspectRequest.id)" } }));
+      return;
+    }
+    const tooLong = requestFieldError(req);
+    if (tooLong) {
+      // The id comes back cut to its limit: the answer must stay small whatever was sent.
+      this.ctx.metrics.imageErrors.inc({ code: 'INVALID_ARGUMENT' });
+      this.send(InspectResponse.fromPartial({ id: truncateUtf8(req.id, FIELD_LIMITS.id), error: { code: Status.INVALID_ARGUMENT, reason: 'INVALID_ARGUMENT', message: `image '${clip(req.id)}': ${tooLong}` } }));
       return;
     }
     const item: WorkItem = {
@@ -293,6 +311,8 @@ export function inspectionService(ctx: ServiceContext, streams: Set<InspectStrea
 
     inspectOne: (call: ServerUnaryCall<InspectOneRequest, InspectOneResponse>, callback: sendUnaryData<InspectOneResponse>) => {
       const req = call.request;
+      const tooLong = requestFieldError(req);
+      if (tooLong) return callback(serviceError(Status.INVALID_ARGUMENT, `image '${clip(req.id)}': ${tooLong}`, 'INVALID_ARGUMENT'));
       const ac = new AbortController();
       call.on('cancelled', () => ac.abort(new Error('cancelled')));
       const item: WorkItem = {
@@ -352,6 +372,8 @@ export function inspectionService(ctx: ServiceContext, streams: Set<InspectStrea
     deleteModel: unary('DeleteModel', async (req: DeleteModelRequest) => DeleteModelResponse.fromPartial({ model: modelInfo(await registry.delete(req.name, req.version)) })),
 
     listInspections: unary('ListInspections', (req: ListInspectionsRequest) => {
+      const tooLong = fieldTooLong('client_id', req.clientId, FIELD_LIMITS.id) ?? fieldTooLong('page_token', req.pageToken, FIELD_LIMITS.pageToken) ?? fieldTooLong('model', req.model, FIELD_LIMITS.id);
+      if (tooLong) throw new ItemFailure(Status.INVALID_ARGUMENT, tooLong);
       const verdict = req.verdict === Verdict.VERDICT_GOOD ? 'good' : req.verdict === Verdict.VERDICT_ANOMALOUS ? 'anomalous' : undefined;
       const page = store.list({
         pageSize: req.pageSize,
@@ -362,6 +384,8 @@ export function inspectionService(ctx: ServiceContext, streams: Set<InspectStrea
         verdict,
         clientId: req.clientId,
         oldestFirst: req.oldestFirst,
+        // A page ends early rather than grow past half a message (rows are bounded, see store.ts).
+        maxBytes: Math.floor(ctx.config.limits.maxMessageBytes / 2),
       });
       return ListInspectionsResponse.fromPartial({
         inspections: page.items.map((r) =>

@@ -41,7 +41,19 @@ export interface ListQuery {
   verdict?: VerdictName;
   clientId?: string;
   oldestFirst?: boolean;
+  /** Stop the page before its rows' text exceeds this many bytes (at least one row is always returned). */
+  maxBytes?: number;
 }
+
+/**
+ * Longest text of each column a listing returns, in characters. New rows are bounded when they arrive
+ * (limits.ts); rows written before those limits (a 5 MB `source`) are cut here, so that any single row,
+ * and so every page, fits in a message.
+ */
+const LIST_TEXT_LIMITS: Record<string, number> = { client_id: 1024, model: 256, model_version: 64, defect_type: 256, source: 4096, peer: 256 };
+
+/** Bytes a row takes in a page besides its text (ids, numbers, framing). */
+const ROW_OVERHEAD_BYTES = 128;
 
 export class PageTokenError extends Error {
   override name = 'PageTokenError';
@@ -196,26 +208,42 @@ export class InspectionStore {
       where.push('client_id = @clientId');
       params['clientId'] = q.clientId;
     }
+    // Text is cut in SQL: a legacy multi-megabyte value is never read whole.
+    const text = Object.entries(LIST_TEXT_LIMITS).map(([c, n]) => `substr(${c}, 1, ${n}) AS ${c}, length(${c}) > ${n} AS ${c}_cut`).join(', ');
     const sql =
-      `SELECT seq, inspection_id, client_id, time_ms, model, model_version, verdict, score, defect_type, latency_ms, source, peer, image IS NOT NULL AS has_image
+      `SELECT seq, inspection_id, time_ms, verdict, score, latency_ms, ${text}, image IS NOT NULL AS has_image
        FROM inspections ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY seq ${oldestFirst ? 'ASC' : 'DESC'} LIMIT ${pageSize + 1}`;
     const rows = this.db.prepare(sql).all(params) as Record<string, unknown>[];
-    const more = rows.length > pageSize;
-    const items = rows.slice(0, pageSize).map(
+    const cut = (r: Record<string, unknown>, c: string): string => (r[`${c}_cut`] === 1 ? `${r[c] as string}...` : (r[c] as string));
+    // Rows up to pageSize, and up to maxBytes of text (never fewer than one).
+    let n = Math.min(pageSize, rows.length);
+    if (q.maxBytes !== undefined) {
+      let bytes = 0;
+      for (let i = 0; i < n; i++) {
+        const r = rows[i]!;
+        bytes += ROW_OVERHEAD_BYTES + Object.keys(LIST_TEXT_LIMITS).reduce((a, c) => a + Buffer.byteLength(r[c] as string, 'utf8'), 0);
+        if (bytes > q.maxBytes && i > 0) {
+          n = i;
+          break;
+        }
+      }
+    }
+    const more = rows.length > n;
+    const items = rows.slice(0, n).map(
       (r): StoredInspection => ({
         seq: r['seq'] as number,
         inspectionId: r['inspection_id'] as string,
-        clientId: r['client_id'] as string,
+        clientId: cut(r, 'client_id'),
         timeMs: r['time_ms'] as number,
-        model: r['model'] as string,
-        modelVersion: r['model_version'] as string,
+        model: cut(r, 'model'),
+        modelVersion: cut(r, 'model_version'),
         verdict: r['verdict'] as VerdictName,
         score: r['score'] as number,
-        defectType: r['defect_type'] as string,
+        defectType: cut(r, 'defect_type'),
         latencyMs: r['latency_ms'] as number,
-        source: r['source'] as string,
-        peer: r['peer'] as string,
+        source: cut(r, 'source'),
+        peer: cut(r, 'peer'),
         hasImage: r['has_image'] === 1,
       }),
     );

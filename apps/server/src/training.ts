@@ -10,11 +10,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { status as Status } from '@grpc/grpc-js';
-import { SVM_LAYERS, type SvmLayer } from '@loupe/core';
+import { checkClassifierOptions, checkOneClassOptions, SVM_LAYERS, type SvmLayer } from '@loupe/core';
 
 import { ModelKind, type TrainRequest } from './gen/loupe/v1/inspection.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { clip, FIELD_LIMITS, fieldTooLong } from './limits.js';
 import { ItemFailure } from './pipeline.js';
 import type { ModelEntry, ModelRegistry } from './registry.js';
 import type { TrainJob, WorkerMessage } from './train-worker.js';
@@ -44,6 +45,21 @@ function workerPath(): string {
 
 const SAFE_NAME = /[^A-Za-z0-9._-]+/g;
 
+/**
+ * The request's options as core's: 0 = unset (proto3), so @loupe/core's defaults apply (lambda by
+ * cross-validation, SVM_DEFAULTS.epochs, DEFAULT_PATCHCORE_CONFIG's coreset, hold-out and quantile). Any
+ * other value goes to core as sent (NaN and infinities included, for core's rules to refuse).
+ */
+function coreOptions(req: TrainRequest): Pick<TrainJob, 'svm' | 'oneClass'> {
+  const s = req.svm;
+  const o = req.oneClass;
+  const set = (v: number | undefined): number | undefined => (v === undefined || v === 0 ? undefined : v);
+  return {
+    svm: { layer: (s?.layer || 'fc1000') as SvmLayer, lambda: set(s?.lambda), epochs: set(s?.epochs), seed: s?.seed ?? 0 },
+    oneClass: { coresetRatio: set(o?.coresetRatio), seed: o?.seed ?? 0, validationFraction: set(o?.validationFraction), thresholdQuantile: set(o?.thresholdQuantile) },
+  };
+}
+
 export class Trainer {
   private readonly children = new Set<ChildProcess>();
   private running = 0;
@@ -72,6 +88,8 @@ export class Trainer {
     if (req.images.length === 0) bad('no training images');
     if (req.images.length > this.opts.maxImages) bad(`${req.images.length} training images; this server takes at most ${this.opts.maxImages} per request`);
     req.images.forEach((im, i) => {
+      const long = fieldTooLong(`images[${i}].name`, im.name, FIELD_LIMITS.trainImageName) ?? fieldTooLong(`images[${i}].label`, im.label, FIELD_LIMITS.label);
+      if (long) bad(long);
       if (im.image.length === 0) bad(`training image ${im.name || i} is empty`);
     });
     if (kind === 'svm') {
@@ -79,7 +97,28 @@ export class Trainer {
       if (unlabelled >= 0) bad(`SVM training image ${req.images[unlabelled]!.name || unlabelled} has no label`);
       if (new Set(req.images.map((im) => im.label)).size < 2) bad('an SVM needs images of at least 2 classes');
       const layer = req.svm?.layer;
-      if (layer && !(SVM_LAYERS as readonly string[]).includes(layer)) bad(`svm.layer '${layer}' is not a layer an SVM can use (${SVM_LAYERS.join(' or ')})`);
+      if (layer && !(SVM_LAYERS as readonly string[]).includes(layer)) bad(`svm.layer '${clip(layer)}' is not a layer an SVM can use (${SVM_LAYERS.join(' or ')})`);
+    }
+    // core's rules for the options, applied now (not seconds later in the training process), one field at
+    // a time so that the message names the request's field.
+    const { svm, oneClass } = coreOptions(req);
+    const fields: [string, () => void][] =
+      kind === 'svm'
+        ? [
+            ['svm.lambda', () => checkClassifierOptions({ lambda: svm.lambda })],
+            ['svm.epochs', () => checkClassifierOptions({ epochs: svm.epochs })],
+          ]
+        : [
+            ['one_class.coreset_ratio', () => checkOneClassOptions({ coresetRatio: oneClass.coresetRatio })],
+            ['one_class.validation_fraction', () => checkOneClassOptions({ validationFraction: oneClass.validationFraction })],
+            ['one_class.threshold_quantile', () => checkOneClassOptions({ thresholdQuantile: oneClass.thresholdQuantile })],
+          ];
+    for (const [field, check] of fields) {
+      try {
+        check();
+      } catch (err) {
+        bad(`${field}: ${err instanceof Error ? err.message : String(err)}`);
+      }
     }
     return kind;
   }
@@ -131,8 +170,7 @@ export class Trainer {
         await writeFile(path, im.image);
         images.push({ path, label: im.label || 'good', name });
       }
-      const s = req.svm;
-      const o = req.oneClass;
+      const { svm, oneClass } = coreOptions(req);
       const job: TrainJob = {
         kind,
         name: req.name,
@@ -141,15 +179,8 @@ export class Trainer {
         weights: this.opts.weights,
         backend: this.opts.backend,
         threads: this.opts.threads,
-        // 0 = unset (proto3): @loupe/core's defaults apply (lambda by cross-validation, SVM_DEFAULTS.epochs,
-        // DEFAULT_PATCHCORE_CONFIG's coreset, hold-out and quantile).
-        svm: { layer: (s?.layer || 'fc1000') as SvmLayer, lambda: s?.lambda || undefined, epochs: s?.epochs || undefined, seed: s?.seed ?? 0 },
-        oneClass: {
-          coresetRatio: o?.coresetRatio || undefined,
-          seed: o?.seed ?? 0,
-          validationFraction: o?.validationFraction || undefined,
-          thresholdQuantile: o?.thresholdQuantile || undefined,
-        },
+        svm,
+        oneClass,
       };
       // Versioned models live in <dir>/<name>/<version>.loupe; the model writer does not create folders.
       createdModelDir = await mkdir(dirname(reservation.file), { recursive: true });

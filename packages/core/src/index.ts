@@ -89,8 +89,8 @@ export type {
 export { renderHeatmapPng, renderMaskPng, type HeatmapRenderOptions } from './anomaly/patchcore/visualize.js';
 
 // --- Training and calibration ----------------------------------------------------------------------------
-export { DEFAULT_TILE, MIN_CALIBRATION_IMAGES, trainOneClass, type OneClassTraining, type TrainingProgress, type TrainingStage, type TrainOneClassOptions } from './training/one-class.js';
-export { samplesByLabel, trainClassifier, type ClassifierTraining, type HeldOutFigures, type HoldOut, type TrainClassifierOptions } from './training/classifier.js';
+export { checkOneClassOptions, DEFAULT_TILE, MIN_CALIBRATION_IMAGES, trainOneClass, type OneClassTraining, type TrainingProgress, type TrainingStage, type TrainOneClassOptions } from './training/one-class.js';
+export { checkClassifierOptions, samplesByLabel, trainClassifier, type ClassifierTraining, type HeldOutFigures, type HoldOut, type TrainClassifierOptions } from './training/classifier.js';
 export { calibrate, type CalibrateOptions, type Calibration, type CalibrationReport } from './training/calibrate.js';
 export type { ImageSet } from './training/images.js';
 export { SVM_DEFAULTS } from './classifier/svm.js';

@@ -100,14 +100,22 @@ function labelledItems(data: TrainClassifierOptions['data']): { dataset: Dataset
   return { dataset: undefined, items: data };
 }
 
+/**
+ * The rules trainClassifier applies to its options before any image is read (the native trainer would
+ * refuse these only after the CNN ran, and not as a LoupeError): INVALID_ARGUMENT naming the option.
+ * Exported so that a caller can refuse a request before starting a training (the server does).
+ */
+export function checkClassifierOptions(o: Pick<TrainClassifierOptions, 'layer' | 'lambda' | 'epochs'>): void {
+  if (o.layer !== undefined && !(SVM_LAYERS as readonly string[]).includes(o.layer)) throw new LoupeError('INVALID_ARGUMENT', `layer must be ${SVM_LAYERS.join(' or ')}, got ${String(o.layer)}`);
+  if (o.lambda !== undefined && !(o.lambda > 0 && Number.isFinite(o.lambda))) throw new LoupeError('INVALID_ARGUMENT', `lambda must be a finite number > 0, got ${o.lambda}`);
+  if (o.epochs !== undefined && !(Number.isInteger(o.epochs) && o.epochs >= 1 && o.epochs <= 1_048_576)) throw new LoupeError('INVALID_ARGUMENT', `epochs must be an integer in [1, 1048576], got ${o.epochs}`);
+}
+
 /** Trains an SVM classifier (see the file header); save it with saveModel. */
 export async function trainClassifier(o: TrainClassifierOptions): Promise<ClassifierTraining> {
   const t0 = performance.now();
   const progress = o.onProgress;
-  // Checked before any image is read: the native trainer would refuse these only after the CNN ran, and not as a LoupeError.
-  if (o.layer !== undefined && !(SVM_LAYERS as readonly string[]).includes(o.layer)) throw new LoupeError('INVALID_ARGUMENT', `layer must be ${SVM_LAYERS.join(' or ')}, got ${String(o.layer)}`);
-  if (o.lambda !== undefined && !(o.lambda > 0 && Number.isFinite(o.lambda))) throw new LoupeError('INVALID_ARGUMENT', `lambda must be a finite number > 0, got ${o.lambda}`);
-  if (o.epochs !== undefined && !(Number.isInteger(o.epochs) && o.epochs >= 1 && o.epochs <= 1_048_576)) throw new LoupeError('INVALID_ARGUMENT', `epochs must be an integer in [1, 1048576], got ${o.epochs}`);
+  checkClassifierOptions(o);
   const { dataset, items: all } =
     typeof o.data === 'string' ? labelledItems(await scanDataset(o.data, { verify: 'decode', onProgress: (done, total) => progress?.({ stage: 'scan', done, total }) })) : labelledItems(o.data);
   const root = dataset?.root;

@@ -1,7 +1,7 @@
 // Training a one-class model from good parts: a folder of good photos (or an MVTec category's train/good,
 // or a list of files) -> PatchCore memory bank + thresholds -> a OneClassModel that saveModel writes with
 // the same metadata whoever trains it (library, CLI, server).
-import { DEFAULT_PATCHCORE_CONFIG, PatchCoreModel, type PatchCoreConfig } from '../anomaly/patchcore/model.js';
+import { checkPatchCoreConfig, DEFAULT_PATCHCORE_CONFIG, PatchCoreModel, type PatchCoreConfig } from '../anomaly/patchcore/model.js';
 import type { BankStorage } from '../anomaly/patchcore/memory-bank.js';
 import { fileContentHashes } from '../features-cache.js';
 import type { Engine } from '../engine.js';
@@ -97,6 +97,14 @@ export function oneClassConfig(o: Omit<TrainOneClassOptions, 'engine' | 'good'>)
   if (o.thresholdQuantile !== undefined) c.thresholdQuantile = o.thresholdQuantile;
   if (o.tile) c.tile = { size: DEFAULT_TILE.size, overlap: typeof o.tile === 'object' ? o.tile.overlap : DEFAULT_TILE.overlap };
   return c;
+}
+
+/**
+ * The rules trainOneClass applies to its options (the PatchCore config they make: coresetRatio,
+ * validationFraction, thresholdQuantile, ...), without training: INVALID_ARGUMENT naming the option.
+ */
+export function checkOneClassOptions(o: Omit<TrainOneClassOptions, 'engine' | 'good'>): void {
+  checkPatchCoreConfig(oneClassConfig(o));
 }
 
 /** Trains a one-class (PatchCore) model on good images; save it with saveModel. */

@@ -195,6 +195,11 @@ function resolveConfig(partial: Partial<PatchCoreConfig> = {}): PatchCoreConfig 
   return c;
 }
 
+/** Throws INVALID_ARGUMENT naming the first setting of `partial` no PatchCore model can use. */
+export function checkPatchCoreConfig(partial: Partial<PatchCoreConfig>): void {
+  resolveConfig(partial);
+}
+
 /** Scratch sets kept for reuse by scoreViews (each holds a batch's embeddings: ~5 MB per image). */
 const MAX_SCRATCH_SETS = 4;
 
