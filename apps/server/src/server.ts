@@ -23,7 +23,7 @@ import { InspectionPipeline } from './pipeline.js';
 import { ModelRegistry } from './registry.js';
 import { inspectionService, type InspectStream, type ServiceContext } from './service.js';
 import { InspectionStore } from './store.js';
-import { Trainer } from './training.js';
+import { sweepTrainingLeftovers, Trainer } from './training.js';
 
 /**
  * What server reflection serves: the FileDescriptorProtos exactly as buf built them. proto-loader's own
@@ -173,6 +173,7 @@ export class LoupeServer {
     );
     const checkToken = tokenCheck(config.auth.tokens);
     const authOn = config.auth.tokens.length > 0;
+    await sweepTrainingLeftovers(log);
     const health = new HealthState(registry, authOn && !config.auth.openHealth ? checkToken : null);
     if (config.autoload) await registry.loadAllLatest();
     else await registry.scan();

@@ -4,6 +4,10 @@
 // weights hash, preprocessing, thresholds, good class; `category` = the model's name). Inspection in the
 // server process never waits for it. Talks to the parent over IPC: it receives one TrainJob and sends
 // progress (core's TrainingProgress stages, plus starting and saving), then 'done' or 'error', then exits.
+// It writes the model into the training's private folder; the server publishes it. When the server goes
+// away, the worker removes that folder and exits (it never outlives its server for long, nor publishes).
+import { rmSync } from 'node:fs';
+
 import { configureThreads, Engine, saveModel, trainClassifier, trainOneClass, type LoupeModel, type SvmLayer, type TrainingProgress } from '@loupe/core';
 
 export interface TrainJob {
@@ -11,7 +15,10 @@ export interface TrainJob {
   /** The model's name: recorded as its category. */
   name: string;
   images: { path: string; label: string; name: string }[];
+  /** Where to write the model: in `tempDir`; the server publishes it once the training is done. */
   outFile: string;
+  /** The training's private folder (the images, the model): removed if the server goes away. */
+  tempDir: string;
   weights?: string | undefined;
   backend: 'auto' | 'cpu' | 'cuda';
   threads: number;
@@ -94,7 +101,16 @@ function clientNames(message: string, job: TrainJob): string {
   return m;
 }
 
+// The server is gone (its end of the IPC channel closed: it exited, or was killed with -9): stop now, and
+// take the private folder with the images along. Nothing is published: that is the server's step.
+let tempDir: string | undefined;
+process.on('disconnect', () => {
+  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+  process.exit(1);
+});
+
 process.once('message', (job: TrainJob) => {
+  tempDir = job.tempDir;
   train(job).then(
     async (bytes) => {
       await send({ type: 'done', bytes });

@@ -4,13 +4,13 @@
 // written under the version reserved for it, then (optionally) loaded without a restart.
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { status as Status } from '@grpc/grpc-js';
-import { checkClassifierOptions, checkOneClassOptions, SVM_LAYERS, type SvmLayer } from '@loupe/core';
+import { checkClassifierOptions, checkOneClassOptions, SVM_LAYERS, writeFileAtomic, type SvmLayer } from '@loupe/core';
 
 import { ModelKind, type TrainRequest } from './gen/loupe/v1/inspection.js';
 import type { Logger } from './log.js';
@@ -44,6 +44,49 @@ function workerPath(): string {
 }
 
 const SAFE_NAME = /[^A-Za-z0-9._-]+/g;
+
+/** Private folders of trainings (the images sent, the model being written): loupe-train-<server pid>-XXXXXX. */
+export const TRAIN_TEMP_PREFIX = 'loupe-train-';
+
+/** What is wrong with writing into the models folder, in words for the client (no server paths). */
+function folderProblem(err: unknown, name: string): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EROFS') return "the server's models folder is on a read-only file system";
+  if (code === 'EACCES' || code === 'EPERM') return `the server's models folder is not writable by the server (${code})`;
+  if (code === 'ENOENT') return "the server's models folder no longer exists";
+  if (code === 'ENOSPC') return "no space is left on the disk of the server's models folder";
+  if (code === 'EEXIST' || code === 'ENOTDIR') return `a file named '${name}' stands where the model's folder should be in the models folder`;
+  return `${code ?? 'error'} writing to the server's models folder`;
+}
+
+/**
+ * Removes the private folders of trainings whose server is gone (killed with -9 while training: nothing
+ * ran its cleanup). A folder of a live process is left alone. Returns how many were removed.
+ */
+export async function sweepTrainingLeftovers(log: Logger, root = tmpdir()): Promise<number> {
+  let removed = 0;
+  for (const entry of await readdir(root).catch(() => [] as string[])) {
+    const m = new RegExp(`^${TRAIN_TEMP_PREFIX}(\\d+)-`).exec(entry);
+    if (!m || alive(Number(m[1]))) continue;
+    try {
+      await rm(join(root, entry), { recursive: true, force: true });
+      removed++;
+    } catch (err) {
+      log.warn('cannot remove a stale training folder', { folder: join(root, entry), error: err });
+    }
+  }
+  if (removed > 0) log.info('removed the temporary folders of trainings whose server is gone', { folders: removed, in: root });
+  return removed;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 /**
  * The request's options as core's: 0 = unset (proto3), so @loupe/core's defaults apply (lambda by
@@ -160,7 +203,15 @@ export class Trainer {
           `model '${req.name}' is a ${other[0]!.header!.kind} model (version${other.length > 1 ? 's' : ''} ${other.map((e) => e.version).join(', ')}); train this ${kind} model under another name, or delete those versions first`,
         );
       }
-      dir = await mkdtemp(join(tmpdir(), 'loupe-train-'));
+      // Versioned models live in <dir>/<name>/<version>.loupe. Made before the images are received, so a
+      // models folder the server cannot write to fails the request at once, saying so.
+      try {
+        createdModelDir = await mkdir(dirname(reservation.file), { recursive: true });
+      } catch (err) {
+        this.log.error('cannot create the model folder', { model: req.name, folder: dirname(reservation.file), error: err });
+        throw new ItemFailure(Status.FAILED_PRECONDITION, `cannot train model '${req.name}': ${folderProblem(err, req.name)}`);
+      }
+      dir = await mkdtemp(join(tmpdir(), `${TRAIN_TEMP_PREFIX}${process.pid}-`));
       progress('receiving', 0, req.images.length, `training ${kind} model '${req.name}' version ${reservation.version} on ${req.images.length} images`);
       const images: TrainJob['images'] = [];
       for (let i = 0; i < req.images.length; i++) {
@@ -171,20 +222,29 @@ export class Trainer {
         images.push({ path, label: im.label || 'good', name });
       }
       const { svm, oneClass } = coreOptions(req);
+      // The worker writes the model into its private folder; only this process publishes it (below), so a
+      // worker that outlives its server (kill -9) never adds a version nobody accepted.
+      const staged = join(dir, 'model.loupe');
       const job: TrainJob = {
         kind,
         name: req.name,
         images,
-        outFile: reservation.file,
+        outFile: staged,
+        tempDir: dir,
         weights: this.opts.weights,
         backend: this.opts.backend,
         threads: this.opts.threads,
         svm,
         oneClass,
       };
-      // Versioned models live in <dir>/<name>/<version>.loupe; the model writer does not create folders.
-      createdModelDir = await mkdir(dirname(reservation.file), { recursive: true });
       await this.runChild(job, progress, signal);
+      if (signal.aborted) throw new ItemFailure(Status.CANCELLED, 'training cancelled');
+      try {
+        await writeFileAtomic(reservation.file, await readFile(staged));
+      } catch (err) {
+        this.log.error('cannot save the trained model', { model: req.name, file: reservation.file, error: err });
+        throw new ItemFailure(Status.FAILED_PRECONDITION, `cannot save model '${req.name}' version ${reservation.version}: ${folderProblem(err, req.name)}`);
+      }
       trained = true;
       progress('loading', 0, 1);
       await this.registry.scan();
