@@ -20,6 +20,7 @@ export const INSPECTION_SERVICE_NAME = 'loupe.v1.Inspection';
 
 export class HealthState {
   private serving = false;
+  private recording = true;
   private readonly watchers = new Set<{ service: string; call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>; last: ServingStatus | undefined }>();
 
   constructor(
@@ -45,12 +46,22 @@ export class HealthState {
     this.notify();
   }
 
+  /**
+   * Whether results can be recorded (the inspection log commits): a server that can answer nothing is
+   * NOT_SERVING, so that a load balancer stops sending it images, and SERVING again when the log recovers.
+   */
+  setRecording(recording: boolean): void {
+    this.recording = recording;
+    this.notify();
+  }
+
   /** Status of a service name, or undefined when the name is unknown. */
   statusOf(service: string): ServingStatus | undefined {
-    const overall = this.serving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+    const up = this.serving && this.recording;
+    const overall = up ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
     if (service === '' || service === INSPECTION_SERVICE_NAME) return overall;
     if (!this.registry.has(service)) return undefined;
-    return this.serving && this.registry.isServing(service) ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+    return up && this.registry.isServing(service) ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
   }
 
   all(): Record<string, ServingStatus> {

@@ -15,7 +15,7 @@ import type { ModelInspector, Outcome } from './inspectors.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { RegistryError, type ModelEntry, type ModelRegistry } from './registry.js';
-import type { InspectionStore, VerdictName } from './store.js';
+import { LogWriteError, type InspectionStore, type VerdictName } from './store.js';
 
 /**
  * A per-image failure: its gRPC status code and, for programs, its reason: the LoupeError code when
@@ -158,6 +158,9 @@ export class InspectionPipeline {
 
   private toFailure(err: unknown, item: WorkItem): ItemFailure {
     if (err instanceof ItemFailure) return err;
+    // The log cannot commit: nothing is answered unrecorded; the client may send it again (health says
+    // NOT_SERVING meanwhile, so a load balancer sends it elsewhere).
+    if (err instanceof LogWriteError) return new ItemFailure(Status.UNAVAILABLE, `image ${quoted(item)} not answered: ${err.message}; send it again later`);
     // Registry problems are about the request's model: the message names the image too.
     if (err instanceof RegistryError) return new ItemFailure(REGISTRY_CODES[err.kind], `image ${quoted(item)}: ${err.message}`);
     if (isLoupeError(err)) {
@@ -182,6 +185,9 @@ export class InspectionPipeline {
 
   private async run(item: WorkItem): Promise<ItemResult> {
     if (this.closing) throw new ItemFailure(Status.UNAVAILABLE, `image ${quoted(item)}: not inspected, the server is shutting down`);
+    // Its result could not be recorded, so it could not be answered: say so without inspecting it.
+    const logError = this.store.writeError;
+    if (logError) throw logError;
     // core's own error, in the words its decoder uses for an empty file (reason IMAGE_EMPTY), before any queueing.
     if (item.image.length === 0) throw new EmptyImageError(imageName(item));
     if (item.image.length > this.opts.maxImageBytes) {

@@ -130,6 +130,7 @@ export class LoupeServer {
     log.info('engine ready', { backend: session.backend, device: session.device, threads: session.threads, weightsHash: engine.weightsHash });
 
     const metrics = new Metrics();
+    // Throws LogWriteError naming the file (a folder it cannot make, a full disk) when it cannot be opened.
     const store = new InspectionStore(config.db.path, {
       synchronous: config.db.synchronous,
       storeImages: config.db.storeImages,
@@ -175,6 +176,11 @@ export class LoupeServer {
     const authOn = config.auth.tokens.length > 0;
     await sweepTrainingLeftovers(log);
     const health = new HealthState(registry, authOn && !config.auth.openHealth ? checkToken : null);
+    store.on('writable', (ok: boolean, err: Error | null) => {
+      health.setRecording(ok);
+      if (ok) log.info('the inspection log records results again: serving', { db: config.db.path });
+      else log.error('the inspection log cannot record results: NOT_SERVING until it can', { db: config.db.path, error: err });
+    });
     if (config.autoload) await registry.loadAllLatest();
     else await registry.scan();
 

@@ -3,8 +3,8 @@
 // down. The training images are written to a private temporary folder for the child; the model is
 // written under the version reserved for it, then (optionally) loaded without a restart.
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import { access, mkdir, mkdtemp, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,6 +47,24 @@ const SAFE_NAME = /[^A-Za-z0-9._-]+/g;
 
 /** Private folders of trainings (the images sent, the model being written): loupe-train-<server pid>-XXXXXX. */
 export const TRAIN_TEMP_PREFIX = 'loupe-train-';
+
+/**
+ * Makes a model's folder (one level: the models folder exists) unless it is there, and checks that the
+ * server can write in it. Returns the folder when this call made it. A recursive mkdir is not used: on a
+ * read-only file system it reports ENOENT, which is how Train used to answer INTERNAL "ENOENT mkdir".
+ */
+async function modelFolder(folder: string): Promise<string | undefined> {
+  let made: string | undefined;
+  try {
+    await mkdir(folder);
+    made = folder;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    if (!(await stat(folder)).isDirectory()) throw Object.assign(new Error(`${folder} is a file`), { code: 'ENOTDIR' });
+  }
+  await access(folder, constants.W_OK);
+  return made;
+}
 
 /** What is wrong with writing into the models folder, in words for the client (no server paths). */
 function folderProblem(err: unknown, name: string): string {
@@ -206,7 +224,7 @@ export class Trainer {
       // Versioned models live in <dir>/<name>/<version>.loupe. Made before the images are received, so a
       // models folder the server cannot write to fails the request at once, saying so.
       try {
-        createdModelDir = await mkdir(dirname(reservation.file), { recursive: true });
+        createdModelDir = await modelFolder(dirname(reservation.file));
       } catch (err) {
         this.log.error('cannot create the model folder', { model: req.name, folder: dirname(reservation.file), error: err });
         throw new ItemFailure(Status.FAILED_PRECONDITION, `cannot train model '${req.name}': ${folderProblem(err, req.name)}`);

@@ -98,9 +98,14 @@ export interface ChildServer {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Runs `node dist/main.js ARGS` and waits for its "serving" log line. */
-export function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildServer> {
-  const child = spawn(process.execPath, [join(SERVER_DIR, 'dist', 'main.js'), '--host', '127.0.0.1', ...args], {
+/**
+ * Runs `node dist/main.js ARGS` and waits for its "serving" log line. `wrap` turns that command line into
+ * another that ends by exec'ing it (e.g. in a mount namespace), so the child's pid is still the server's.
+ */
+export function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, wrap?: (argv: string[]) => string[]): Promise<ChildServer> {
+  const argv = [process.execPath, join(SERVER_DIR, 'dist', 'main.js'), '--host', '127.0.0.1', ...args];
+  const [cmd, ...rest] = wrap ? wrap(argv) : argv;
+  const child = spawn(cmd!, rest, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
