@@ -46,6 +46,13 @@ export interface ClientOptions {
   maxMessageBytes?: number;
   /** Default deadline of unary calls, ms (default 60 s; inspection streams have none). */
   timeoutMs?: number;
+  /**
+   * Keepalive pings on an idle connection every `timeMs` (default 30 s, not below the server's
+   * keepalive.minPingIntervalMs: it closes the connection of a client that pings more often), and a
+   * connection whose ping is not answered within `timeoutMs` (default 10 s) is dropped, so a connection a
+   * NAT or firewall silently forgot is noticed and the next call opens a new one.
+   */
+  keepalive?: { timeMs?: number; timeoutMs?: number };
 }
 
 function pem(v: string | Buffer | undefined): Buffer | null {
@@ -97,8 +104,8 @@ export class LoupeClient {
     const channelOptions: grpc.ChannelOptions = {
       'grpc.max_receive_message_length': opts.maxMessageBytes ?? 16 * 1024 * 1024,
       'grpc.max_send_message_length': opts.maxMessageBytes ?? 16 * 1024 * 1024,
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_time_ms': opts.keepalive?.timeMs ?? 30_000,
+      'grpc.keepalive_timeout_ms': opts.keepalive?.timeoutMs ?? 10_000,
     };
     if (opts.tls) {
       const t: ClientTls = opts.tls === true ? {} : opts.tls;

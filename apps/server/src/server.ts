@@ -2,7 +2,7 @@
 // server (Inspection + Health + reflection), the metrics endpoint, and a graceful stop.
 import { readFileSync, statSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
-import type { Http2Server } from 'node:http2';
+import { constants as http2constants, type Http2Server, type ServerHttp2Session } from 'node:http2';
 
 import * as grpc from '@grpc/grpc-js';
 import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
@@ -62,19 +62,58 @@ function fileDescriptorProtos(set: Buffer): Buffer[] {
 }
 
 /**
- * grpc-js's server keeps a call's timeout in an int32 (`value * unit | 0`): a client deadline past 24.8 days
- * (e.g. 30 days, "2592000S") wrapped negative and the call ended DEADLINE_EXCEEDED at once. Every HTTP/2
- * server grpc-js creates gets a first 'stream' listener that clamps the header before grpc-js reads it.
+ * What grpc-js's server leaves to us at the HTTP/2 level, on every HTTP/2 server it creates:
+ * - It keeps a call's timeout in an int32 (`value * unit | 0`): a client deadline past 24.8 days (e.g. 30
+ *   days, "2592000S") wrapped negative and the call ended DEADLINE_EXCEEDED at once. A first 'stream'
+ *   listener clamps the header before grpc-js reads it.
+ * - It does not enforce keepalive.minPingIntervalMs ('grpc.http2.min_ping_interval_without_data_ms' is a
+ *   gRPC core option): see enforcePingPolicy.
  */
-function clampCallTimeouts(server: grpc.Server): void {
+function hookHttp2(server: grpc.Server, keepalive: ServerConfig['keepalive'], log: Logger): void {
   const s = server as unknown as { createHttp2Server?: (creds: unknown) => Http2Server };
   const create = s.createHttp2Server;
-  if (typeof create !== 'function') throw new Error('this @grpc/grpc-js has no Server.createHttp2Server: the grpc-timeout clamp (limits.ts) needs updating');
+  if (typeof create !== 'function') throw new Error('this @grpc/grpc-js has no Server.createHttp2Server: the HTTP/2 hooks of server.ts need updating');
   s.createHttp2Server = function (this: unknown, creds: unknown): Http2Server {
     const http2Server = create.call(this, creds);
     http2Server.prependListener('stream', (_stream: unknown, headers: Record<string, unknown>) => clampTimeoutHeader(headers));
+    http2Server.on('session', (session: ServerHttp2Session) => enforcePingPolicy(session, keepalive.minPingIntervalMs, log));
     return http2Server;
   };
+}
+
+/** Pings in a row, each sooner than the minimum interval with nothing else sent in between, that a client may send (gRPC core's default). */
+const MAX_PING_STRIKES = 2;
+/** A PING frame (the ACK of the client's, or a keepalive ping of the server's), and a TLS record's overhead. */
+const PING_FRAME_BYTES = 17;
+const TLS_RECORD_BYTES = 29;
+
+/**
+ * gRPC's rule for clients that ping too often: a ping sooner than `minIntervalMs` after the previous one,
+ * with no data sent to the client in between (a client pinging right after data, to measure bandwidth or
+ * check a busy connection, is fine), is a strike; after MAX_PING_STRIKES the connection is closed with
+ * GOAWAY ENHANCE_YOUR_CALM "too_many_pings", which gRPC clients answer by pinging less.
+ */
+function enforcePingPolicy(session: ServerHttp2Session, minIntervalMs: number, log: Logger): void {
+  let lastAt = 0;
+  let lastWritten = 0;
+  let strikes = 0;
+  session.on('ping', () => {
+    const now = Date.now();
+    const written = session.socket?.bytesWritten ?? 0;
+    // Quiet: the server wrote no more than the previous ping's ACK and a keepalive ping of its own (a
+    // call's answer is more: even a Health.Check's is ~58 bytes).
+    const quiet = written - lastWritten <= 2 * (PING_FRAME_BYTES + (session.encrypted ? TLS_RECORD_BYTES : 0));
+    if (lastAt > 0 && now - lastAt < minIntervalMs && quiet) strikes++;
+    else strikes = 0;
+    lastAt = now;
+    lastWritten = written;
+    if (strikes > MAX_PING_STRIKES && !session.destroyed) {
+      log.warn('client pings too often: connection closed (GOAWAY ENHANCE_YOUR_CALM too_many_pings)', { peer: `${session.socket?.remoteAddress}:${session.socket?.remotePort}`, minPingIntervalMs: minIntervalMs });
+      session.goaway(http2constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from('too_many_pings'));
+      // Give the GOAWAY a moment to leave, then drop the connection (its calls are cancelled).
+      setTimeout(() => session.destroy(), 100).unref();
+    }
+  });
 }
 
 export interface StartOptions {
@@ -196,7 +235,7 @@ export class LoupeServer {
       'grpc.http2.min_ping_interval_without_data_ms': config.keepalive.minPingIntervalMs,
       interceptors,
     });
-    clampCallTimeouts(server);
+    hookHttp2(server, config.keepalive, log);
     server.addService(InspectionService, inspectionService(ctx, streams));
     server.addService(HealthService, health.implementation());
     if (config.reflection) new ReflectionService(reflectionPackage()).addToServer(server);
