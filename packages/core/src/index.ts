@@ -54,6 +54,7 @@ export { classifyImageNet, type ClassifyOptions, type ImageNetPrediction, type I
 // --- Model files: every kind behind one load and one save ------------------------------------------------
 export {
   checkModelWeights,
+  findGoodClass,
   GOOD_LABEL,
   loadModel,
   preprocessingRecord,
@@ -62,6 +63,8 @@ export {
   summarizeModelHeader,
   SVM_LAYERS,
   withModelExtension,
+  HYBRID_METHOD,
+  type HybridModel,
   type LoupeModel,
   type ModelMetadata,
   type ModelSummary,
@@ -91,6 +94,7 @@ export { renderHeatmapPng, renderMaskPng, type HeatmapRenderOptions } from './an
 // --- Training and calibration ----------------------------------------------------------------------------
 export { checkOneClassOptions, DEFAULT_TILE, MIN_CALIBRATION_IMAGES, trainOneClass, type OneClassTraining, type TrainingProgress, type TrainingStage, type TrainOneClassOptions } from './training/one-class.js';
 export { checkClassifierOptions, samplesByLabel, trainClassifier, type ClassifierTraining, type HeldOutFigures, type HoldOut, type TrainClassifierOptions } from './training/classifier.js';
+export { DEFAULT_HYBRID_HEAD, trainHybrid, type HybridHeadOptions, type HybridImage, type HybridTraining, type TrainHybridOptions } from './training/hybrid.js';
 export { calibrate, type CalibrateOptions, type Calibration, type CalibrationReport } from './training/calibrate.js';
 export type { ImageSet } from './training/images.js';
 export { SVM_DEFAULTS } from './classifier/svm.js';
@@ -105,6 +109,7 @@ export {
   type EvaluateClassifierOptions,
   type LabelledImage,
 } from './evaluation/classifier.js';
+export { hybridHoldOut, type HoldOutItem, type HybridHoldOut, type HybridHoldOutOptions } from './evaluation/hybrid-split.js';
 export { evaluateOneClass, PIXEL_METRIC_SIDE, type DefectTypeFigures, type EvaluateOneClassOptions, type OneClassEvaluation, type OneClassRecord } from './evaluation/one-class.js';
 export { classificationMetrics, formatConfusionMatrix, type ClassificationMetrics, type ConfusionMatrix } from './metrics/classification.js';
 export { auroc, f1Max, rocCurve } from './metrics/roc.js';

@@ -13,3 +13,5 @@ export * from './fewshot/logistic.js';
 export * from './fewshot/head.js';
 export * from './fewshot/kfold.js';
 export * from './fewshot/fused.js';
+export * from './hybrid/model.js';
+export * from './hybrid/softmax.js';

@@ -2,6 +2,8 @@
 // PRO (area under the per-region-overlap curve to FPR 0.3) on the anomaly maps against the ground-truth
 // masks, a per-defect-type table, and the counts at the model's own threshold. `loupe evaluate`, the HTML
 // report and tools/eval all call evaluateOneClass, so every published figure is reproducible from the CLI.
+// Hybrid models (memory bank + supervised head) are evaluated by the same protocol on their fused scores and
+// maps, with the balanced accuracy at their threshold and, when they name defect types, the type accuracy.
 import { basename } from 'node:path';
 
 import { scanMvtecOneClass } from '../datasets/scan.js';
@@ -27,6 +29,8 @@ export interface OneClassRecord {
   readonly verdict: InspectionResult['verdict'];
   readonly score: number;
   readonly rawScore: number;
+  /** Hybrid models that name defect types: the likeliest type, whatever the verdict. */
+  readonly likeliestDefect?: string;
 }
 
 export interface DefectTypeFigures {
@@ -58,6 +62,13 @@ export interface OneClassEvaluation {
   /** Good images flagged, defective ones passed, at the model's threshold. */
   readonly falseAlarms: number;
   readonly missed: number;
+  /** (good passed / good + defective flagged / defective) / 2 at the model's threshold; null without both. */
+  readonly balancedAccuracy: number | null;
+  /**
+   * Models that name defect types (hybrid, two or more types): the share of defective images of a type the
+   * model knows whose likeliest type is theirs, and how many there were; null otherwise.
+   */
+  readonly defectTypeAccuracy: { readonly accuracy: number; readonly images: number } | null;
   /** Images in the pixel metrics (good ones, and defective ones with a non-empty mask). */
   readonly pixelImages: number;
   /** Defective images whose mask is empty (left out of the pixel metrics). */
@@ -93,7 +104,7 @@ function downsize(width: number, height: number, side: number): { w: number; h: 
  */
 export async function evaluateOneClass(inspector: Inspector, test: string | OneClassDataset | readonly LabelledImage[], options: EvaluateOneClassOptions = {}): Promise<OneClassEvaluation> {
   const model = inspector.model;
-  if (model.kind !== 'one-class') throw new LoupeError('INVALID_ARGUMENT', `evaluateOneClass needs a one-class model; ${inspector.source} is '${model.kind}'`);
+  if (model.kind !== 'one-class' && model.kind !== 'hybrid') throw new LoupeError('INVALID_ARGUMENT', `evaluateOneClass needs a one-class or hybrid model; ${inspector.source} is '${model.kind}'`);
   let items: readonly LabelledImage[];
   let category: string;
   let skipped: readonly SkippedFile[] = [];
@@ -127,7 +138,7 @@ export async function evaluateOneClass(inspector: Inspector, test: string | OneC
     const item = items[k++]!;
     const r = o.result!;
     const defect = item.label !== GOOD_LABEL;
-    records.push({ image: item, defect, verdict: r.verdict, score: r.score, rawScore: r.rawScore });
+    records.push({ image: item, defect, verdict: r.verdict, score: r.score, rawScore: r.rawScore, ...(r.likeliestDefect !== undefined ? { likeliestDefect: r.likeliestDefect } : {}) });
     const map = r.heatmap;
     if (map && (!defect || item.maskPath)) {
       const { w, h } = downsize(map.width, map.height, side);
@@ -171,7 +182,11 @@ export async function evaluateOneClass(inspector: Inspector, test: string | OneC
   });
   const trained = new Set(model.trainHashes);
   const seenInTraining = trained.size === 0 ? 0 : (await fileContentHashes(items.map((i) => i.path))).filter((h) => trained.has(h)).length;
-  const t = model.patchcore.thresholds;
+  const t = { image: inspector.thresholds.image, pixel: inspector.thresholds.pixel ?? NaN };
+  const flaggedGood = goods.filter((r) => r.verdict === 'anomalous').length;
+  const passedDefects = records.filter((r) => r.defect && r.verdict === 'good').length;
+  const known = new Set(inspector.classes);
+  const typed = known.size >= 2 ? records.filter((r) => r.defect && known.has(r.image.label) && r.likeliestDefect !== undefined) : [];
   return {
     category: category ?? (root ? basename(root) : 'images'),
     images: records.length,
@@ -185,8 +200,10 @@ export async function evaluateOneClass(inspector: Inspector, test: string | OneC
     pro,
     perDefectType,
     threshold: { image: t.image, pixel: t.pixel },
-    falseAlarms: goods.filter((r) => r.verdict === 'anomalous').length,
-    missed: records.filter((r) => r.defect && r.verdict === 'good').length,
+    falseAlarms: flaggedGood,
+    missed: passedDefects,
+    balancedAccuracy: both ? ((good - flaggedGood) / good + (defective - passedDefects) / defective) / 2 : null,
+    defectTypeAccuracy: typed.length > 0 ? { accuracy: typed.filter((r) => r.likeliestDefect === r.image.label).length / typed.length, images: typed.length } : null,
     pixelImages: pixel.length,
     emptyMasks,
     missingMasks,

@@ -9,7 +9,7 @@ import { AbortError, LoupeError } from '../errors.js';
 import { sourceName, type ImageSource } from '../image/decode.js';
 import { checkModelWeights, loadModel, type LoupeModel } from '../modelfile/models.js';
 import { threadBudget } from '../threads.js';
-import { oneClassHandler, svmHandler, type KindHandler, type Prepared } from './kinds.js';
+import { hybridHandler, oneClassHandler, svmHandler, type KindHandler, type Prepared } from './kinds.js';
 import type { InspectionOutcome, InspectionResult, InspectManyOptions, InspectOptions, TapRunner } from './types.js';
 
 export interface OpenInspectorOptions {
@@ -62,7 +62,7 @@ export class Inspector {
       const knn = { native, backend: options.backend ?? 'auto', threads: options.threads ?? threadBudget().engineThreads } as const;
       // Build the kNN index now (~0.5 s for a 1% bank), not inside the first inspection.
       await loaded.patchcore.knnIndex(native, knn);
-      handler = oneClassHandler(loaded, knn);
+      handler = loaded.kind === 'hybrid' ? hybridHandler(loaded, knn) : oneClassHandler(loaded, knn);
     }
     return new Inspector(loaded, source, options.session ?? engine.session, handler);
   }
@@ -71,9 +71,14 @@ export class Inspector {
     return this.model.kind;
   }
 
-  /** The classes a classifier names (its good class included); empty for one-class models. */
+  /**
+   * The classes a classifier names (its good class included); a hybrid model's defect types when it names
+   * them (two or more); empty for one-class models.
+   */
   get classes(): readonly string[] {
-    return this.model.kind === 'svm' ? this.model.classifier.classes : [];
+    if (this.model.kind === 'svm') return this.model.classifier.classes;
+    if (this.model.kind === 'hybrid') return this.model.hybrid.state.defectTypes?.classes ?? [];
+    return [];
   }
 
   /** The CNN taps the model reads (what the engine computes for it). */
@@ -84,6 +89,7 @@ export class Inspector {
   /** Raw thresholds: `image` on rawScore (score 0.5), `pixel` on anomaly maps (one-class). */
   get thresholds(): { readonly image: number; readonly pixel?: number } {
     if (this.model.kind === 'svm') return { image: this.model.threshold };
+    if (this.model.kind === 'hybrid') return { image: this.model.hybrid.imageThreshold, pixel: this.model.hybrid.pixelThreshold };
     const t = this.model.patchcore.thresholds;
     return { image: t.image, pixel: t.pixel };
   }
@@ -92,6 +98,7 @@ export class Inspector {
   get description(): string {
     const m = this.model;
     if (m.kind === 'one-class') return m.patchcore.describe();
+    if (m.kind === 'hybrid') return m.hybrid.describe();
     const c = m.classifier;
     return `SVM (${c.coding.name}, ${c.decoding}) on ${m.layer}: ${c.classes.length} classes (${c.classes.join(', ')}), good class '${m.goodClass}', margin threshold ${m.threshold}`;
   }

@@ -11,7 +11,8 @@ import { prepareImage, type PreparedImage } from '../image/views.js';
 import { PATCHCORE_TAPS } from '../anomaly/patchcore/feature-extractor.js';
 import type { TapName } from '../model.js';
 import { rgbToCaffe } from '../preprocess.js';
-import type { OneClassModel, SvmModel } from '../modelfile/models.js';
+import type { HybridModel, OneClassModel, SvmModel } from '../modelfile/models.js';
+import type { HybridResult } from '../anomaly/hybrid/model.js';
 import type { ClassScore, InspectionResult, Verdict } from './types.js';
 
 /** One image decoded into the model's views. */
@@ -181,6 +182,54 @@ export function oneClassHandler(model: OneClassModel, knn: { native: KnnNative; 
           batchSize: o.batchSize,
         });
       });
+    },
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+// Hybrid (memory bank + supervised head) models
+
+/** A hybrid result as an inspection result: the fused score, the fused map, the defect type (>= 2 types). */
+export function hybridResult(model: HybridModel, r: Omit<HybridResult, 'timings'>, heatmap: boolean, timings: InspectionResult['timings']): InspectionResult {
+  const pixel = model.hybrid.pixelThreshold;
+  const anomalous = r.isAnomalous;
+  return {
+    name: r.name,
+    verdict: anomalous ? 'anomalous' : 'good',
+    score: r.score,
+    rawScore: r.rawScore,
+    defectType: anomalous ? r.likeliestDefect : null,
+    ...(r.typeScores ? { classScores: r.typeScores } : {}),
+    ...(r.likeliestDefect !== null ? { likeliestDefect: r.likeliestDefect } : {}),
+    peak: r.peak,
+    ...(heatmap ? { heatmap: { width: r.width, height: r.height, imageWidth: r.imageWidth, imageHeight: r.imageHeight, values: r.map, threshold: pixel, peak: r.peak } } : {}),
+    timings,
+  };
+}
+
+export function hybridHandler(model: HybridModel, knn: { native: KnnNative; threads?: number; backend?: 'auto' | 'cpu' | 'cuda' }): KindHandler<PreparedViews> {
+  const pc = model.patchcore;
+  return {
+    taps: PATCHCORE_TAPS,
+    async prepare(source, options) {
+      const t0 = performance.now();
+      const image = await prepareImage(source, { tile: pc.config.tile, ...(options.limitInputPixels !== undefined ? { limitInputPixels: options.limitInputPixels } : {}) });
+      return { name: image.name, tensor: image.tensor, views: image.views, decodeMs: performance.now() - t0, image };
+    },
+    async finish(items, outputs, o) {
+      const res3d = outputs['res3d'];
+      const res4f = outputs['res4f'];
+      if (!res3d || !res4f) throw new LoupeError('ENGINE', 'the engine returned no res3d/res4f for a hybrid model');
+      const t0 = performance.now();
+      const results = await model.hybrid.scoreViews(
+        items.map((p) => p.image),
+        { res3d, res4f },
+        { knn: knn.native, ...(knn.threads !== undefined ? { threads: knn.threads } : {}), ...(knn.backend !== undefined ? { backend: knn.backend } : {}) },
+      );
+      const share = (performance.now() - t0) / Math.max(1, items.length);
+      return results.map((r, i) =>
+        hybridResult(model, r, o.heatmap, { decodeMs: items[i]!.decodeMs, inferenceMs: o.inferenceMs, postprocessMs: share, batchSize: o.batchSize }),
+      );
     },
   };
 }

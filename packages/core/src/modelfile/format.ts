@@ -23,8 +23,8 @@ export const MODEL_FILE_EXTENSION = '.loupe';
 /** Largest header accepted when reading (guards against reading a huge non-model file as a header). */
 export const MAX_HEADER_BYTES = 64 * 1024 * 1024;
 
-export type ModelKind = 'svm' | 'one-class';
-export const MODEL_KINDS: readonly ModelKind[] = ['svm', 'one-class'];
+export type ModelKind = 'svm' | 'one-class' | 'hybrid';
+export const MODEL_KINDS: readonly ModelKind[] = ['svm', 'one-class', 'hybrid'];
 
 export type SectionDType = 'float32' | 'int32' | 'int8' | 'uint8';
 export type SectionArray = Float32Array | Int32Array | Int8Array | Uint8Array;

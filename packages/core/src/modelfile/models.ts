@@ -3,6 +3,7 @@
 // hash, preprocessing, training image hashes, category, thresholds). The Inspector, training, evaluation,
 // the CLI and the server all read and write models through here, so a file means the same to each.
 import type { FewShotHeadState, FusionState } from '../anomaly/fewshot/head.js';
+import { HybridScorer, type HybridState } from '../anomaly/hybrid/model.js';
 import { PatchCoreModel, type PatchCoreHeader } from '../anomaly/patchcore/model.js';
 import { loadPatchCoreDecoded, savePatchCore } from '../anomaly/patchcore/model-file.js';
 import type { SvmClassifier } from '../classifier/svm.js';
@@ -70,7 +71,23 @@ export interface OneClassModel extends ModelMetadata {
   readonly fewShot?: { head: FewShotHeadState; fusion: FusionState };
 }
 
-export type LoupeModel = SvmModel | OneClassModel;
+/**
+ * A hybrid (few-shot) model: a PatchCore memory bank from good parts plus a supervised patch head from the
+ * labelled defects, fused into one calibrated score (anomaly/hybrid/model.ts). Without labelled defects it
+ * has no head and answers as its memory bank alone.
+ */
+export interface HybridModel extends ModelMetadata {
+  readonly kind: 'hybrid';
+  readonly method: typeof HYBRID_METHOD;
+  readonly patchcore: PatchCoreModel;
+  /** The head, fusion and defect types around the bank (its `state` is what the file stores). */
+  readonly hybrid: HybridScorer;
+}
+
+/** The method name of hybrid model files. */
+export const HYBRID_METHOD = 'patchcore+head';
+
+export type LoupeModel = SvmModel | OneClassModel | HybridModel;
 
 /** A short, kind-independent description of a model file from its header alone (listings, the server). */
 export interface ModelSummary {
@@ -179,9 +196,41 @@ function oneClassFromDecoded(decoded: DecodedModel, file: string): OneClassModel
   };
 }
 
+function hybridFromDecoded(decoded: DecodedModel, file: string): HybridModel {
+  const loaded = loadPatchCoreDecoded(decoded, file, { method: HYBRID_METHOD });
+  const h = decoded.header as Record<string, unknown>;
+  const weightsHash = loaded.model.weightsHash;
+  if (!weightsHash) {
+    throw new ModelFileError('MODEL_INCOMPATIBLE', file, 'the model does not record which CNN weights it was trained on, so its distances cannot be trusted with any; retrain it', { field: 'weightsHash' });
+  }
+  const state = h['hybrid'];
+  if (typeof state !== 'object' || state === null) throw new ModelFileError('MODEL_CORRUPT', file, 'missing hybrid state', { field: 'hybrid' });
+  let hybrid: HybridScorer;
+  try {
+    hybrid = new HybridScorer(loaded.model, state as HybridState);
+  } catch (err) {
+    throw new ModelFileError('MODEL_CORRUPT', file, err instanceof Error ? err.message : String(err), { field: 'hybrid', cause: err });
+  }
+  const preprocessing = typeof h['preprocessing'] === 'object' && h['preprocessing'] !== null ? (h['preprocessing'] as Record<string, unknown>) : preprocessingRecord({ tile: loaded.model.config.tile });
+  return {
+    kind: 'hybrid',
+    method: HYBRID_METHOD,
+    patchcore: loaded.model,
+    hybrid,
+    weightsHash,
+    createdAt: String(h['createdAt']),
+    preprocessing,
+    trainHashes: loaded.trainHashes,
+    ...(loaded.category !== undefined ? { category: loaded.category } : {}),
+    ...(h['metrics'] !== undefined ? { metrics: h['metrics'] } : {}),
+    ...(typeof h['extra'] === 'object' && h['extra'] !== null ? { extra: h['extra'] as Record<string, unknown> } : {}),
+  };
+}
+
 /** A model from a decoded file (any kind). */
 export function modelFromDecoded(decoded: DecodedModel, file: string): LoupeModel {
-  return decoded.header.kind === 'svm' ? svmFromDecoded(decoded, file) : oneClassFromDecoded(decoded, file);
+  if (decoded.header.kind === 'svm') return svmFromDecoded(decoded, file);
+  return decoded.header.kind === 'hybrid' ? hybridFromDecoded(decoded, file) : oneClassFromDecoded(decoded, file);
 }
 
 /**
@@ -232,12 +281,16 @@ export async function saveModel(file: string, model: LoupeModel): Promise<{ byte
   if (model.patchcore.weightsHash !== model.weightsHash) {
     throw new ModelFileError('MODEL_WRITE', file, `the memory bank's weights hash ${String(model.patchcore.weightsHash)} is not the model's ${model.weightsHash}`, { field: 'weightsHash' });
   }
+  if (model.kind === 'hybrid' && model.hybrid.patchcore !== model.patchcore) {
+    throw new ModelFileError('MODEL_WRITE', file, 'the hybrid state belongs to another memory bank', { field: 'hybrid' });
+  }
   return savePatchCore(file, model.patchcore, {
     createdAt: model.createdAt,
     preprocessing: model.preprocessing,
     trainHashes: model.trainHashes,
+    ...(model.kind === 'hybrid' ? { kind: 'hybrid', method: HYBRID_METHOD, header: { hybrid: model.hybrid.state } } : {}),
     ...(model.category !== undefined ? { category: model.category } : {}),
-    ...(model.fewShot ? { fewShot: model.fewShot } : {}),
+    ...(model.kind === 'one-class' && model.fewShot ? { fewShot: model.fewShot } : {}),
     ...(model.metrics !== undefined ? { metrics: model.metrics } : {}),
     ...(model.extra !== undefined ? { extra: model.extra } : {}),
   });
@@ -256,6 +309,12 @@ export function summarizeModelHeader(h: ModelHeaderBase): ModelSummary {
       weightsHash: String(h['weightsHash'] ?? ''),
       category,
     };
+  }
+  if (h.kind === 'hybrid') {
+    // The defect types a hybrid model was trained on (it names one when there are two or more).
+    const state = h['hybrid'] as { defectLabels?: unknown } | undefined;
+    const classes = Array.isArray(state?.defectLabels) ? state.defectLabels.map(String) : [];
+    return { kind: 'hybrid', method: String(h['method'] ?? ''), classes, layer: 'res3d,res4f', createdAt: h.createdAt, weightsHash: String(h['weightsHash'] ?? ''), category };
   }
   return { kind: 'one-class', method: String(h['method'] ?? ''), classes: [], layer: 'res3d,res4f', createdAt: h.createdAt, weightsHash: String(h['weightsHash'] ?? ''), category };
 }

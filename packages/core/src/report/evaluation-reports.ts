@@ -88,8 +88,10 @@ function shortName(r: OneClassRecord): string {
 /** Self-contained report.html (+ the figures as PNGs, + overlays/) for a one-class evaluation. */
 export async function writeOneClassReport(dir: string, e: OneClassEvaluation, inspector: Inspector, options: { engine?: Engine; modelFile?: string } = {}): Promise<WrittenReport> {
   const model = inspector.model;
-  if (model.kind !== 'one-class') throw new Error('writeOneClassReport needs a one-class inspector');
+  if (model.kind !== 'one-class' && model.kind !== 'hybrid') throw new Error('writeOneClassReport needs a one-class or hybrid inspector');
   const pc = model.patchcore;
+  // A hybrid model with a head answers with its fused score and map (thresholds on those).
+  const hybrid = model.kind === 'hybrid' && model.hybrid.hasHead ? model.hybrid : null;
   const { records } = e;
   const figures: ReportFigure[] = [];
   const labels = records.map((r) => (r.defect ? 1 : 0));
@@ -116,7 +118,7 @@ export async function writeOneClassReport(dir: string, e: OneClassEvaluation, in
       { normal: records.filter((r) => !r.defect).map((r) => r.score), anomalous: records.filter((r) => r.defect).map((r) => r.score) },
       { threshold: 0.5, xLabel: 'normalised anomaly score (0.5 = threshold)', title: `Scores: ${e.category}` },
     ),
-    caption: `Normalised scores; the dashed line is the model's image threshold (raw ${pc.thresholds.image.toFixed(3)}).`,
+    caption: `Normalised scores; the dashed line is the model's image threshold (raw ${inspector.thresholds.image.toFixed(3)}).`,
   });
 
   // Worst cases: the most anomalous images, the defects scored lowest (missed first) and the good images
@@ -160,6 +162,20 @@ export async function writeOneClassReport(dir: string, e: OneClassEvaluation, in
     });
   }
   const th = pc.thresholds;
+  const hs = hybrid?.state;
+  const modelRows: (string | number)[][] = hybrid
+    ? [
+        ['head', hybrid.describe()],
+        ['image threshold (fused)', hybrid.imageThreshold.toFixed(4)],
+        ['pixel threshold (fused map)', hybrid.pixelThreshold.toFixed(4)],
+        ['labelled defects', `${hs!.training.defectImages} (${hs!.training.maskedDefects} with masks): ${hs!.defectLabels.join(', ')}`],
+        ...(e.defectTypeAccuracy ? [['defect type accuracy', `${(100 * e.defectTypeAccuracy.accuracy).toFixed(1)}% of ${e.defectTypeAccuracy.images} defective images`]] : []),
+      ]
+    : [
+        ['image threshold (raw)', th.image.toFixed(4)],
+        ['pixel threshold (raw)', th.pixel.toFixed(4)],
+        ['threshold method', th.method === 'quantile' ? `${th.quantile ?? 0.99} quantile of ${th.goodCount} held-out good images` : `F1-optimal over ${th.goodCount} good + ${th.defectCount} defective`],
+      ];
   const tables: ReportTable[] = [
     {
       title: 'Per defect type',
@@ -172,9 +188,7 @@ export async function writeOneClassReport(dir: string, e: OneClassEvaluation, in
       rows: [
         ['model file', options.modelFile ?? inspector.source],
         ['memory bank', `${pc.bank.n} x ${pc.bank.d} ${pc.bank.storage} (${pc.bankMB.toFixed(1)} MB, ${((100 * pc.bank.n) / Math.max(1, pc.bank.sourcePatches)).toFixed(2)}% of ${pc.bank.sourcePatches} patches)`],
-        ['image threshold (raw)', th.image.toFixed(4)],
-        ['pixel threshold (raw)', th.pixel.toFixed(4)],
-        ['threshold method', th.method === 'quantile' ? `${th.quantile ?? 0.99} quantile of ${th.goodCount} held-out good images` : `F1-optimal over ${th.goodCount} good + ${th.defectCount} defective`],
+        ...modelRows,
         ['training images', `${pc.training.images} (+ ${pc.training.validationImages} held out)`],
         ['tiles', pc.config.tile ? `224, overlap ${pc.config.tile.overlap}` : 'no (whole image squashed to 224x224)'],
         ...(options.engine ? [['engine', `${options.engine.backend}, ${options.engine.device}`]] : []),
@@ -182,20 +196,24 @@ export async function writeOneClassReport(dir: string, e: OneClassEvaluation, in
     },
   ];
   return writeHtmlReport(dir, {
-    title: `One-class evaluation: ${e.category}`,
+    title: `${hybrid ? 'Hybrid' : 'One-class'} evaluation: ${e.category}`,
     subtitle: `${e.images} test images (${e.good} good, ${e.defective} defective)`,
     summary: [
       { label: 'image AUROC', value: fixed(e.imageAuroc) },
       { label: 'pixel AUROC', value: fixed(e.pixelAuroc) },
       { label: 'PRO (FPR <= 0.3)', value: fixed(e.pro) },
       { label: 'image F1-max', value: fixed(e.f1Max) },
+      { label: 'balanced accuracy at threshold', value: fixed(e.balancedAccuracy) },
       { label: 'ms / image', value: e.msPerImage.toFixed(1) },
     ],
     tables,
     figures,
     notes: [
-      'Score: rawScore is the PatchCore distance from the most unusual patch of the image to the closest patch of the good training images; ' +
-        'the normalised score puts the calibrated threshold at exactly 0.5 (0.5 * raw / t below it, 1 - 0.5 * t / raw above it; 0.75 = twice the threshold distance).',
+      hybrid
+        ? 'Score: rawScore is the fused score, z(PatchCore distance) + w * z(head score), both standardised on good images neither part saw; ' +
+          'the normalised score is sigmoid(fused - threshold), exactly 0.5 at the threshold. The heatmap is the fused patch map, upsampled and smoothed.'
+        : 'Score: rawScore is the PatchCore distance from the most unusual patch of the image to the closest patch of the good training images; ' +
+          'the normalised score puts the calibrated threshold at exactly 0.5 (0.5 * raw / t below it, 1 - 0.5 * t / raw above it; 0.75 = twice the threshold distance).',
       'AUROC, F1-max and PRO do not depend on the threshold. Pixel metrics use maps and masks resized to at most 256 px per side; PRO is the area under the per-region-overlap curve up to FPR 0.3, divided by 0.3.',
       ...(e.emptyMasks > 0 ? [`${e.emptyMasks} defective image(s) with an empty mask are left out of the pixel metrics.`] : []),
       ...(e.seenInTraining > 0 ? [`${e.seenInTraining} of these images were used to train the model: its figures are not a held-out measure.`] : []),

@@ -5,7 +5,8 @@
 //   - else with defects: the F1-optimal threshold over good + defective images;
 //   - else: the model's own quantile (one-class: 0.99) of the good scores.
 // One-class models move their pixel threshold the same way (quantile of the good maps' maxima, or
-// pixel-F1-optimal with MVTec masks). The result is a new model; saveModel writes it.
+// pixel-F1-optimal with MVTec masks); hybrid models move the thresholds of their fused score and map the
+// same way. The result is a new model; saveModel writes it.
 import { f1OptimalThreshold, f1OptimalThresholdBinned, quantile, type Thresholds } from '../anomaly/patchcore/threshold.js';
 import { PatchCoreModel } from '../anomaly/patchcore/model.js';
 import type { Engine } from '../engine.js';
@@ -14,7 +15,8 @@ import { fileContentHashes } from '../features-cache.js';
 import { loadMask } from '../image/mask.js';
 import { Inspector } from '../inspection/inspector.js';
 import type { InspectionResult } from '../inspection/types.js';
-import type { LoupeModel } from '../modelfile/models.js';
+import type { HybridModel, LoupeModel } from '../modelfile/models.js';
+import { HybridScorer } from '../anomaly/hybrid/model.js';
 import { resolveImageSet, type ImageSet } from './images.js';
 import type { TrainingProgress } from './one-class.js';
 
@@ -66,13 +68,13 @@ export async function calibrate(model: LoupeModel, o: CalibrateOptions): Promise
   const inspector = await Inspector.open(model, { engine: o.engine });
   const total = good.files.length + (defects?.files.length ?? 0);
   const report = (n: number): void => o.onProgress?.({ stage: 'thresholds', done: n, total });
-  const wantMaps = model.kind === 'one-class';
+  const wantMaps = model.kind !== 'svm';
   const goodRes = await scoreAll(inspector, good.files, o, wantMaps, report);
   const defRes = defects ? await scoreAll(inspector, defects.files, o, wantMaps && defects.masks.some(Boolean), (n) => report(good.files.length + n)) : [];
   const goodRaw = goodRes.map((r) => r.rawScore);
   const defRaw = defRes.map((r) => r.rawScore);
   const method: CalibrationReport['method'] = o.targetFpr !== undefined ? 'target-fpr' : defRaw.length > 0 ? 'f1' : 'quantile';
-  const q = o.targetFpr !== undefined ? 1 - o.targetFpr : model.kind === 'one-class' ? model.patchcore.config.thresholdQuantile : 0.99;
+  const q = o.targetFpr !== undefined ? 1 - o.targetFpr : model.kind !== 'svm' ? model.patchcore.config.thresholdQuantile : 0.99;
   const imageThreshold = method === 'f1' ? f1OptimalThreshold([...goodRaw, ...defRaw], [...goodRaw.map(() => 0), ...defRaw.map(() => 1)]).threshold : quantile(goodRaw, q);
   if (!Number.isFinite(imageThreshold)) throw new LoupeError('INVALID_ARGUMENT', 'the calibration images give no usable threshold (are the defective images scored like good ones?)');
 
@@ -84,7 +86,8 @@ export async function calibrate(model: LoupeModel, o: CalibrateOptions): Promise
     after = { image: imageThreshold };
     next = { ...model, threshold: imageThreshold };
   } else {
-    const old = model.patchcore.thresholds;
+    const hybrid = model.kind === 'hybrid' && model.hybrid.hasHead ? model.hybrid : null;
+    const old = hybrid ? { image: hybrid.imageThreshold, pixel: hybrid.pixelThreshold } : model.patchcore.thresholds;
     let pixel = quantile(goodRes.map((r) => r.peak!.value), q);
     const masked = defects ? defRes.map((r, i) => ({ r, mask: defects.masks[i] })).filter((x) => x.mask) : [];
     if (method !== 'target-fpr' && masked.length > 0) {
@@ -102,7 +105,8 @@ export async function calibrate(model: LoupeModel, o: CalibrateOptions): Promise
       const r = f1OptimalThresholdBinned(scores, labels);
       if (Number.isFinite(r.threshold)) pixel = r.threshold;
     }
-    if (!(pixel > 0)) pixel = old.pixel;
+    // Fused (hybrid) maps are z-scores and may be negative; PatchCore distances are not.
+    if (!(hybrid ? Number.isFinite(pixel) : pixel > 0)) pixel = old.pixel;
     const thresholds: Thresholds = {
       image: imageThreshold,
       pixel,
@@ -111,11 +115,19 @@ export async function calibrate(model: LoupeModel, o: CalibrateOptions): Promise
       goodCount: goodRaw.length,
       defectCount: defRaw.length,
     };
-    const { header, bank } = model.patchcore.serialize();
-    const patchcore = PatchCoreModel.deserialize({ ...header, thresholds, goodValidationScores: goodRaw }, bank);
     before = { image: old.image, pixel: old.pixel };
     after = { image: thresholds.image, pixel: thresholds.pixel };
-    next = { ...model, patchcore };
+    if (hybrid) {
+      // The thresholds of the fused score and map; the memory bank's own stay as they were.
+      const fusion = hybrid.state.fusion!;
+      const state = { ...hybrid.state, fusion: { image: { ...fusion.image, threshold: imageThreshold }, pixel: { ...fusion.pixel, threshold: pixel } } };
+      next = { ...(model as HybridModel), hybrid: new HybridScorer(model.patchcore, state) };
+    } else {
+      const { header, bank } = model.patchcore.serialize();
+      const patchcore = PatchCoreModel.deserialize({ ...header, thresholds, goodValidationScores: goodRaw }, bank);
+      // A hybrid model without a head answers as its memory bank: its thresholds are the bank's.
+      next = model.kind === 'hybrid' ? { ...model, patchcore, hybrid: new HybridScorer(patchcore, model.hybrid.state) } : { ...model, patchcore };
+    }
   }
   const trained = new Set(model.trainHashes);
   const seenInTraining = trained.size === 0 ? 0 : (await fileContentHashes(good.files)).filter((h) => trained.has(h)).length;

@@ -13,7 +13,7 @@ import { threadBudget } from '../threads.js';
 import { resolveImageSet, type ImageSet } from './images.js';
 
 /** Stages of a training, in order, as onProgress reports them. */
-export type TrainingStage = 'scan' | 'features' | 'coreset' | 'thresholds' | 'svm';
+export type TrainingStage = 'scan' | 'features' | 'coreset' | 'thresholds' | 'svm' | 'head' | 'evaluate';
 
 export interface TrainingProgress {
   readonly stage: TrainingStage;

@@ -136,6 +136,8 @@ export interface AnomalyResult {
   /** Only with keepEmbeddings: [views * 784][dim] patch embeddings and their 1-NN distances. */
   embeddings?: Float32Array;
   patchScores?: Float32Array;
+  /** Only with keepEmbeddings: the bank row nearest to each patch. */
+  nnIdx?: Int32Array;
 }
 
 export interface ScoreOptions extends RunOptions {
@@ -314,6 +316,7 @@ function assembleOne(im: PreparedImage, view: number, scores: EmbeddingScores, m
   if (keepEmbeddings) {
     r.embeddings = rows.slice(view * PATCHES_PER_IMAGE * d, (view + im.views) * PATCHES_PER_IMAGE * d);
     r.patchScores = scores.patchScores.slice(view * PATCHES_PER_IMAGE, (view + im.views) * PATCHES_PER_IMAGE);
+    r.nnIdx = scores.nnIdx.slice(view * PATCHES_PER_IMAGE, (view + im.views) * PATCHES_PER_IMAGE);
   }
   return r;
 }
