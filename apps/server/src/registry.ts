@@ -71,6 +71,23 @@ function fileError(err: unknown, file: string, relFile: string): string {
   return m.split(file).join(relFile);
 }
 
+/**
+ * How long reading a model file may take. core opens model files only when regular (a FIFO or a device is
+ * refused at once); these bound the rest (a hung network file system): the file is FAILED saying so, and
+ * the listing or load that asked goes on.
+ */
+const HEADER_TIMEOUT_MS = 10_000;
+const LOAD_TIMEOUT_MS = 120_000;
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms / 1000} s (a file system not answering?)`)), ms);
+  });
+  p.catch(() => {}); // lost the race: its own failure is no longer anyone's
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 function compareVersions(a: string, b: string): number {
   return Number(a) - Number(b);
 }
@@ -200,7 +217,7 @@ export class ModelRegistry extends EventEmitter {
       let header: ModelSummary | null = null;
       let error = '';
       try {
-        header = summarizeModelHeader(await readModelHeader(f.file));
+        header = summarizeModelHeader(await withTimeout(readModelHeader(f.file), HEADER_TIMEOUT_MS, 'reading its header'));
       } catch (err) {
         error = fileError(err, f.file, relative(dir, f.file));
         this.opts.log.warn('model file unreadable: listed as failed', { model: f.name, version: f.version, file: relative(dir, f.file), error });
@@ -316,7 +333,7 @@ export class ModelRegistry extends EventEmitter {
     try {
       // core validates the whole model here (layers, thresholds, shapes, the CNN weights): a model that
       // could not inspect is FAILED with the reason, never LOADED.
-      e.inspector = await ModelInspector.open(e.file, { engine: this.opts.engine, ...(this.opts.backend !== undefined ? { backend: this.opts.backend } : {}) });
+      e.inspector = await withTimeout(ModelInspector.open(e.file, { engine: this.opts.engine, ...(this.opts.backend !== undefined ? { backend: this.opts.backend } : {}) }), LOAD_TIMEOUT_MS, 'loading it');
       e.state = 'loaded';
       e.error = '';
       this.opts.log.info('model loaded', { model: e.name, version: e.version, kind: e.header.kind, ms: Math.round(performance.now() - t0), description: e.inspector.description });

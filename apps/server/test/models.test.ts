@@ -1,16 +1,19 @@
 // The models folder as the server reads it, through @loupe/core: a model file that loads but could never
-// inspect (checksum-valid, edited header) is FAILED with core's reason at load, never SERVING; every file
-// the server skips in the folder is named once in a warning (its own inspection log excepted).
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// inspect (checksum-valid, edited header: an unusable layer, thresholds, a reshaped bank, an absurd sigma,
+// issue 16 item 6) is FAILED with core's reason at load, never SERVING; every file the server skips in the
+// folder is named once in a warning (its own inspection log excepted); FIFOs, devices and links (below).
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { createLogger, LoupeServer, proto, REASON_METADATA_KEY, type LoupeClient } from '../dist/index.js';
-import { bottleImages, client, grpcError, inspectAll, modelDirWithFixtures, ONE_CLASS_MODEL, read, SVM_MODEL, testConfig, testEngine } from './fixtures.js';
+import { bottleImages, client, grpcError, inspectAll, modelDirWithFixtures, ONE_CLASS_MODEL, read, startInProcess, SVM_MODEL, testConfig, testEngine } from './fixtures.js';
 
-const { ModelState } = proto;
+const { ModelKind, ModelState } = proto;
 const fixtures = inject('fixtureModels');
 
 /**
@@ -53,6 +56,21 @@ describe.skipIf(!fixtures)('model files through @loupe/core', () => {
     editHeader(oc, join(dir, 'oc-zero-pixel.loupe'), (h) => {
       h['patchcore']['thresholds']['pixel'] = 0;
     });
+    // Issue 16, item 6: a reshaped bank (rows and columns swapped: the same number of values), an absurd
+    // smoothing sigma, an SVM threshold that is no number, a good class the SVM does not have.
+    editHeader(oc, join(dir, 'oc-reshaped.loupe'), (h) => {
+      const b = h['patchcore']['bank'];
+      [b.n, b.d] = [b.d, b.n];
+    });
+    editHeader(oc, join(dir, 'oc-sigma.loupe'), (h) => {
+      h['patchcore']['config']['sigma'] = 1e9;
+    });
+    editHeader(svm, join(dir, 'svm-threshold.loupe'), (h) => {
+      h['threshold'] = 'high';
+    });
+    editHeader(svm, join(dir, 'svm-goodclass.loupe'), (h) => {
+      h['goodClass'] = 'flawless';
+    });
     // Files the folder holds that are no model the server can serve.
     copyFileSync(svm, join(dir, 'bottle')); // `loupe train --out models/bottle` used to write this
     copyFileSync(svm, join(dir, 'Bad Name.loupe'));
@@ -78,6 +96,10 @@ describe.skipIf(!fixtures)('model files through @loupe/core', () => {
       ['svm-res5c', /layer: unknown layer "res5c"; SVM models use fc1000 or avg_pool$/],
       ['oc-negative', /patchcore: thresholds must be positive numbers, got image -1,/],
       ['oc-zero-pixel', /patchcore: thresholds must be positive numbers, got image [0-9.e-]+, pixel 0$/],
+      ['oc-reshaped', /patchcore: PatchCore bank rows have \d+ dims; the config's features have 1536$/],
+      ['oc-sigma', /patchcore: sigma must be in \[0, 64\] \(model-input pixels\), got 1000000000$/],
+      ['svm-threshold', /threshold: not a finite number: "high"$/],
+      ['svm-goodclass', /goodClass: goodClass "flawless" is not one of the classes \(broken_large, contamination, good\)$/],
     ];
     for (const [name, why] of cases) {
       const m = byName.get(name);
@@ -137,5 +159,86 @@ describe.skipIf(!fixtures)('model files through @loupe/core', () => {
     expect(skipped.some((w) => w.file?.startsWith('inspections.db'))).toBe(false);
     // What is not skipped is served as before.
     expect((await c.getModel('carton')).version).toBe('3');
+  });
+});
+
+// Issue 16, items 4 and 10: what a models folder may hold besides model files. A FIFO or a link to a
+// device never hangs the start, a listing, a load or a training (the file is opened only when regular,
+// even when it became a FIFO after the scan); links are followed the same way at both levels (NAME.loupe
+// and NAME/1.loupe); an error never shows the content of what a link points to, nor a server path.
+describe.skipIf(!fixtures)('FIFOs, devices and links in the models folder', () => {
+  let dir: string;
+  let outside: string;
+  let server: LoupeServer;
+  let c: LoupeClient;
+
+  beforeAll(async () => {
+    dir = modelDirWithFixtures(fixtures!);
+    outside = mkdtempSync(join(tmpdir(), 'loupe-outside-'));
+    copyFileSync(join(dir, `${SVM_MODEL}.loupe`), join(outside, 'real.loupe'));
+    mkdirSync(join(dir, 'piped'));
+    execFileSync('mkfifo', [join(dir, 'piped', '1.loupe')]);
+    execFileSync('mkfifo', [join(dir, 'fifo.loupe')]);
+    symlinkSync('/dev/zero', join(dir, 'zero.loupe'));
+    symlinkSync('/etc/passwd', join(dir, 'passwd.loupe'));
+    mkdirSync(join(dir, 'pw'));
+    symlinkSync('/etc/passwd', join(dir, 'pw', '1.loupe'));
+    symlinkSync(join(outside, 'real.loupe'), join(dir, 'linked.loupe'));
+    mkdirSync(join(dir, 'linkedv'));
+    symlinkSync(join(outside, 'real.loupe'), join(dir, 'linkedv', '1.loupe'));
+    // A regular file now, a FIFO by the time it is loaded (below).
+    copyFileSync(join(dir, `${SVM_MODEL}.loupe`), join(dir, 'swapped.loupe'));
+    const t0 = performance.now();
+    server = await startInProcess(dir, { autoload: false });
+    startMs = performance.now() - t0;
+    c = client(server.port);
+    await c.waitForReady();
+  });
+  let startMs = 0;
+
+  afterAll(async () => {
+    c?.close();
+    await server?.stop();
+    for (const d of [dir, outside]) if (d) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('starts, lists, gets, loads, unloads and trains while FIFOs and devices sit in the folder', async () => {
+    expect(startMs).toBeLessThan(30_000);
+    const listed = await c.listModels();
+    const names = listed.map((m) => m.name);
+    for (const skipped of ['piped', 'fifo', 'zero']) expect(names, skipped).not.toContain(skipped);
+    // A FIFO that takes a listed file's place: the load's rescan skips it, or core refuses to open it (the
+    // file is opened only when regular: core's hostile-files test); either way at once, never a hang.
+    rmSync(join(dir, 'swapped.loupe'));
+    execFileSync('mkfifo', [join(dir, 'swapped.loupe')]);
+    const t0 = performance.now();
+    const e = await grpcError(c.loadModel('swapped'));
+    expect(performance.now() - t0).toBeLessThan(5000);
+    expect([grpc.status.NOT_FOUND, grpc.status.FAILED_PRECONDITION]).toContain(e.code);
+    expect((await c.getModel(SVM_MODEL)).name).toBe(SVM_MODEL);
+    expect((await c.loadModel(SVM_MODEL)).state).toBe(ModelState.MODEL_STATE_LOADED);
+    expect((await c.unloadModel(SVM_MODEL)).length).toBe(1);
+    const images = bottleImages('train/good', 4).map((f) => ({ image: read(f), label: '', name: f }));
+    // The FIFO's name: Train reads its folder, never the FIFO, and answers (the slot is given back).
+    const t = await grpcError(c.train({ name: 'piped', kind: ModelKind.MODEL_KIND_ONE_CLASS, images: images.slice(0, 1), oneClass: { coresetRatio: 2, seed: 0, validationFraction: 0, thresholdQuantile: 0 } }));
+    expect(t.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((await c.getStats()).trainingsRunning).toBe(0);
+  });
+
+  it('follows links at both levels alike; an error never shows what a link points to, nor a server path', async () => {
+    const byName = new Map((await c.listModels()).map((m) => [m.name, m]));
+    for (const name of ['linked', 'linkedv']) {
+      expect(byName.get(name)?.state, name).toBe(ModelState.MODEL_STATE_AVAILABLE);
+      expect((await c.loadModel(name)).state, name).toBe(ModelState.MODEL_STATE_LOADED);
+    }
+    for (const name of ['passwd', 'pw']) {
+      const m = byName.get(name)!;
+      expect(m.state, name).toBe(ModelState.MODEL_STATE_FAILED);
+      expect(m.error, name).toMatch(/^magic: not a Loupe model file/);
+      expect(m.error, name).not.toMatch(/root|\/etc|\/bin|\/tmp/);
+      expect(m.file, name).toBe(name === 'pw' ? join('pw', '1.loupe') : 'passwd.loupe');
+      const e = await grpcError(c.loadModel(name));
+      expect(e.details, name).not.toMatch(/root:|\/etc\/|\/tmp\//);
+    }
   });
 });
