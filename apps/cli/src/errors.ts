@@ -7,7 +7,7 @@ import { isLoupeError } from '@loupe/core';
 //   0 every image inspected (and, for predict/inspect, every one good);
 //   1 some image anomalous (predict/inspect), or the command itself failed (a bad model file, a server error);
 //   2 some image could not be inspected, or a usage error (a bad option, a path that does not exist);
-//   130 interrupted (SIGINT).
+//   130 interrupted (SIGINT or SIGTERM).
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 /** predict/inspect: every image was inspected and some are anomalous. */

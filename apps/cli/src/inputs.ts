@@ -1,7 +1,8 @@
 // The image arguments of predict and inspect (local or remote, the same rule): files as given, folders
 // searched recursively (sorted; a link back up the tree is walked once). A path that does not exist, or a
 // folder without images, is a usage error before any work (exit 2): a typo, not a bad image. A file that
-// exists but cannot be read or decoded is that image's answer later, and the others are still inspected.
+// exists but cannot be read or decoded is that image's answer later, and the others are still inspected;
+// so is, in a folder, an image-named link to nothing, FIFO or device.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
@@ -32,7 +33,9 @@ export async function expandInputs(inputs: readonly string[]): Promise<InputImag
       out.push({ file: input, name: stemOf(path.basename(input)) });
       continue;
     }
-    const found = await findImageFiles(input);
+    // Image-named entries that cannot be read (links to nothing, FIFOs, devices) are listed too: each gets
+    // its error line (and exit 2), not a silent skip.
+    const found = await findImageFiles(input, { unreadable: true });
     if (found.length === 0) throw new UsageError(`${input}: the folder holds no image files (${DECODABLE_IMAGE_EXTENSIONS.join(' ')})`);
     // MVTec repeats 000.png in every defect folder: output names keep the sub-folders.
     for (const f of found) out.push({ file: f, name: stemOf(path.relative(input, f)).split(path.sep).join('_') });

@@ -269,12 +269,16 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
 /** Runs the CLI on `args` (without node and script); resolves to the exit code. */
 export async function run(args: readonly string[]): Promise<number> {
   const controller = new AbortController();
-  const onSigint = (): void => {
-    process.stderr.write('\nloupe: interrupted, stopping (press Ctrl-C again to quit at once)\n');
+  // Ctrl-C and SIGTERM (a service manager, `timeout`, kill) are both interruptions: the command stops
+  // cleanly (no half-written output files), says so and exits 130; the same signal again quits at once.
+  const onSigint = (sig: NodeJS.Signals): void => {
+    process.stderr.write(sig === 'SIGTERM' ? '\nloupe: terminated (SIGTERM), stopping (send it again to quit at once)\n' : '\nloupe: interrupted, stopping (press Ctrl-C again to quit at once)\n');
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
     controller.abort(new Error('interrupted'));
   };
   process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
   // `loupe ... | head`: the reader left; stop quietly as other Unix tools do, not with 'write EPIPE'.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(process.exitCode ?? EXIT_OK);
@@ -304,5 +308,6 @@ export async function run(args: readonly string[]): Promise<number> {
     return exitCodeOf(err) || EXIT_FAILURE;
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
   }
 }

@@ -3,6 +3,8 @@
 // (so neither side buffers more than the window), honouring write() backpressure, and hands every
 // response to a callback as it arrives (out of order; matched by id).
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import tls from 'node:tls';
 
 import * as grpc from '@grpc/grpc-js';
 
@@ -53,6 +55,29 @@ export interface ClientOptions {
    * NAT or firewall silently forgot is noticed and the next call opens a new one.
    */
   keepalive?: { timeMs?: number; timeoutMs?: number };
+}
+
+let ipServernameDropped = false;
+
+/**
+ * grpc-js passes the target host to tls.connect as the SNI server name even when it is an IP address,
+ * which RFC 6066 does not allow: Node warns (DEP0123) on every call of `loupe --server 10.0.0.5:50051 --tls`
+ * and will ignore it in a future version. Such a server name is dropped here, as Node will drop it; the
+ * certificate is still checked against the address (tls.connect falls back to `host`). Once per process.
+ */
+function dropIpServername(): void {
+  if (ipServernameDropped) return;
+  ipServernameDropped = true;
+  const connect = tls.connect;
+  const patched = function (this: unknown, ...args: unknown[]): tls.TLSSocket {
+    const [first] = args;
+    if (first && typeof first === 'object' && typeof (first as tls.ConnectionOptions).servername === 'string' && isIP((first as tls.ConnectionOptions).servername!)) {
+      const { servername: _ip, ...rest } = first as tls.ConnectionOptions;
+      args[0] = rest;
+    }
+    return (connect as (...a: unknown[]) => tls.TLSSocket).apply(this, args);
+  };
+  tls.connect = patched as typeof tls.connect;
 }
 
 function pem(v: string | Buffer | undefined): Buffer | null {
@@ -108,6 +133,7 @@ export class LoupeClient {
       'grpc.keepalive_timeout_ms': opts.keepalive?.timeoutMs ?? 10_000,
     };
     if (opts.tls) {
+      dropIpServername();
       const t: ClientTls = opts.tls === true ? {} : opts.tls;
       creds = grpc.credentials.createSsl(pem(t.ca), pem(t.key), pem(t.cert));
       if (t.serverName) channelOptions['grpc.ssl_target_name_override'] = t.serverName;

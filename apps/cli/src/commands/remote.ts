@@ -186,7 +186,13 @@ export async function remotePredict(model: string, inputs: string[], o: RemotePr
       let image: Buffer;
       try {
         // Over the message limit the channel would fail the whole stream, every other image with it.
-        const { size } = await stat(file);
+        const st = await stat(file);
+        const size = st.size;
+        // Regular files only, as core reads them locally: a FIFO would block, a link to /dev/zero never end.
+        if (!st.isFile()) {
+          settle(i, async () => ({ file, error: { code: 'UNREADABLE', message: `cannot read ${file}: not a regular file (${st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : st.isSocket() ? 'a socket' : 'a device'}): images are read from regular files only` } }));
+          continue;
+        }
         if (size > MAX_REQUEST_BYTES) {
           settle(i, async () => ({ file, error: { code: 'TOO_LARGE', message: `${file} is ${(size / 2 ** 20).toFixed(1)} MiB; one request carries at most ${(MAX_REQUEST_BYTES / 2 ** 20).toFixed(1)} MiB (downscale or recompress it)` } }));
           continue;
