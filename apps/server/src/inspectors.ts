@@ -6,7 +6,7 @@ import { Inspector, renderHeatmapPng, type Engine, type InspectionResult, type M
 
 import type { DynamicBatcher, RunInfo } from './batcher.js';
 
-export type ModelKindName = 'svm' | 'one-class';
+export type ModelKindName = 'svm' | 'one-class' | 'hybrid';
 
 export interface InspectInput {
   /** Encoded image bytes. */
@@ -27,9 +27,9 @@ export interface Outcome {
   verdict: InspectionResult['verdict'];
   score: number;
   rawScore: number;
-  /** null for good parts and for models that say where, not what (one-class). */
+  /** null for good parts and for models that say where, not what (one-class; hybrid with one defect type). */
   defectType: string | null;
-  /** Classifiers only; empty for one-class models. */
+  /** Classifiers, and hybrid models with 2+ defect types (the types' probabilities); empty for one-class models. */
   classScores: { name: string; score: number }[];
   heatmapPng?: Buffer | undefined;
   peak?: MapPeak | undefined;

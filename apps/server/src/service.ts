@@ -94,7 +94,7 @@ export function modelInfo(e: ModelEntry): ModelInfo {
   return ModelInfo.fromPartial({
     name: e.name,
     version: e.version,
-    kind: h?.kind === 'svm' ? ModelKind.MODEL_KIND_SVM : h?.kind === 'one-class' ? ModelKind.MODEL_KIND_ONE_CLASS : ModelKind.MODEL_KIND_UNSPECIFIED,
+    kind: h?.kind === 'svm' ? ModelKind.MODEL_KIND_SVM : h?.kind === 'one-class' ? ModelKind.MODEL_KIND_ONE_CLASS : h?.kind === 'hybrid' ? ModelKind.MODEL_KIND_HYBRID : ModelKind.MODEL_KIND_UNSPECIFIED,
     state,
     classes: h ? [...h.classes] : [],
     layer: h?.layer ?? '',

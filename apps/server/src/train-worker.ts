@@ -1,5 +1,5 @@
 // The training process (forked by training.ts): trains one model with @loupe/core on its own engine
-// instance (trainOneClass / trainClassifier) and writes it with core's saveModel, so a model trained here
+// instance (trainOneClass / trainClassifier / trainHybrid) and writes it with core's saveModel, so a model trained here
 // carries the same metadata as one trained by `loupe train` or the library (training image hashes, CNN
 // weights hash, preprocessing, thresholds, good class; `category` = the model's name). Inspection in the
 // server process never waits for it. Talks to the parent over IPC: it receives one TrainJob and sends
@@ -8,13 +8,14 @@
 // away, the worker removes that folder and exits (it never outlives its server for long, nor publishes).
 import { rmSync } from 'node:fs';
 
-import { configureThreads, Engine, saveModel, trainClassifier, trainOneClass, type LoupeModel, type SvmLayer, type TrainingProgress } from '@loupe/core';
+import { configureThreads, Engine, saveModel, trainClassifier, trainHybrid, trainOneClass, type LoupeModel, type SvmLayer, type TrainingProgress } from '@loupe/core';
 
 export interface TrainJob {
-  kind: 'svm' | 'one-class';
+  kind: 'svm' | 'one-class' | 'hybrid';
   /** The model's name: recorded as its category. */
   name: string;
-  images: { path: string; label: string; name: string }[];
+  /** maskPath: a hybrid model's defect mask, when the client sent one. */
+  images: { path: string; label: string; name: string; maskPath?: string }[];
   /** Where to write the model: in `tempDir`; the server publishes it once the training is done. */
   outFile: string;
   /** The training's private folder (the images, the model): removed if the server goes away. */
@@ -25,6 +26,7 @@ export interface TrainJob {
   /** Unset fields: core's defaults. */
   svm: { layer: SvmLayer; lambda?: number | undefined; epochs?: number | undefined; seed: number };
   oneClass: { coresetRatio?: number | undefined; seed: number; validationFraction?: number | undefined; thresholdQuantile?: number | undefined };
+  hybrid: { coresetRatio?: number | undefined; seed: number; validationFraction?: number | undefined; shots?: number | undefined };
 }
 
 export type WorkerMessage =
@@ -70,6 +72,24 @@ async function train(job: TrainJob): Promise<number> {
     });
     model = t.model;
     note = `SVM on ${s.layer}: ${t.classes.length} classes (${t.classes.join(', ')}), good class '${t.model.goodClass}'`;
+  } else if (job.kind === 'hybrid') {
+    const h = job.hybrid;
+    const t = await trainHybrid({
+      engine,
+      data: job.images.map((i) => ({ path: i.path, label: i.label, ...(i.maskPath ? { maskPath: i.maskPath } : {}) })),
+      ...(h.coresetRatio !== undefined ? { coresetRatio: h.coresetRatio } : {}),
+      ...(h.validationFraction !== undefined ? { validationFraction: h.validationFraction } : {}),
+      ...(h.shots !== undefined ? { shots: h.shots } : {}),
+      seed: h.seed,
+      category: job.name,
+      batchSize: 8,
+      threads: job.threads,
+      backend: job.backend,
+      onProgress: progress,
+      extra,
+    });
+    model = t.model;
+    note = [t.model.hybrid.describe(), ...t.warnings.map((w) => `warning: ${w}`)].join('; ');
   } else {
     const o = job.oneClass;
     const t = await trainOneClass({

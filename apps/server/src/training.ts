@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { status as Status } from '@grpc/grpc-js';
-import { checkClassifierOptions, checkOneClassOptions, SVM_LAYERS, writeFileAtomic, type SvmLayer } from '@loupe/core';
+import { checkClassifierOptions, checkOneClassOptions, findGoodClass, SVM_LAYERS, writeFileAtomic, type SvmLayer } from '@loupe/core';
 
 import { ModelKind, type TrainRequest } from './gen/loupe/v1/inspection.js';
 import type { Logger } from './log.js';
@@ -111,22 +111,26 @@ function alive(pid: number): boolean {
  * cross-validation, SVM_DEFAULTS.epochs, DEFAULT_PATCHCORE_CONFIG's coreset, hold-out and quantile). Any
  * other value goes to core as sent (NaN and infinities included, for core's rules to refuse).
  */
-function coreOptions(req: TrainRequest): Pick<TrainJob, 'svm' | 'oneClass'> {
+function coreOptions(req: TrainRequest): Pick<TrainJob, 'svm' | 'oneClass' | 'hybrid'> {
   const s = req.svm;
   const o = req.oneClass;
+  const h = req.hybrid;
   const set = (v: number | undefined): number | undefined => (v === undefined || v === 0 ? undefined : v);
   return {
     svm: { layer: (s?.layer || 'fc1000') as SvmLayer, lambda: set(s?.lambda), epochs: set(s?.epochs), seed: s?.seed ?? 0 },
     oneClass: { coresetRatio: set(o?.coresetRatio), seed: o?.seed ?? 0, validationFraction: set(o?.validationFraction), thresholdQuantile: set(o?.thresholdQuantile) },
+    hybrid: { coresetRatio: set(h?.coresetRatio), seed: h?.seed ?? 0, validationFraction: set(h?.validationFraction), shots: set(h?.shots) },
   };
 }
+
+type KindName = 'svm' | 'one-class' | 'hybrid';
 
 export class Trainer {
   private readonly children = new Set<ChildProcess>();
   private running = 0;
   private shuttingDown = false;
   /** Trainings in progress per model name, and their kind. */
-  private readonly byName = new Map<string, { kind: 'svm' | 'one-class'; count: number }>();
+  private readonly byName = new Map<string, { kind: KindName; count: number }>();
 
   constructor(
     private readonly opts: TrainerOptions,
@@ -140,12 +144,13 @@ export class Trainer {
   }
 
   /** Validates the request; throws ItemFailure(INVALID_ARGUMENT) naming the problem. */
-  private validate(req: TrainRequest): 'svm' | 'one-class' {
+  private validate(req: TrainRequest): KindName {
     const bad = (m: string): never => {
       throw new ItemFailure(Status.INVALID_ARGUMENT, m);
     };
     if (!req.name) bad('name the model to train');
-    const kind = req.kind === ModelKind.MODEL_KIND_SVM ? 'svm' : req.kind === ModelKind.MODEL_KIND_ONE_CLASS ? 'one-class' : bad('kind must be MODEL_KIND_SVM or MODEL_KIND_ONE_CLASS');
+    const kinds: Partial<Record<ModelKind, KindName>> = { [ModelKind.MODEL_KIND_SVM]: 'svm', [ModelKind.MODEL_KIND_ONE_CLASS]: 'one-class', [ModelKind.MODEL_KIND_HYBRID]: 'hybrid' };
+    const kind = kinds[req.kind] ?? bad('kind must be MODEL_KIND_SVM, MODEL_KIND_ONE_CLASS or MODEL_KIND_HYBRID');
     if (req.images.length === 0) bad('no training images');
     if (req.images.length > this.opts.maxImages) bad(`${req.images.length} training images; this server takes at most ${this.opts.maxImages} per request`);
     req.images.forEach((im, i) => {
@@ -160,20 +165,37 @@ export class Trainer {
       const layer = req.svm?.layer;
       if (layer && !(SVM_LAYERS as readonly string[]).includes(layer)) bad(`svm.layer '${clip(layer)}' is not a layer an SVM can use (${SVM_LAYERS.join(' or ')})`);
     }
+    if (kind === 'hybrid') {
+      const unlabelled = req.images.findIndex((im) => !im.label);
+      if (unlabelled >= 0) bad(`hybrid training image ${req.images[unlabelled]!.name || unlabelled} has no label (the good parts' label, or a defect type)`);
+      const labels = [...new Set(req.images.map((im) => im.label))];
+      const good = findGoodClass(labels);
+      if (good === undefined) bad(`no label names the good parts (labels: ${labels.map((l) => clip(l)).join(', ')}); label them good (or ok, normal, pass, no_defect)`);
+      const masked = req.images.findIndex((im) => im.mask.length > 0 && im.label === good);
+      if (masked >= 0) bad(`training image ${req.images[masked]!.name || masked} is labelled ${clip(good!)} but has a defect mask`);
+    } else {
+      const masked = req.images.findIndex((im) => im.mask.length > 0);
+      if (masked >= 0) bad(`training image ${req.images[masked]!.name || masked} has a mask; masks are for hybrid models' defect images`);
+    }
     // core's rules for the options, applied now (not seconds later in the training process), one field at
     // a time so that the message names the request's field.
-    const { svm, oneClass } = coreOptions(req);
+    const { svm, oneClass, hybrid } = coreOptions(req);
     const fields: [string, () => void][] =
       kind === 'svm'
         ? [
             ['svm.lambda', () => checkClassifierOptions({ lambda: svm.lambda })],
             ['svm.epochs', () => checkClassifierOptions({ epochs: svm.epochs })],
           ]
-        : [
-            ['one_class.coreset_ratio', () => checkOneClassOptions({ coresetRatio: oneClass.coresetRatio })],
-            ['one_class.validation_fraction', () => checkOneClassOptions({ validationFraction: oneClass.validationFraction })],
-            ['one_class.threshold_quantile', () => checkOneClassOptions({ thresholdQuantile: oneClass.thresholdQuantile })],
-          ];
+        : kind === 'hybrid'
+          ? [
+              ['hybrid.coreset_ratio', () => checkOneClassOptions({ coresetRatio: hybrid.coresetRatio })],
+              ['hybrid.validation_fraction', () => checkOneClassOptions({ validationFraction: hybrid.validationFraction })],
+            ]
+          : [
+              ['one_class.coreset_ratio', () => checkOneClassOptions({ coresetRatio: oneClass.coresetRatio })],
+              ['one_class.validation_fraction', () => checkOneClassOptions({ validationFraction: oneClass.validationFraction })],
+              ['one_class.threshold_quantile', () => checkOneClassOptions({ thresholdQuantile: oneClass.thresholdQuantile })],
+            ];
     for (const [field, check] of fields) {
       try {
         check();
@@ -237,9 +259,14 @@ export class Trainer {
         const name = im.name || `image-${i}`;
         const path = join(dir, `${String(i).padStart(6, '0')}-${name.replace(SAFE_NAME, '_').slice(-80)}`);
         await writeFile(path, im.image);
-        images.push({ path, label: im.label || 'good', name });
+        let maskPath: string | undefined;
+        if (im.mask.length > 0) {
+          maskPath = `${path}.mask`;
+          await writeFile(maskPath, im.mask);
+        }
+        images.push({ path, label: im.label || 'good', name, ...(maskPath ? { maskPath } : {}) });
       }
-      const { svm, oneClass } = coreOptions(req);
+      const { svm, oneClass, hybrid } = coreOptions(req);
       // The worker writes the model into its private folder; only this process publishes it (below), so a
       // worker that outlives its server (kill -9) never adds a version nobody accepted.
       const staged = join(dir, 'model.loupe');
@@ -254,6 +281,7 @@ export class Trainer {
         threads: this.opts.threads,
         svm,
         oneClass,
+        hybrid,
       };
       await this.runChild(job, progress, signal);
       if (signal.aborted) throw new ItemFailure(Status.CANCELLED, 'training cancelled');
