@@ -20,6 +20,8 @@ const STAGE_LABELS: Record<TrainingProgress['stage'], string> = {
   coreset: 'coreset',
   thresholds: 'thresholds',
   svm: 'svm',
+  head: 'head',
+  evaluate: 'held-out',
 };
 
 /** Progress bars for core's onProgress (a new bar whenever the stage changes); clear() before printing. */

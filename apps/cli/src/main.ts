@@ -58,17 +58,44 @@ export function parseLayers(value: string): TapName[] {
   return names as TapName[];
 }
 
-// Train options that only one mode reads: given to the other, they would be silently ignored.
-const SVM_ONLY_OPTIONS = ['layer', 'split', 'balance', 'coding', 'decoding', 'groups', 'kfold', 'report', 'crop', 'lambda', 'epochs', 'cache'] as const;
-const ONE_CLASS_ONLY_OPTIONS = ['defects', 'coreset', 'projection', 'storage', 'maxBankMb', 'tile'] as const;
+// Train options that only some modes read: given to another, they would be silently ignored.
+const MODE_OPTIONS: Record<string, readonly ('svm' | 'one-class' | 'hybrid')[]> = {
+  layer: ['svm'],
+  split: ['svm', 'hybrid'],
+  balance: ['svm'],
+  coding: ['svm'],
+  decoding: ['svm'],
+  groups: ['svm', 'hybrid'],
+  kfold: ['svm'],
+  report: ['svm', 'hybrid'],
+  crop: ['svm'],
+  lambda: ['svm'],
+  epochs: ['svm'],
+  cache: ['svm'],
+  defects: ['one-class'],
+  coreset: ['one-class', 'hybrid'],
+  projection: ['one-class', 'hybrid'],
+  storage: ['one-class', 'hybrid'],
+  maxBankMb: ['one-class', 'hybrid'],
+  tile: ['one-class'],
+  shots: ['hybrid'],
+};
 
 /** A usage error for options given on the command line that `mode` would ignore (and --split beside --kfold). */
-function refuseIgnoredOptions(cmd: Command, mode: 'svm' | 'one-class'): void {
+function refuseIgnoredOptions(cmd: Command, mode: 'svm' | 'one-class' | 'hybrid'): void {
   const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
   const flag = (name: string): string => (name === 'cache' ? '--no-cache' : `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
-  const ignored = (mode === 'svm' ? ONE_CLASS_ONLY_OPTIONS : SVM_ONLY_OPTIONS).filter(given);
+  const ignored = Object.entries(MODE_OPTIONS)
+    .filter(([name, modes]) => !modes.includes(mode) && given(name))
+    .map(([name]) => name);
   if (ignored.length > 0) {
-    cmd.error(`error: ${ignored.map(flag).join(', ')} ${ignored.length === 1 ? 'does' : 'do'} nothing with --mode ${mode}${mode === 'one-class' ? ' (one-class training learns from good images only, holding out 10% to set its thresholds)' : ''}`);
+    const why =
+      mode === 'one-class'
+        ? ' (one-class training learns from good images only, holding out 10% to set its thresholds)'
+        : mode === 'hybrid'
+          ? ' (hybrid training: the memory bank options, --split, --shots, --groups, --seed, --report)'
+          : '';
+    cmd.error(`error: ${ignored.map(flag).join(', ')} ${ignored.length === 1 ? 'does' : 'do'} nothing with --mode ${mode}${why}`);
   }
   if (given('kfold') && given('split')) cmd.error('error: --split and --kfold are two ways to hold images back; give one');
 }
@@ -169,12 +196,26 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
 
   program
     .command('train')
-    .description('train a model and save it: an SVM classifier on a labelled dataset (evaluated on a held-back part), or a one-class anomaly detector on good images')
-    .argument('<dir>', 'svm: <label>/ folders, or one MVTec category (labels good + defect types; train/good and test/* pooled); one-class: a folder of good images, or an MVTec category (its train/good)')
+    .description(
+      'train a model and save it: an SVM classifier on a labelled dataset (evaluated on a held-back part), a one-class anomaly detector on good images, ' +
+        'or a hybrid one (a memory bank of good images + a supervised head on the labelled defects, fused)',
+    )
+    .argument(
+      '<dir>',
+      'svm: <label>/ folders, or one MVTec category (labels good + defect types; train/good and test/* pooled); one-class: a folder of good images, or an MVTec category (its train/good); ' +
+        'hybrid: an MVTec category (good = train/good + test/good, defects = test/<type>, masks from ground_truth/) or <label>/ folders with a good one',
+    )
     .requiredOption('--out <model>', 'model file to write, atomically; .loupe is added to a name without extension (models/bottle -> models/bottle.loupe), a missing folder is created')
-    .addOption(new Option('--mode <mode>', 'svm: the paper\'s multiclass linear SVM; one-class: PatchCore anomaly detection learnt from good images').choices(['svm', 'one-class']).default('svm'))
+    .addOption(
+      new Option(
+        '--mode <mode>',
+        'svm: the paper\'s multiclass linear SVM; one-class: PatchCore anomaly detection learnt from good images; hybrid: PatchCore + a supervised head on the labelled defects (few-shot), one fused score',
+      )
+        .choices(['svm', 'one-class', 'hybrid'])
+        .default('svm'),
+    )
     .addOption(new Option('--layer <name>', 'CNN features for the SVM (fc1000: the paper\'s)').choices(['fc1000', 'avg_pool']).default('fc1000'))
-    .option('--split <fraction>', 'fraction held back for evaluation, stratified per label, in (0, 1)', fraction('--split'), 0.5)
+    .option('--split <fraction>', 'fraction held back for evaluation, stratified per label, in (0, 1) (hybrid: of test/good and of each defect type; default none)', fraction('--split'), 0.5)
     .option('--balance', 'undersample every label to the smallest one before splitting (the paper balances its sets)')
     .addOption(new Option('--coding <scheme>', 'ECOC coding: one-vs-one (the paper\'s) or one-vs-all').choices(['ovo', 'ova']).default('ovo'))
     .addOption(new Option('--decoding <rule>', 'learner scores to a class: vote (ties by the loss) or lossweighted (fitcecoc\'s, the paper\'s)').choices(['vote', 'lossweighted']).default(SVM_DEFAULTS.decoding))
@@ -193,10 +234,17 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .addOption(new Option('--storage <dtype>', '(one-class) memory bank storage').choices(['fp32', 'fp16']).default('fp32'))
     .option('--max-bank-mb <mb>', '(one-class) cap on the memory bank size', positiveNumber('--max-bank-mb', 1 << 20))
     .option('--tile', '(one-class) score overlapping 224x224 tiles instead of squashing the whole image')
-    .addHelpText('after', '\nExamples:\n  loupe train ../shared/datasets/mvtec_ad/bottle --out bottle.loupe --split 0.5 --seed 0\n  loupe train photos/ --out parts.loupe --balance --kfold 5 --report report/\n  loupe train good-parts/ --mode one-class --out models/line1   (writes models/line1.loupe)')
+    .option('--shots <n>', '(hybrid) at most this many labelled defects per type train the head (the rest of the training side is left unused)', intInRange('--shots', 1, 1_000_000))
+    .addHelpText(
+      'after',
+      '\nExamples:\n  loupe train ../shared/datasets/mvtec_ad/bottle --out bottle.loupe --split 0.5 --seed 0\n  loupe train photos/ --out parts.loupe --balance --kfold 5 --report report/\n' +
+        '  loupe train good-parts/ --mode one-class --out models/line1   (writes models/line1.loupe)\n' +
+        '  loupe train ../shared/datasets/mtd/magnetic_tile --mode hybrid --split 0.5 --shots 10 --groups ../shared/datasets/mtd/magnetic_tile/groups.csv --out tile.loupe --json\n\n' +
+        'Hybrid --json: the last line is {"imageAuroc", "pixelAuroc" (null without masks), "f1Max", "balancedAccuracy" (at the model\'s threshold), "counts"} on the held-out images (null without --split).',
+    )
     .action(async (dir: string, o: TrainCommandOptions, cmd: Command) => {
-      refuseIgnoredOptions(cmd, o.mode === 'one-class' ? 'one-class' : 'svm');
-      state.code = await trainCommand(dir, o, context(cmd));
+      refuseIgnoredOptions(cmd, o.mode);
+      state.code = await trainCommand(dir, { ...o, splitGiven: cmd.getOptionValueSource('split') === 'cli' }, context(cmd));
     });
 
   program

@@ -113,8 +113,8 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
     expect(r.stderr).not.toContain('was trained on'); // same category: no note
     const out = lines(r.stdout);
     const last = out[out.length - 1]!;
-    expect(Object.keys(last)).toEqual(['imageAuroc', 'pixelAuroc', 'pro', 'f1Max', 'msPerImage']);
-    for (const k of ['imageAuroc', 'pixelAuroc', 'pro', 'f1Max'] as const) {
+    expect(Object.keys(last)).toEqual(['imageAuroc', 'pixelAuroc', 'pro', 'f1Max', 'balancedAccuracy', 'msPerImage']);
+    for (const k of ['imageAuroc', 'pixelAuroc', 'pro', 'f1Max', 'balancedAccuracy'] as const) {
       expect(typeof last[k]).toBe('number');
       expect(last[k] as number).toBeGreaterThanOrEqual(0);
       expect(last[k] as number).toBeLessThanOrEqual(1);

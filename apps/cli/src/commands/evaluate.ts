@@ -1,6 +1,6 @@
 // loupe evaluate MODEL DIR: a trained model on a labelled dataset. SVM models: core's evaluateClassifier
 // (confusion matrix, per-class P/R/F1, accuracies, seenInTraining) and writeClassifierReport; one-class
-// models: oneclass.ts. This file formats.
+// and hybrid models: oneclass.ts. This file formats.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 
@@ -42,7 +42,7 @@ function montageSamples(model: SvmModel, items: readonly LabelledImage[]): { lab
 
 export async function evaluateCommand(modelFile: string, dir: string, o: EvaluateCommandOptions, ctx: RunContext): Promise<number> {
   const model = await loadModel(modelFile);
-  if (model.kind === 'one-class') return evaluateOneClassCommand(modelFile, model, dir, { json: Boolean(o.json), ...(o.report !== undefined ? { report: o.report } : {}) }, ctx);
+  if (model.kind === 'one-class' || model.kind === 'hybrid') return evaluateOneClassCommand(modelFile, model, dir, { json: Boolean(o.json), ...(o.report !== undefined ? { report: o.report } : {}) }, ctx);
   if (o.report) await checkOutputDir(o.report, '--report', [dir]);
   const t0 = performance.now();
   const ds = await scanWithProgress(dir, ctx);

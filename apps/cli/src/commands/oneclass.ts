@@ -1,5 +1,6 @@
-// loupe train|evaluate for one-class (PatchCore) models: core's trainOneClass / evaluateOneClass /
-// writeOneClassReport do the work; this file checks the outputs, draws progress and formats the results.
+// loupe train|evaluate for one-class (PatchCore) models, and evaluate for hybrid ones (the same protocol on
+// their fused scores): core's trainOneClass / evaluateOneClass / writeOneClassReport do the work; this file
+// checks the outputs, draws progress and formats the results.
 // (predict is one command for every model kind: predict.ts.)
 import * as path from 'node:path';
 
@@ -12,6 +13,7 @@ import {
   saveModel,
   trainOneClass,
   writeOneClassReport,
+  type HybridModel,
   type OneClassModel,
   type SkippedFile,
 } from '@loupe/core';
@@ -138,7 +140,7 @@ export async function trainOneClassCommand(dir: string, o: OneClassTrainOptions,
 // ------------------------------------------------------------------------------------------------
 // evaluate
 
-export async function evaluateOneClassCommand(modelFile: string, model: OneClassModel, dir: string, o: OneClassEvaluateOptions, ctx: RunContext): Promise<number> {
+export async function evaluateOneClassCommand(modelFile: string, model: OneClassModel | HybridModel, dir: string, o: OneClassEvaluateOptions, ctx: RunContext): Promise<number> {
   if (o.report) await checkOutputDir(o.report, '--report', [dir]);
   const engine = await openEngine(ctx);
   const inspector = await Inspector.open(model, { engine, name: modelFile, backend: ctx.opts.backend, threads: ctx.budget.engineThreads });
@@ -171,7 +173,15 @@ export async function evaluateOneClassCommand(modelFile: string, model: OneClass
   let reportPath: string | undefined;
   if (o.report) reportPath = (await writeOneClassReport(o.report, e, inspector, { engine, modelFile })).html;
 
-  const summary = { imageAuroc: nullableRound(e.imageAuroc), pixelAuroc: nullableRound(e.pixelAuroc), pro: nullableRound(e.pro), f1Max: nullableRound(e.f1Max), msPerImage: round(e.msPerImage, 4) };
+  const summary = {
+    imageAuroc: nullableRound(e.imageAuroc),
+    pixelAuroc: nullableRound(e.pixelAuroc),
+    pro: nullableRound(e.pro),
+    f1Max: nullableRound(e.f1Max),
+    balancedAccuracy: nullableRound(e.balancedAccuracy),
+    ...(e.defectTypeAccuracy ? { defectTypeAccuracy: nullableRound(e.defectTypeAccuracy.accuracy) } : {}),
+    msPerImage: round(e.msPerImage, 4),
+  };
   if (o.json) {
     // Details first; the summary is always the LAST line (scripts read it with `tail -1`).
     const perDefectType: Record<string, { images: number; imageAuroc: number | null; flagged: number }> = {};
@@ -204,7 +214,8 @@ export async function evaluateOneClassCommand(modelFile: string, model: OneClass
     `  ${'all'.padEnd(w)}  ${String(e.images).padStart(6)}  ${fixed(e.imageAuroc).padStart(11)}`,
     '',
     `image AUROC ${fixed(e.imageAuroc)}   pixel AUROC ${fixed(e.pixelAuroc)}   PRO ${fixed(e.pro)}   image F1-max ${fixed(e.f1Max)}${hasMasks ? '' : '   (no masks in ground_truth/: no pixel metrics)'}`,
-    `at the model's threshold (score 0.5 = raw ${e.threshold.image.toFixed(3)}): ${e.defective - e.missed}/${e.defective} defective flagged, ${e.falseAlarms}/${e.good} good flagged`,
+    `at the model's threshold (score 0.5 = raw ${e.threshold.image.toFixed(3)}): ${e.defective - e.missed}/${e.defective} defective flagged, ${e.falseAlarms}/${e.good} good flagged (balanced accuracy ${fixed(e.balancedAccuracy)})`,
+    ...(e.defectTypeAccuracy ? [`defect type: right for ${(100 * e.defectTypeAccuracy.accuracy).toFixed(1)}% of ${e.defectTypeAccuracy.images} defective images of the types the model knows`] : []),
   ];
   if (e.emptyMasks > 0) lines.push(`note: ${e.emptyMasks} defective image(s) with an empty mask are left out of the pixel metrics`);
   if (reportPath) lines.push(`report: ${reportPath}`);

@@ -282,7 +282,7 @@ async function modelJson(m: ModelInfoLike): Promise<Record<string, unknown>> {
   return {
     name: m.name,
     version: m.version,
-    kind: m.kind === ModelKind.MODEL_KIND_SVM ? 'svm' : m.kind === ModelKind.MODEL_KIND_ONE_CLASS ? 'one-class' : 'unknown',
+    kind: m.kind === ModelKind.MODEL_KIND_SVM ? 'svm' : m.kind === ModelKind.MODEL_KIND_ONE_CLASS ? 'one-class' : m.kind === ModelKind.MODEL_KIND_HYBRID ? 'hybrid' : 'unknown',
     state: (ModelState[m.state] ?? 'UNKNOWN').replace('MODEL_STATE_', '').toLowerCase(),
     classes: m.classes,
     layer: m.layer,
@@ -310,25 +310,43 @@ async function printModels(models: ModelInfoLike[], json: boolean | undefined): 
 }
 
 interface TrainRemoteOptions {
-  kind: 'svm' | 'one-class';
+  kind: 'svm' | 'one-class' | 'hybrid';
   layer?: string;
   coreset?: number;
   seed?: number;
+  shots?: number;
   load: boolean;
   json?: boolean;
 }
 
 async function trainRemote(name: string, inputs: string[], o: TrainRemoteOptions, cmd: Command, deps: RemoteDeps): Promise<number> {
   requireServer(cmd);
-  // SVM: the label of an image is its folder's name (DIR/<label>/...); one-class: every image is good.
-  const images: { image: Buffer; label: string; name: string }[] = [];
+  // SVM: the label of an image is its folder's name (DIR/<label>/...); one-class: every image is good;
+  // hybrid: an MVTec category (good = train/good + test/good, defects = test/<type> with their ground_truth
+  // masks) or <label>/ folders with a good one, as core scans them for `loupe train --mode hybrid`.
+  const images: { image: Buffer; label: string; name: string; mask?: Buffer }[] = [];
   let bytes = 0;
+  const add = (image: Buffer): void => {
+    bytes += image.length;
+    if (bytes > MAX_REQUEST_BYTES) throw new UsageError(`the training images are over ${Math.floor(MAX_REQUEST_BYTES / 2 ** 20)} MB, the most one Train request carries; use fewer or smaller images`);
+  };
   for (const input of inputs) {
+    if (o.kind === 'hybrid') {
+      const { scanDataset } = await import('@loupe/core');
+      const ds = await scanDataset(input, { verify: 'header' });
+      for (const it of ds.items) {
+        const image = await readFile(it.path);
+        add(image);
+        const mask = it.maskPath ? await readFile(it.maskPath) : undefined;
+        if (mask) add(mask);
+        images.push({ image, label: it.label, name: it.relPath, ...(mask ? { mask } : {}) });
+      }
+      continue;
+    }
     const files = await listImages([input]);
     for (const f of files) {
       const image = await readFile(f);
-      bytes += image.length;
-      if (bytes > MAX_REQUEST_BYTES) throw new UsageError(`the training images are over ${Math.floor(MAX_REQUEST_BYTES / 2 ** 20)} MB, the most one Train request carries; use fewer or smaller images`);
+      add(image);
       const rel = relative(resolve(input), resolve(f));
       const label = o.kind === 'svm' ? (rel.includes('/') ? rel.split('/')[0]! : basename(resolve(input))) : '';
       images.push({ image, label, name: rel || basename(f) });
@@ -346,11 +364,12 @@ async function trainRemote(name: string, inputs: string[], o: TrainRemoteOptions
     const model = await client.train(
       {
         name,
-        kind: o.kind === 'svm' ? ModelKind.MODEL_KIND_SVM : ModelKind.MODEL_KIND_ONE_CLASS,
-        images,
+        kind: o.kind === 'svm' ? ModelKind.MODEL_KIND_SVM : o.kind === 'hybrid' ? ModelKind.MODEL_KIND_HYBRID : ModelKind.MODEL_KIND_ONE_CLASS,
+        images: images.map((i) => ({ image: i.image, label: i.label, name: i.name, mask: i.mask ?? Buffer.alloc(0) })),
         load: o.load,
         svm: { layer: o.layer ?? '', lambda: 0, epochs: 0, seed: o.seed ?? 0 },
         oneClass: { coresetRatio: o.coreset ?? 0, seed: o.seed ?? 0, validationFraction: 0, thresholdQuantile: 0 },
+        hybrid: { coresetRatio: o.coreset ?? 0, seed: o.seed ?? 0, validationFraction: 0, shots: o.shots ?? 0 },
       },
       (p) => {
         // live progress: a line per stage on stderr, and a bar within a stage on a terminal
@@ -522,10 +541,15 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
     .command('train')
     .description('train a new model version on the server (in its own process) with live progress')
     .argument('<name>', 'model name (the server assigns the next version)')
-    .argument('<inputs...>', 'svm: a folder of <label>/ folders; one-class: good images (files or folders)')
-    .addOption(new Option('--kind <kind>', 'svm classifier or one-class (PatchCore) anomaly detector').choices(['svm', 'one-class']).makeOptionMandatory())
+    .argument('<inputs...>', 'svm: a folder of <label>/ folders; one-class: good images (files or folders); hybrid: an MVTec category (masks from ground_truth/) or <label>/ folders with a good one')
+    .addOption(
+      new Option('--kind <kind>', 'svm classifier, one-class (PatchCore) anomaly detector, or hybrid (PatchCore + a supervised head on the labelled defects)')
+        .choices(['svm', 'one-class', 'hybrid'])
+        .makeOptionMandatory(),
+    )
     .addOption(new Option('--layer <name>', '(svm) CNN features').choices(['fc1000', 'avg_pool']))
-    .option('--coreset <ratio>', '(one-class) fraction of patch features kept (default 0.01)', fraction('--coreset'))
+    .option('--coreset <ratio>', '(one-class, hybrid) fraction of patch features kept (default 0.01)', fraction('--coreset'))
+    .option('--shots <n>', '(hybrid) at most this many labelled defects per type train the head', intInRange('--shots', 1, 1_000_000))
     .option('--seed <n>', 'seed', intInRange('--seed', 0, 2 ** 31))
     .option('--no-load', 'do not load the new version when it is written')
     .option('--json', 'the new model as one JSON line')

@@ -18,11 +18,12 @@ import { cacheOption, cacheWriteWarning, formatMetrics, scanWithProgress, stageP
 import { openEngine, runOptions, write, type RunContext } from '../context.js';
 import { formatSeconds } from '../format.js';
 import { checkOutputDir, checkWritableOutput, createOutputFolder, modelExtensionNote, modelOutputPath } from '../outputs.js';
+import { trainHybridCommand } from './hybrid.js';
 import { trainOneClassCommand } from './oneclass.js';
 
 export interface TrainCommandOptions {
   out: string;
-  mode: 'svm' | 'one-class';
+  mode: 'svm' | 'one-class' | 'hybrid';
   layer: 'fc1000' | 'avg_pool';
   split: number;
   balance?: boolean;
@@ -45,6 +46,10 @@ export interface TrainCommandOptions {
   storage: 'fp32' | 'fp16';
   maxBankMb?: number;
   tile?: boolean;
+  // --mode hybrid
+  shots?: number;
+  /** Whether --split was given (hybrid holds nothing out without it). */
+  splitGiven?: boolean;
 }
 
 /** The held-back figures core keeps in the model file (metrics.heldOut, metrics.folds). */
@@ -55,6 +60,25 @@ interface HeldOutRecord {
 
 export async function trainCommand(dir: string, o: TrainCommandOptions, ctx: RunContext): Promise<number> {
   const out = modelOutputPath(o.out);
+  if (o.mode === 'hybrid') {
+    return trainHybridCommand(
+      dir,
+      {
+        out,
+        seed: o.seed,
+        coreset: o.coreset,
+        storage: o.storage,
+        json: Boolean(o.json),
+        ...(o.splitGiven ? { split: o.split } : {}),
+        ...(o.shots !== undefined ? { shots: o.shots } : {}),
+        ...(o.groups !== undefined ? { groups: o.groups } : {}),
+        ...(o.projection !== undefined ? { projection: o.projection } : {}),
+        ...(o.maxBankMb !== undefined ? { maxBankMb: o.maxBankMb } : {}),
+        ...(o.report !== undefined ? { report: o.report } : {}),
+      },
+      ctx,
+    );
+  }
   if (o.mode === 'one-class') {
     return trainOneClassCommand(
       dir,
