@@ -3,7 +3,7 @@
 // that pings too often, streams cancelled mid-way, raw HTTP/2 calls with absurd timeouts, Train options no
 // trainer can use, listings), against a server in its own process. Asserts: every good image answered
 // once with a result, every bad one answered once with its class's code; Health.Check (polled every
-// 100 ms, 1 s deadline) never anything but SERVING; memory back to its baseline after; the log passes
+// 100 ms from another process, 2 s deadline) never anything but SERVING; memory back to its baseline after; the log passes
 // PRAGMA integrity_check and holds every result that was answered. Prints the figures.
 import { spawn } from 'node:child_process';
 import * as http2 from 'node:http2';
@@ -22,6 +22,7 @@ const fixtures = inject('fixtureModels');
 const SECONDS = Number(process.env['LOUPE_SOAK_SECONDS'] ?? 60);
 const STREAMS = 16;
 const MB = 2 ** 20;
+const HEALTH_DEADLINE_MS = 2000;
 
 interface BadClass {
   name: string;
@@ -138,7 +139,9 @@ describe.skipIf(!fixtures)(`soak: ${STREAMS} streams for ${SECONDS} s, normal tr
     const sampler = setInterval(() => (peak = Math.max(peak, rssOf(pid))), 100);
 
     // Health, polled from a process of its own (its timings are the server's, not this busy process's).
-    const probeProc = spawn(process.execPath, [join(SERVER_DIR, 'test', 'helpers', 'health-probe.mjs'), `127.0.0.1:${srv.port}`, '100', '1000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // The deadline is 2 s: the soak saturates the machine (and CI machines are shared); resources.test.ts
+    // holds health to 1 s under the heaviest single load.
+    const probeProc = spawn(process.execPath, [join(SERVER_DIR, 'test', 'helpers', 'health-probe.mjs'), `127.0.0.1:${srv.port}`, '100', String(HEALTH_DEADLINE_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let probeOut = '';
     probeProc.stdout.on('data', (d: Buffer) => (probeOut += d.toString()));
     const probeDone = new Promise<void>((r) => probeProc.on('exit', () => r()));
@@ -231,7 +234,7 @@ describe.skipIf(!fixtures)(`soak: ${STREAMS} streams for ${SECONDS} s, normal tr
     for (const [id] of expected) expect(answered.get(id), id).toBe(1);
     for (const cls of byClass.keys()) expect(byClass.get(cls)!.sent, cls).toBeGreaterThan(0);
     expect(health.notServing).toEqual([]);
-    expect(health.worstMs).toBeLessThan(1000);
+    expect(health.worstMs).toBeLessThan(HEALTH_DEADLINE_MS);
     expect(hostile.goaways).toBeGreaterThan(0);
     expect(hostile.rawOk).toBeGreaterThan(0);
     expect(stats.queueDepth).toBe(0);
