@@ -27,6 +27,7 @@ import {
   type ListInspectionsResponse,
   type ModelInfo,
   type TrainProgress,
+  type DeepPartial,
 } from './gen/loupe/v1/inspection.js';
 
 export interface ClientTls {
@@ -226,7 +227,7 @@ export class LoupeClient {
   }
 
   /** Trains a model; onProgress sees every progress message; resolves with the new model. */
-  train(req: Partial<TrainRequest>, onProgress?: (p: TrainProgress) => void, signal?: AbortSignal): Promise<ModelInfo> {
+  train(req: DeepPartial<TrainRequest>, onProgress?: (p: TrainProgress) => void, signal?: AbortSignal): Promise<ModelInfo> {
     return new Promise((resolve, reject) => {
       const call = this.inspection.train(TrainRequest.fromPartial(req), this.metadata());
       let model: ModelInfo | undefined;
