@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import * as core from '../src/index.js';
-import { DatasetError, Engine, Inspector, isLoupeError, LoupeError, ModelFileError, type LoupeErrorCode, type OneClassModel } from '../src/index.js';
+import { DatasetError, Engine, Inspector, isLoupeError, LoupeError, ModelFileError, type LoupeErrorCode, type OneClassModel, type SvmModel } from '../src/index.js';
 import { bottle, bottleSkipReason } from './support/bottle.js';
 import { skipNote, tempDir } from './support/env.js';
 
@@ -85,6 +85,7 @@ if (skip) skipNote('errors with the engine', skip);
 describe.skipIf(!!skip)('errors at the public API with the engine', () => {
   let engine: Engine;
   let model: OneClassModel;
+  let svm: SvmModel;
   let file: string;
   let inspector: Inspector;
   const good = (): string[] => bottle('train/good', 4, 150);
@@ -96,6 +97,7 @@ describe.skipIf(!!skip)('errors at the public API with the engine', () => {
   beforeAll(async () => {
     engine = await Engine.open();
     model = (await core.trainOneClass({ engine, good: good(), coresetRatio: 0.05 })).model;
+    svm = (await core.trainClassifier({ engine, data: labelled(), cache: false })).model;
     file = join(tmp.dir, 'm.loupe');
     await core.saveModel(file, model);
     inspector = await Inspector.open(model, { engine });
@@ -128,7 +130,8 @@ describe.skipIf(!!skip)('errors at the public API with the engine', () => {
     { what: 'calibrate: targetFpr 0.9', call: () => core.calibrate(model, { engine, good: good(), targetFpr: 0.9 }), code: 'INVALID_ARGUMENT' },
     { what: 'calibrate: no good images', call: () => core.calibrate(model, { engine, good: [] }), code: 'INVALID_ARGUMENT' },
     { what: 'evaluateOneClass: no such folder', call: () => core.evaluateOneClass(inspector, missing('bottle')), code: 'DATASET_NOT_FOUND', kind: DatasetError },
-    { what: 'evaluateClassifier: no such folder', call: () => core.evaluateClassifier(undefined as never, missing('ds'), { engine }), code: 'DATASET_NOT_FOUND', kind: DatasetError },
+    { what: 'evaluateClassifier: no such folder', call: () => core.evaluateClassifier(svm, missing('ds'), { engine }), code: 'DATASET_NOT_FOUND', kind: DatasetError },
+    { what: 'evaluateClassifier: a one-class model', call: () => core.evaluateClassifier(model as never, missing('ds'), { engine }), code: 'INVALID_ARGUMENT' },
     { what: 'extractFeatures: unknown layer', call: () => core.extractFeatures(good(), { engine, layer: 'res9z' as never }), code: 'INVALID_ARGUMENT' },
     { what: 'classifyImageNet: no such image', call: () => core.classifyImageNet([missing('cat.jpg')], { engine }), code: 'IMAGE_READ' },
     { what: 'engine.run: wrong input size', call: () => engine.run({ data: new Float32Array(5), batch: 1 }, ['fc1000']), code: 'INVALID_ARGUMENT' },

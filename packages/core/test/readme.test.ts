@@ -49,7 +49,8 @@ function extractBlocks(doc: (typeof DOCS)[number], dir: string, first: number): 
 
 function run(cmd: string, args: readonly string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs: number }): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // No colour: Nx runs tests with FORCE_COLOR set, and escape codes would split the lines the test reads.
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: { ...(opts.env ?? process.env), FORCE_COLOR: '0', NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -6,7 +6,7 @@ import { scanDataset, type VerifyLevel } from '../datasets/scan.js';
 import type { Engine } from '../engine.js';
 import { extractFeaturesCached } from '../features-cache.js';
 import { svmVerdicts, type SvmVerdict } from '../inspection/kinds.js';
-import type { LoupeError } from '../errors.js';
+import { LoupeError } from '../errors.js';
 import { classificationMetrics, type ClassificationMetrics } from '../metrics/classification.js';
 import { checkModelWeights, type SvmModel } from '../modelfile/models.js';
 
@@ -105,6 +105,7 @@ export interface ClassifierDatasetEvaluation extends ClassifierEvaluation {
 
 /** Evaluates an SVM model on a labelled folder (MVTec category or <label>/ folders) or a list of images. */
 export async function evaluateClassifier(model: SvmModel, data: string | Dataset | readonly LabelledImage[], o: EvaluateClassifierOptions): Promise<ClassifierDatasetEvaluation> {
+  if (model?.kind !== 'svm') throw new LoupeError('INVALID_ARGUMENT', `evaluateClassifier needs an SVM model, got ${model ? `a '${String(model.kind)}' model` : String(model)}`);
   checkModelWeights(model, o.engine, o.source ?? '<model>');
   let dataset: Dataset | undefined;
   let items: readonly LabelledImage[];
