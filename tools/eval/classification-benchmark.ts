@@ -25,7 +25,7 @@
 //   --render-only (rewrite the markdown from the existing .json next to --out; no computation)
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -41,6 +41,8 @@ import { Engine, loadAddon } from '../../packages/core/src/engine.js';
 import { extractFeatures } from '../../packages/core/src/features.js';
 import { classificationMetrics } from '../../packages/core/src/metrics/classification.js';
 import { readMarker, resolveWeights } from '../../packages/core/src/weights/resolve.js';
+import { evaluateClassifierFeatures } from '../../packages/core/src/evaluation/classifier.js';
+import type { SvmModel } from '../../packages/core/src/modelfile/models.js';
 import { loupeHome } from '../../packages/core/src/weights/paths.js';
 import { predictMulticlass, selectC, trainMulticlass, type Multiclass } from './baseline-linear-svm.js';
 import { findCategories, findDatasets } from './datasets.js';
@@ -287,7 +289,9 @@ async function evaluate(
       ...loupeOverrides(),
     });
     const loupeSeconds = (performance.now() - t0) / 1000;
-    const lp = predictSvm(model, { data: Xte, rows: teRows.length, cols: d }).labels;
+    // Loupe's answers by core's verdict rule (what `loupe evaluate` and the Inspector apply).
+    const asModel: SvmModel = { kind: 'svm', classifier: model, layer, fit: 'squash', goodClass: GOOD, threshold: 0, weightsHash: '', createdAt: '', preprocessing: {}, trainHashes: [] };
+    const lp = [...evaluateClassifierFeatures(asModel, test, teRows.map((_, j) => Xte.subarray(j * d, (j + 1) * d))).predicted];
 
     // Baseline: C by CV on the training half only, then refit on the whole training half.
     t0 = performance.now();
@@ -489,7 +493,7 @@ function renderMarkdown(cats: CategoryInfo[], rows: Row[], sp: Awaited<ReturnTyp
   L.push(
     `- **Loupe**: \`trainSvmClassifier\` with its defaults except the coding (${String(meta['loupeCoding'])}): native averaged SGD on the hinge loss, offset step schedule ` +
       `(eta0 ${SVM_DEFAULTS.eta0}), ${SVM_DEFAULTS.epochs} epochs, seed 0, z-scored features scaled to unit RMS row norm, lambda = 1/(C n) (each binary learner over n_j rows uses lambda n / n_j: the same C for every binary problem, as liblinear) with **C chosen by ${SVM_DEFAULTS.cvFolds}-fold stratified CV on the training half** from ` +
-      `{${SVM_DEFAULTS.cGrid.join(', ')}} by the **balanced accuracy** of the out-of-fold predictions (ties to the larger C); ECOC as MATLAB \`fitcecoc\`, decoded by ${SVM_DEFAULTS.decoding === 'vote' ? 'voting (ties by the loss-weighted hinge loss)' : 'loss-weighted hinge decoding'}; \`predictSvm\`.`,
+      `{${SVM_DEFAULTS.cGrid.join(', ')}} by the **balanced accuracy** of the out-of-fold predictions (ties to the larger C); ECOC as MATLAB \`fitcecoc\`, decoded by ${SVM_DEFAULTS.decoding === 'vote' ? 'voting (ties by the loss-weighted hinge loss)' : 'loss-weighted hinge decoding'}; the predicted class is core's verdict rule (\`evaluateClassifierFeatures\`: the best defect class when its score reaches the good class's, else good), as \`loupe evaluate\` applies it.`,
   );
   L.push(
     `- **Baseline** (the bar, \`tools/eval/baseline-linear-svm.ts\`, shares no code with Loupe's classifier): dual coordinate descent for the L2-regularised ` +
@@ -584,12 +588,14 @@ function renderMarkdown(cats: CategoryInfo[], rows: Row[], sp: Awaited<ReturnTyp
     '- One split, one seed: test sides have 147-674 images but as few as 10-16 per defect type, so one image moves plain accuracy by 0.15-0.7 points and a defect type\'s recall by up to 10 points; ' +
       'differences of about a point in plain accuracy, or a few points in balanced accuracy, are within noise.',
   );
-  L.push('- Training times on a shared 2-core machine are noisy; the baseline is single-threaded TypeScript, Loupe\'s trainer is native C++ on 2 threads.');
+  L.push(`- Training times on a shared 2-core machine are noisy (1-minute load average ${String(meta['load'] ?? 'not recorded')}: above 2, other jobs shared the cores); the baseline is single-threaded TypeScript, Loupe's trainer is native C++ on 2 threads.`);
+  L.push("- SVM answers are core's verdict rule (`evaluateClassifierFeatures`, what `loupe evaluate` and the Inspector apply): the part is a defect when its best defect class scores at least as high as the good class, so an exact tie (float32 scores) is flagged where the argmax would have taken whichever class comes first.");
   L.push('');
   return L.join('\n');
 }
 
 async function main(): Promise<void> {
+  const loadStart = loadavg()[0] ?? 0;
   if (args['render-only']) {
     const out = outPath();
     const j = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { meta: Record<string, unknown>; categories: CategoryInfo[]; rows: Row[]; speed: Awaited<ReturnType<typeof speed>> | null };
@@ -633,6 +639,7 @@ async function main(): Promise<void> {
     baselineScheme: args['baseline-scheme'],
     loupeOverrides: loupeOverrides(),
     loupeCoding: args['loupe-coding'],
+    load: `${(loadStart).toFixed(1)} at the start, ${(loadavg()[0] ?? 0).toFixed(1)} at the end`,
   };
   const out = outPath();
   mkdirSync(dirname(out), { recursive: true });

@@ -12,3 +12,11 @@ export function intInRange(name: string, min: number, max: number, why?: string)
     return n;
   };
 }
+
+/** A path option given as '' would otherwise be falsy and silently do nothing. */
+export function nonEmptyPath(name: string) {
+  return (value: string): string => {
+    if (value.trim() === '') throw new InvalidArgumentError(`${name} needs a path, got ''`);
+    return value;
+  };
+}

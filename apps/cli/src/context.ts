@@ -5,12 +5,13 @@ import { availableParallelism } from 'node:os';
 import {
   configureThreads,
   Engine,
-  ImageReadError,
   setWeightsFetchHint,
   type BackendName,
   type PrecisionName,
   type ThreadBudget,
 } from '@loupe/core';
+
+import { UsageError } from './errors.js';
 
 export const FETCH_HINT =
   'Fetch them (about 95 MB, integrity-checked) with `npx loupe weights` or `npm run bootstrap`, ' +
@@ -57,9 +58,15 @@ export function openEngine(ctx: RunContext): Promise<Engine> {
   });
 }
 
+/** What core's long calls (training, calibration) take from the global options: batch, threads, backend, Ctrl-C. */
+export function runOptions(ctx: RunContext): { batchSize: number; threads: number; backend: BackendName; signal: AbortSignal } {
+  return { batchSize: ctx.opts.batchSize, threads: ctx.budget.engineThreads, backend: ctx.opts.backend, signal: ctx.signal };
+}
+
 /**
  * Fails fast, before the model is loaded, on an image argument that cannot be read (naming it), so a
- * typo costs no model load. Decoding problems are reported later by @loupe/core, also by name.
+ * typo costs no model load: a usage error (exit 2), as for predict's and classify's arguments (inputs.ts).
+ * Decoding problems are reported later by @loupe/core, also by name.
  */
 export async function checkReadable(files: readonly string[]): Promise<void> {
   for (const file of files) {
@@ -72,7 +79,7 @@ export async function checkReadable(files: readonly string[]): Promise<void> {
       const code = (err as NodeJS.ErrnoException).code;
       detail = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(err);
     }
-    if (detail !== undefined) throw new ImageReadError(file, detail);
+    if (detail !== undefined) throw new UsageError(`cannot read image ${file}: ${detail}`);
   }
 }
 

@@ -3,12 +3,24 @@ import { readFileSync } from 'node:fs';
 
 import { isLoupeError } from '@loupe/core';
 
+// The exit codes, one rule for every command (and for local and remote predict/inspect):
+//   0 every image inspected (and, for predict/inspect, every one good);
+//   1 some image anomalous (predict/inspect), or the command itself failed (a bad model file, a server error);
+//   2 some image could not be inspected, or a usage error (a bad option, a path that does not exist);
+//   130 interrupted (SIGINT or SIGTERM).
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
+/** predict/inspect: every image was inspected and some are anomalous. */
+export const EXIT_ANOMALOUS = 1;
 export const EXIT_USAGE = 2;
 /** Some inputs got no answer (unreadable, undecodable, refused), the others did: predict, inspect. */
 export const EXIT_SOME_FAILED = 2;
 export const EXIT_INTERRUPTED = 130;
+
+/** A problem with the command line itself (a path that does not exist, options that do not go together): exit 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
 
 export function errorText(err: unknown): string {
   if (isLoupeError(err)) {
@@ -20,6 +32,7 @@ export function errorText(err: unknown): string {
 }
 
 export function exitCodeOf(err: unknown): number {
+  if (err instanceof UsageError) return EXIT_USAGE;
   return isLoupeError(err) && err.code === 'ABORTED' ? EXIT_INTERRUPTED : EXIT_FAILURE;
 }
 

@@ -51,6 +51,11 @@ export function stats(values: ArrayLike<number>): Stats {
   return { min, max, mean, std: Math.sqrt(Math.max(0, sumSq / n - mean * mean)) };
 }
 
+/** JSON figures (thresholds, metrics, timings) to `digits` significant digits; non-finite values as they are. */
+export function roundSignificant(x: number, digits = 6): number {
+  return Number.isFinite(x) ? Number(x.toPrecision(digits)) : x;
+}
+
 export function formatSeconds(ms: number): string {
   return ms < 10_000 ? `${(ms / 1000).toFixed(2)} s` : `${(ms / 1000).toFixed(1)} s`;
 }

@@ -1,34 +1,73 @@
 // Where the CLI may write: checked before the work (minutes of CNN), so a bad path fails at once, and so
 // that no output destroys or pollutes what it was computed from.
-import { promises as fs } from 'node:fs';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { promises as fs, statSync } from 'node:fs';
+import { basename, dirname, extname, isAbsolute, join, relative, resolve } from 'node:path';
 
-import { startsAsModelFile } from '@loupe/core';
+import { MODEL_FILE_EXTENSION, startsAsModelFile, withModelExtension } from '@loupe/core';
+
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false; // missing, or below a file: checkWritableOutput says which
+  }
+}
 
 /**
- * A model file may be written at `out`: its folder exists and is writable, and `out` is not a folder and
- * not an existing file of another kind (a training image given by mistake, a document): only an older
- * Loupe model file is replaced.
+ * The model file `--out` names: `.loupe` is added when the name has no extension (`models/bottle` ->
+ * `models/bottle.loupe`), so `loupe serve --models models` finds it. Another extension is kept as given.
+ */
+export function modelOutputPath(out: string): string {
+  // A folder (existing, or written with a trailing separator) is refused by checkWritableOutput, by its own name.
+  if (/[\\/]$/.test(out) || isDirectory(out)) return out;
+  return extname(basename(out)) === '' ? withModelExtension(out) : out;
+}
+
+/** A note for a model file name `loupe serve` would not load (it reads `*.loupe` only); undefined when fine. */
+export function modelExtensionNote(out: string): string | undefined {
+  return out.endsWith(MODEL_FILE_EXTENSION) ? undefined : `loupe serve loads only *${MODEL_FILE_EXTENSION} files; ${out} will not be served under that name`;
+}
+
+/**
+ * A model file may be written at `out`: `out` is not a folder and not an existing file of another kind (a
+ * training image given by mistake, a document): only an older Loupe model file is replaced. Its folder
+ * may be missing (createOutputFolder makes it when the model is written); the nearest folder that exists
+ * must be writable, and nothing on the way may be a file.
  */
 export async function checkWritableOutput(out: string, what = '--out'): Promise<void> {
   const abs = resolve(out);
   const st = await fs.stat(abs).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return null;
+    if (err.code === 'ENOTDIR') throw new Error(`${what} ${abs}: a part of the path is a file, not a folder`);
     throw err;
   });
   if (st?.isDirectory()) throw new Error(`${what} ${abs} is a directory; give a file name (e.g. model.loupe)`);
+  if (/[\\/]$/.test(out)) throw new Error(`${what} ${out} names a folder; give a file name (e.g. ${out}model.loupe)`);
   if (st && !(await startsAsModelFile(abs))) {
     throw new Error(`${what} ${abs} exists and is not a Loupe model file; not overwriting it (remove it, or choose another name)`);
   }
-  const dir = dirname(abs);
-  try {
-    if (!(await fs.stat(dir)).isDirectory()) throw new Error('not a directory');
-    await fs.access(dir, fs.constants.W_OK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not writable' : err instanceof Error ? err.message : String(err);
-    throw new Error(`${what} ${abs}: the folder ${dir} ${why}`);
+  // The nearest existing ancestor must be a writable folder.
+  let dir = dirname(abs);
+  for (;;) {
+    const d = await fs.stat(dir).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : Promise.reject(err)));
+    if (d) {
+      if (!d.isDirectory()) throw new Error(`${what} ${abs}: ${dir} is a file, not a folder`);
+      try {
+        await fs.access(dir, fs.constants.W_OK);
+      } catch {
+        throw new Error(`${what} ${abs}: the folder ${dir} is not writable`);
+      }
+      return;
+    }
+    const up = dirname(dir);
+    if (up === dir) return;
+    dir = up;
   }
+}
+
+/** Creates the folder of an output file when it is missing (after checkWritableOutput, before the write). */
+export async function createOutputFolder(out: string): Promise<void> {
+  await fs.mkdir(dirname(resolve(out)), { recursive: true });
 }
 
 /**

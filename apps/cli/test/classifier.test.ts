@@ -8,7 +8,8 @@ import { dirname, join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { loadSvmModel, predictSvm, readModelHeader } from '@loupe/core';
+import { loadModel, readModelHeader } from '@loupe/core';
+import { svmVerdicts } from '@loupe/core/internal';
 
 import { bottleDir, cliRoot, haveWeights, jsonLines, lastJson, loupeHome, runLoupe, type CliResult } from './support/cli.js';
 
@@ -135,10 +136,12 @@ describe('classifier commands: usage and bad input (no engine needed)', () => {
     expect(existsSync(out)).toBe(false);
   });
 
-  it('--out in a missing folder or on a directory fails before any work, naming it', async () => {
-    const r = await loupe(['train', tmp, '--out', join(tmp, 'nope', 'm.loupe')]);
+  it('--out below a file or on a directory fails before any work, naming it', async () => {
+    const file = join(tmp, 'a-file');
+    writeFileSync(file, 'not a folder');
+    const r = await loupe(['train', tmp, '--out', join(file, 'm.loupe')]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`the folder ${join(tmp, 'nope')} does not exist`);
+    expect(r.stderr).toContain(`${join(file, 'm.loupe')}: a part of the path is a file, not a folder`);
     const d = await loupe(['train', tmp, '--out', tmp]);
     expect(d.code).toBe(1);
     expect(d.stderr).toContain(`--out ${tmp} is a directory`);
@@ -239,7 +242,8 @@ describe.runIf(haveWeights && haveBottle)('classifier commands on real MVTec bot
     expect((h['preprocessing'] as Record<string, unknown>)['fit']).toBe('squash');
     expect((h['coding'] as { name: string }).name).toBe('onevsone');
     expect((h['metrics'] as { heldOut: { accuracy: number } }).heldOut.accuracy).toBe(trained.accuracy);
-    expect(((h['extra'] as { trainHashes: string[] }).trainHashes)).toHaveLength(trained.train);
+    expect(h['trainHashes'] as string[]).toHaveLength(trained.train);
+    expect(h['goodClass']).toBe('good');
     expect(readdirSync(dirname(model)).filter((f) => f.endsWith('.tmp'))).toEqual([]); // no temp files left
   });
 
@@ -255,27 +259,59 @@ describe.runIf(haveWeights && haveBottle)('classifier commands on real MVTec bot
     expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer))).toBe(true);
   });
 
-  it('predict --json agrees with the core library on the same features (model file round trip)', async () => {
+  it('predict --json: the one output contract, agreeing with the core library on the same features', async () => {
     const img = join(data.dir, 'test', 'contamination', readdirSync(join(data.dir, 'test', 'contamination')).sort()[0]!);
     const p = await loupe(['predict', model, img, join(data.dir, 'test', 'broken_large'), '--json']);
-    expect(p.code).toBe(0);
-    const lines = jsonLines(p.stdout) as { file: string; label: string; scores: Record<string, number> }[];
+    const all = jsonLines(p.stdout);
+    const lines = all.slice(0, -1) as { file: string; verdict: string; score: number; rawScore: number; defectType: string | null; classScores: Record<string, number> }[];
     expect(lines).toHaveLength(1 + data.counts['broken_large']!);
+    const anomalous = lines.filter((l) => l.verdict === 'anomalous').length;
+    expect(all[all.length - 1]).toEqual({ total: lines.length, good: lines.length - anomalous, anomalous, errors: 0 });
+    expect(p.code, p.stderr).toBe(anomalous > 0 ? 1 : 0); // 0 all good, 1 some anomalous
     expect(lines[0]!.file).toBe(img);
     for (const l of lines) {
-      expect(classes).toContain(l.label);
-      expect(Object.keys(l.scores)).toEqual(classes);
-      const best = Object.entries(l.scores).sort((x, y) => y[1] - x[1])[0]![0];
-      expect(l.scores[l.label]).toBe(l.scores[best]);
+      expect(Object.keys(l)).toEqual(['file', 'verdict', 'score', 'rawScore', 'defectType', 'classScores']);
+      expect(Object.keys(l.classScores)).toEqual(classes);
+      expect(l.verdict).toBe(l.score >= 0.5 ? 'anomalous' : 'good');
+      // The verdict names the defect: the best-scored class that is not good.
+      const bestDefect = Object.entries(l.classScores).filter(([c]) => c !== 'good').sort((x, y) => y[1] - x[1])[0]![0];
+      expect(l.defectType).toBe(l.verdict === 'anomalous' ? bestDefect : null);
+      for (const v of [l.score, l.rawScore, ...Object.values(l.classScores)]) expect(Math.round(v * 1e4) / 1e4).toBe(v); // 4 decimals
     }
     // The same image's fc1000 from `loupe features`, through the loaded model in-process.
     const f = await loupe(['features', img, '--layers', 'fc1000', '--json']);
     expect(f.code).toBe(0);
     const vec = Float32Array.from((lastJson(f.stdout) as { fc1000: number[] }).fc1000);
-    const loaded = await loadSvmModel(model);
-    const core = predictSvm(loaded.model, [vec]);
-    expect(core.labels[0]).toBe(lines[0]!.label);
-    classes.forEach((c, j) => expect(lines[0]!.scores[c]!).toBeCloseTo(core.scores[j]!, 4));
+    const loaded = await loadModel(model);
+    if (loaded.kind !== 'svm') throw new Error('not an SVM model');
+    const [core] = svmVerdicts(loaded, [vec]);
+    expect(core!.verdict).toBe(lines[0]!.verdict);
+    expect(core!.defectType).toBe(lines[0]!.defectType);
+    expect(lines[0]!.score).toBeCloseTo(core!.score, 3);
+    expect(lines[0]!.rawScore).toBeCloseTo(core!.rawScore, 3);
+    core!.classScores.forEach((c) => expect(lines[0]!.classScores[c.name]!).toBeCloseTo(c.score, 3));
+    // Human: `<verdict>  <score>  <file>[  <defectType>]`, then the summary.
+    const h = await loupe(['predict', model, img]);
+    expect(h.code).toBe(lines[0]!.verdict === 'anomalous' ? 1 : 0);
+    expect(h.stdout).toBe(
+      `${lines[0]!.verdict.padEnd(9)}  ${lines[0]!.score.toFixed(4)}  ${img}${lines[0]!.defectType ? `  ${lines[0]!.defectType}` : ''}\n` +
+        `1 image: ${lines[0]!.verdict === 'good' ? 1 : 0} good, ${lines[0]!.verdict === 'anomalous' ? 1 : 0} anomalous, 0 errors (score >= 0.5 = anomalous)\n`,
+    );
+  });
+
+  it('train --out DIR/NAME: adds .loupe and creates the missing folder', async () => {
+    const out = join(tmp, 'new-models', 'line 1', 'bottle');
+    const r = await loupe(['train', data.dir, '--out', out, '--split', '0.5', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(lastJson(r.stdout)['model']).toBe(`${out}.loupe`);
+    expect(existsSync(`${out}.loupe`)).toBe(true);
+    expect(existsSync(out)).toBe(false);
+    // Another extension is kept as given, with a note that `loupe serve` would not load it.
+    const other = join(tmp, 'new-models', 'bottle.model');
+    const o = await loupe(['train', data.dir, '--out', other, '--split', '0.5', '--epochs', '2']);
+    expect(o.code, o.stderr).toBe(0);
+    expect(existsSync(other)).toBe(true);
+    expect(o.stderr).toContain('loupe serve loads only *.loupe files');
   });
 
   it('evaluate: numbers, human tables, the report, and a warning about training images', async () => {
@@ -375,16 +411,18 @@ describe.runIf(haveWeights && haveBottle)('classifier commands on real MVTec bot
     expect(tr.code).toBe(1);
     expect(tr.stderr).toContain(`${truncated}: payload.byteLength`);
 
+    // A path that does not exist, or a folder without images, is a usage error before any work (exit 2).
     const noImage = join(tmp, 'no-such.png');
     const p = await loupe(['predict', model, noImage]);
-    expect(p.code).toBe(1);
+    expect(p.code).toBe(2);
     expect(p.stderr).toContain(`cannot read image ${noImage}: no such file`);
+    expect(p.stdout).toBe('');
     const empty = join(tmp, 'empty-folder');
     mkdirSync(empty, { recursive: true });
     const pe = await loupe(['predict', model, empty]);
-    expect(pe.code).toBe(1);
+    expect(pe.code).toBe(2);
     expect(pe.stderr).toContain(`${empty}: the folder holds no image files`);
-    // One undecodable image among good ones: reported in its place, the others classified, exit 2.
+    // One undecodable image among good ones: reported in its place, the others inspected, exit 2.
     const mixed = join(tmp, 'mixed');
     mkdirSync(mixed, { recursive: true });
     copyFileSync(join(data.dir, 'train', 'good', readdirSync(join(data.dir, 'train', 'good'))[0]!), join(mixed, 'a.png'));
@@ -393,10 +431,11 @@ describe.runIf(haveWeights && haveBottle)('classifier commands on real MVTec bot
     const pm = await loupe(['predict', model, mixed, '--json']);
     expect(pm.code, pm.stderr).toBe(2);
     const rows = pm.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
-    expect(rows.map((r) => r['file'])).toEqual(['a.png', 'b.png', 'c.png'].map((f) => join(mixed, f)));
+    expect(rows.slice(0, 3).map((r) => r['file'])).toEqual(['a.png', 'b.png', 'c.png'].map((f) => join(mixed, f)));
     expect(rows[1]!['error']).toMatchObject({ code: 'IMAGE_DECODE' });
     expect(rows[1]!['error'].message).toContain(join(mixed, 'b.png'));
-    for (const r of [rows[0]!, rows[2]!]) expect(typeof r['label']).toBe('string');
+    for (const r of [rows[0]!, rows[2]!]) expect(['good', 'anomalous']).toContain(r['verdict']);
+    expect(rows[3]).toMatchObject({ total: 3, errors: 1 });
 
     const one = join(tmp, 'one-label');
     mkdirSync(join(one, 'good'), { recursive: true });
@@ -427,5 +466,7 @@ describe.runIf(haveWeights)('loupe demo (tiny)', () => {
 
 /** The SVM weights section of a model file (bit-identical models train to identical weights). */
 async function loupeModelWeights(file: string): Promise<Float32Array> {
-  return (await loadSvmModel(file)).model.weights;
+  const m = await loadModel(file);
+  if (m.kind !== 'svm') throw new Error(`${file} is not an SVM model`);
+  return m.classifier.weights;
 }

@@ -65,17 +65,17 @@ describe('loupe: usage', () => {
     expect((await loupe(['classify-imagenet', sample, '--top', 'x'])).stderr).toMatch(/--top must be an integer/);
   });
 
-  it('names a missing image before loading anything, exit 1', async () => {
+  it('names a missing image before loading anything: a usage error, exit 2', async () => {
     const missing = join(tmpdir(), 'loupe-no-such-image.png');
     const r = await loupe(['classify-imagenet', sample, missing]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stderr).toContain(`cannot read image ${missing}: no such file`);
     expect(r.stdout).toBe('');
   });
 
-  it('names a directory given as an image', async () => {
+  it('names a directory given as an image (a usage error, exit 2)', async () => {
     const r = await loupe(['features', cliRoot]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${cliRoot}: it is a directory`);
   });
 });
@@ -150,9 +150,9 @@ describe.runIf(haveWeights)('loupe with the real weights', () => {
     expect(folder.code).toBe(2);
     expect(folder.stdout).toContain(`${join(dir, 'copy.png')}\n  1. `);
     expect(folder.stdout).toContain(`${bad}\n  ERROR  cannot decode image ${bad}`);
-    // a path that does not exist is a typo: the command fails before any work
+    // a path that does not exist is a typo: the command fails before any work (a usage error)
     const missing = await loupe(['classify-imagenet', join(dir, 'nope.png')]);
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/^loupe: error: .*nope\.png: no such file/m);
   });
 

@@ -113,8 +113,8 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
     expect(r.stderr).not.toContain('was trained on'); // same category: no note
     const out = lines(r.stdout);
     const last = out[out.length - 1]!;
-    expect(Object.keys(last)).toEqual(['imageAuroc', 'pixelAuroc', 'pro', 'f1Max', 'msPerImage']);
-    for (const k of ['imageAuroc', 'pixelAuroc', 'pro', 'f1Max'] as const) {
+    expect(Object.keys(last)).toEqual(['imageAuroc', 'pixelAuroc', 'pro', 'f1Max', 'balancedAccuracy', 'msPerImage']);
+    for (const k of ['imageAuroc', 'pixelAuroc', 'pro', 'f1Max', 'balancedAccuracy'] as const) {
       expect(typeof last[k]).toBe('number');
       expect(last[k] as number).toBeGreaterThanOrEqual(0);
       expect(last[k] as number).toBeLessThanOrEqual(1);
@@ -199,9 +199,13 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
   it('predict --heatmaps: verdict per image, overlay + mask PNGs at the input size, index.html', async () => {
     const heat = join(tmp, 'heat');
     const r = await loupe(['predict', model, join(cat, 'test'), '--json', '--heatmaps', heat]);
-    expect(r.code, r.stderr).toBe(0);
-    const out = lines(r.stdout);
+    const all = lines(r.stdout);
+    const out = all.slice(0, -1);
     expect(out).toHaveLength(testFiles.length);
+    // The summary line last; exit 1: some images are anomalous (0 only when all are good).
+    const flagged = out.filter((p) => p['verdict'] === 'anomalous').length;
+    expect(all[all.length - 1]).toEqual({ total: testFiles.length, good: testFiles.length - flagged, anomalous: flagged, errors: 0 });
+    expect(r.code, r.stderr).toBe(1);
     expect(out.map((p) => p['file']).sort()).toEqual([...testFiles].sort());
     for (const p of out) {
       expect(['good', 'anomalous']).toContain(p['verdict']);
@@ -212,6 +216,8 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
       expect(p['verdict']).toBe(score >= 0.5 ? 'anomalous' : 'good');
       expect(p['rawScore'] as number).toBeGreaterThan(0);
       expect(p['defectType']).toBeNull();
+      expect(Object.keys(p)).toEqual(['file', 'verdict', 'score', 'rawScore', 'defectType', 'heatmap', 'mask']);
+      for (const k of ['score', 'rawScore']) expect(Math.round((p[k] as number) * 1e4) / 1e4).toBe(p[k]); // 4 decimals
       const input = pngSize(p['file'] as string);
       const overlay = pngSize(p['heatmap'] as string);
       const mask = pngSize(p['mask'] as string);
@@ -236,7 +242,7 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
     copyFileSync(testFiles[1]!, join(mixed, 'c.png'));
     const m = await loupe(['predict', model, mixed, '--json']);
     expect(m.code, m.stderr).toBe(2);
-    const ml = lines(m.stdout);
+    const ml = lines(m.stdout).slice(0, -1);
     expect(ml.map((l) => [basename(l['file'] as string), l['error'] ? (l['error'] as { code: string }).code : l['verdict']])).toEqual([
       ['a.png', out.find((p) => p['file'] === testFiles[0])!['verdict']],
       ['b.png', 'IMAGE_EMPTY'],
@@ -252,7 +258,7 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
     const named = join(tmp, 'named', 'Flasche ä#1 瓶.png');
     copyFileSync(testFiles[0]!, named);
     const u = await loupe(['predict', model, named, '--json', '--heatmaps', join(tmp, 'heat-u')]);
-    expect(u.code, u.stderr).toBe(0);
+    expect(u.code, u.stderr).toBe(lines(u.stdout)[0]!['verdict'] === 'anomalous' ? 1 : 0);
     expect(u.stderr).not.toContain('error');
     expect(lines(u.stdout)[0]!['heatmap']).toBe(join(tmp, 'heat-u', 'Flasche_ä_1_瓶_heatmap.png'));
     expect(existsSync(join(tmp, 'heat-u', 'Flasche_ä_1_瓶_heatmap.png'))).toBe(true);
@@ -263,8 +269,8 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
     const t = await loupe(['train', cat, '--mode', 'svm', '--out', svm, '--split', '0.3', '--json']);
     expect(t.code, t.stderr).toBe(0);
     const r = await loupe(['predict', model, ...testFiles, '--json', '--classifier', svm]);
-    expect(r.code, r.stderr).toBe(0);
-    const out = lines(r.stdout);
+    expect(r.code, r.stderr).toBe(1); // the broken_large images are anomalous
+    const out = lines(r.stdout).slice(0, -1);
     expect(out).toHaveLength(testFiles.length);
     for (const p of out) {
       if (p['verdict'] === 'anomalous') expect(p['defectType']).toBe('broken_large'); // the only defect class
@@ -285,7 +291,7 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
     // An input that is no image is that input's answer (exit 2), as in SVM predict.
     const ni = await loupe(['predict', model, notImage]);
     expect(ni.code).toBe(2);
-    expect(ni.stdout).toContain(`${notImage}  ERROR  cannot decode image ${notImage}`);
+    expect(ni.stdout).toBe(`error      ------  ${notImage}  IMAGE_DECODE: cannot decode image ${notImage}: not a supported image format (JPEG, PNG, WebP, TIFF, GIF, ...)\n1 image: 0 good, 0 anomalous, 1 error (score >= 0.5 = anomalous)\n`);
 
     // Damaged payload: the checksum catches it.
     const bytes = readFileSync(model);
@@ -312,9 +318,80 @@ describe.skipIf(!runIt)('one-class mode (PatchCore) on an MVTec bottle subset', 
     expectOneLineError(w, other);
     expect(w.stderr).toContain('weights');
 
-    // Not an MVTec category.
+    // A folder without images.
     const flat = join(tmp, 'flat');
     mkdirSync(flat);
     expectOneLineError(await loupe(['train', flat, '--mode', 'one-class', '--out', join(tmp, 'x.loupe')]), flat);
+    expect(existsSync(join(tmp, 'x.loupe'))).toBe(false);
+  });
+
+  it('train FOLDER_OF_GOOD_PNGS --mode one-class --out m: writes m.loupe, and the model works', async () => {
+    // A plain folder of good photos (no MVTec layout), as a plant has them.
+    const good = join(tmp, 'good-photos');
+    mkdirSync(good);
+    for (const f of readdirSync(join(cat, 'train', 'good')).sort().slice(0, 12)) copyFileSync(join(cat, 'train', 'good', f), join(good, `photo-${f}`));
+    const m = join(tmp, 'plain', 'm');
+    const r = await loupe(['train', good, '--mode', 'one-class', '--out', m, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const s = lines(r.stdout)[0]!;
+    expect(s['model']).toBe(`${m}.loupe`);
+    expect(s['layout']).toBe('folder');
+    expect(s['category']).toBe('good-photos');
+    expect((s['trainImages'] as number) + (s['validationImages'] as number)).toBe(12);
+    expect(existsSync(`${m}.loupe`)).toBe(true);
+    expect(existsSync(m)).toBe(false);
+    const p = await loupe(['predict', `${m}.loupe`, ...testFiles, '--json']);
+    expect([0, 1]).toContain(p.code);
+    const out = lines(p.stdout).slice(0, -1);
+    expect(out.map((l) => l['file'])).toEqual(testFiles); // input order
+    const defect = out.filter((l) => String(l['file']).includes('broken_large'));
+    expect(defect.every((l) => l['verdict'] === 'anomalous')).toBe(true);
+    // --defects: thresholds set F1-optimally on good + defective images.
+    const d = await loupe(['train', good, '--mode', 'one-class', '--defects', cat, '--out', join(tmp, 'plain', 'd.loupe'), '--json']);
+    expect(d.code, d.stderr).toBe(0);
+    const dj = lines(d.stdout)[0]!;
+    expect(dj['defectImages']).toBe(3);
+    expect((dj['thresholds'] as { method: string }).method).toBe('f1');
+  });
+
+  it('calibrate --target-fpr: changes the threshold (in place, atomically) and predict follows it', async () => {
+    const m = join(tmp, 'calibrated.loupe');
+    copyFileSync(model, m);
+    const goodDir = join(cat, 'test', 'good');
+    const before = lines((await loupe(['predict', m, goodDir, '--json'])).stdout).slice(0, -1);
+    const c = await loupe(['calibrate', m, '--good', goodDir, '--target-fpr', '0.5', '--json']);
+    expect(c.code, c.stderr).toBe(0);
+    const cj = lines(c.stdout)[0]! as { model: string; method: string; before: { image: number }; after: { image: number }; good: number; goodFlagged: number };
+    expect(cj.model).toBe(m);
+    expect(cj.method).toBe('target-fpr');
+    expect(cj.good).toBe(3);
+    expect(cj.after.image).not.toBe(cj.before.image);
+    // The median of the good scores: the good images at or above it are flagged now.
+    expect(cj.goodFlagged).toBeGreaterThanOrEqual(1);
+    expect(cj.goodFlagged).toBeLessThan(3);
+    expect(readdirSync(tmp).filter((f) => f.startsWith('calibrated.loupe') && f !== 'calibrated.loupe')).toEqual([]); // no temp file left
+    const after = await loupe(['predict', m, goodDir, '--json']);
+    const al = lines(after.stdout).slice(0, -1);
+    expect(al.filter((l) => l['verdict'] === 'anomalous')).toHaveLength(cj.goodFlagged);
+    expect(after.code).toBe(1);
+    al.forEach((l, i) => {
+      // Same distance, new threshold: the raw score stays, the verdict follows raw >= threshold.
+      expect(l['rawScore']).toBe(before[i]!['rawScore']);
+      expect(l['verdict']).toBe((l['score'] as number) >= 0.5 ? 'anomalous' : 'good');
+    });
+    expect(al.map((l) => l['score'])).not.toEqual(before.map((l) => l['score']));
+    // --out writes elsewhere and leaves the model as it was; the human output names the thresholds.
+    const h = await loupe(['calibrate', model, '--good', goodDir, '--out', join(tmp, 'cal2')]);
+    expect(h.code, h.stderr).toBe(0);
+    expect(h.stdout).toMatch(/image threshold \(raw\) +\d+\.\d{4} -> \d+\.\d{4}/);
+    expect(h.stdout).toContain('method    quantile');
+    expect(existsSync(join(tmp, 'cal2.loupe'))).toBe(true);
+    // Good images the model was trained on: a warning (they make the threshold optimistic).
+    const seen = await loupe(['calibrate', model, '--good', cat, '--out', join(tmp, 'cal3.loupe')]);
+    expect(seen.code, seen.stderr).toBe(0);
+    expect(seen.stderr).toContain('warning: 20 of the 20 good images were used to train this model');
+    const bad = await loupe(['calibrate', model, '--good', goodDir, '--target-fpr', '0.9']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--target-fpr must be a number in (0, 0.5]');
   });
 });

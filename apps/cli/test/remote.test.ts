@@ -1,11 +1,14 @@
-// Remote mode end to end: the built `loupe serve` in its own process on 127.0.0.1, a model trained on
-// it remotely (`models train`), then `loupe --server ... inspect --json` and the other remote verbs.
-// Needs the real weights and the shared MVTec bottle images (skipped, with a note, without them).
+// Remote mode end to end: the built `loupe serve` in its own process on 127.0.0.1 over a models folder that
+// `loupe train --out DIR/NAME` wrote into, a model trained on it remotely (`models train`), then
+// `loupe --server ... inspect --json` and the other remote verbs; and the one output contract: local
+// `loupe predict MODEL DIR` and remote `loupe --server H:P inspect DIR --model NAME` print the same lines
+// and exit with the same code. Needs the real weights and the shared MVTec bottle images (skipped, with a
+// note, without them).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, isAbsolute, join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -53,6 +56,12 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
   beforeAll(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'loupe-cli-remote-'));
     mkdirSync(join(tmp, 'models'));
+    // A one-class model trained locally on a plain folder of good PNGs, written as models/bottle-oc
+    // (train adds .loupe): the server must load it at start.
+    mkdirSync(join(tmp, 'good-photos'));
+    for (const f of files('train/good', 20, 10)) copyFileSync(f, join(tmp, 'good-photos', basename(f)));
+    const t = await loupe(['--threads', '2', 'train', join(tmp, 'good-photos'), '--mode', 'one-class', '--out', join(tmp, 'models', 'bottle-oc'), '--json']);
+    if (t.code !== 0) throw new Error(`train failed (${t.code}): ${t.stderr}`);
     ({ child: server, address, exited } = await startServe(['--models', join(tmp, 'models'), '--metrics-port', '0'], logs));
     // training data laid out as the CLI reads it: <label>/ folders
     for (const [label, sub, from] of [['good', 'train/good', 0], ['broken', 'test/broken_large', 0]] as const) {
@@ -80,10 +89,13 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     expect(m).toMatchObject({ name: 'bottle', version: '1', kind: 'svm', state: 'loaded', classes: ['broken', 'good'] });
   });
 
-  it('models list / unload / load', async () => {
+  it('models list / unload / load; serve loaded what `loupe train --out DIR/NAME` wrote', async () => {
     const list = await remote('models', 'list', '--json');
     expect(list.code).toBe(0);
-    expect(jsonLines(list.stdout).map((m) => `${String(m['name'])}@${String(m['version'])}:${String(m['state'])}`)).toEqual(['bottle@1:loaded']);
+    const models = jsonLines(list.stdout);
+    expect(models.map((m) => `${String(m['name'])}@${String(m['version'])}:${String(m['state'])}`).sort()).toEqual(['bottle-oc@1:loaded', 'bottle@1:loaded']);
+    expect(models.find((m) => m['name'] === 'bottle-oc')).toMatchObject({ kind: 'one-class', state: 'loaded' });
+    expect(logs.join('\n')).not.toMatch(/skip/i); // no file of the folder was ignored
     const un = await remote('models', 'unload', 'bottle', '--json');
     expect(jsonLines(un.stdout)[0]).toMatchObject({ state: 'available' });
     const again = await remote('models', 'unload', 'bottle');
@@ -103,12 +115,14 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     expect(lines.length).toBe(4);
     const results = lines.slice(0, 3);
     for (const l of results) {
-      expect(Object.keys(l).sort()).toEqual(['defectType', 'file', 'id', 'score', 'verdict']);
+      expect(Object.keys(l)).toEqual(['file', 'verdict', 'score', 'rawScore', 'defectType', 'classScores']);
       expect(l['verdict']).toBe('good');
       expect(l['defectType']).toBeNull(); // as local predict writes it, not proto3's ''
+      expect(Object.keys(l['classScores'] as object)).toEqual(['broken', 'good']);
     }
-    expect(results.map((l) => l['file']).sort()).toEqual(readdirSync(join(tmp, 'good')).sort().map((f) => join(tmp, 'good', f)));
-    expect(lines[3]).toEqual({ total: 3, anomalous: 0, errors: 0 });
+    // In input order (the answers may arrive in another).
+    expect(results.map((l) => l['file'])).toEqual(readdirSync(join(tmp, 'good')).sort().map((f) => join(tmp, 'good', f)));
+    expect(lines[3]).toEqual({ total: 3, good: 3, anomalous: 0, errors: 0 });
   });
 
   it('inspect: exit 1 when some image is anomalous, 2 when some image could not be inspected', async () => {
@@ -117,15 +131,16 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     expect(anomalous.code, anomalous.stderr).toBe(1);
     const lines = jsonLines(anomalous.stdout);
     expect(lines.find((l) => l['file'] === broken)).toMatchObject({ verdict: 'anomalous', defectType: 'broken' });
-    expect(lines[lines.length - 1]).toEqual({ total: 4, anomalous: 1, errors: 0 });
+    expect(lines[lines.length - 1]).toEqual({ total: 4, good: 3, anomalous: 1, errors: 0 });
 
     const junk = join(tmp, 'junk.png');
     writeFileSync(junk, 'not a png');
     const bad = await remote('inspect', junk, join(tmp, 'good'), '--model', 'bottle', '--json');
     expect(bad.code).toBe(2);
     const badLines = jsonLines(bad.stdout);
-    expect(badLines.find((l) => l['file'] === junk)!['error']).toMatchObject({ code: 'INVALID_ARGUMENT' });
-    expect(badLines[badLines.length - 1]).toEqual({ total: 4, anomalous: 0, errors: 1 });
+    // The Loupe error code (ItemError.reason), as local predict prints it, naming the file.
+    expect(badLines.find((l) => l['file'] === junk)!['error']).toMatchObject({ code: 'IMAGE_DECODE', message: expect.stringContaining(junk) });
+    expect(badLines[badLines.length - 1]).toEqual({ total: 4, good: 3, anomalous: 0, errors: 1 });
 
     // Over the message limit: that image is an error, the stream and the other images go on.
     const huge = join(tmp, 'huge.png');
@@ -134,7 +149,7 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     expect(big.code, big.stderr).toBe(2);
     const bigLines = jsonLines(big.stdout);
     expect(bigLines.find((l) => l['file'] === huge)!['error']).toMatchObject({ code: 'TOO_LARGE' });
-    expect(bigLines[bigLines.length - 1]).toEqual({ total: 4, anomalous: 0, errors: 1 });
+    expect(bigLines[bigLines.length - 1]).toEqual({ total: 4, good: 3, anomalous: 0, errors: 1 });
 
     const unknown = await remote('inspect', junk, '--model', 'no-such-model', '--json');
     expect(unknown.code).toBe(2);
@@ -146,7 +161,7 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     expect(r.code, r.stderr).toBe(0);
     const st = jsonLines(r.stdout)[0]!;
     for (const k of ['startedAt', 'uptimeS', 'inspections', 'queueDepth', 'maxBatchSize', 'maxQueueDelayMs', 'maxInFlight', 'maxQueue', 'recorded', 'loadedModels', 'trainingsRunning', 'meanImagesPerBatch', 'dedupe']) expect(st, k).toHaveProperty(k);
-    expect(st['loadedModels']).toBe(1);
+    expect(st['loadedModels']).toBe(2);
     expect(st['trainingsRunning']).toBe(0);
     expect(Date.parse(st['startedAt'] as string)).toBeLessThanOrEqual(Date.now());
   });
@@ -156,12 +171,81 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     expect(r.code, r.stderr).toBe(0);
     const rows = jsonLines(r.stdout);
     expect(rows.length).toBe(3 + 4 + 3 + 3); // the good images of the four inspect runs that reached the model
+    expect(rows.map((x) => x['id'])).toContain(join(tmp, 'good', readdirSync(join(tmp, 'good')).sort()[0]!)); // the file path is the image's id
     expect(rows.every((x) => x['model'] === 'bottle')).toBe(true);
     const none = await remote('inspections', 'list', '--since', new Date(Date.now() + 3_600_000).toISOString(), '--json');
     expect(none.stdout).toBe('');
     const bad = await remote('inspections', 'list', '--since', 'yesterday-ish');
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--since/);
+  });
+
+  /** A few MVTec bottle test images and, with `corrupt`, a file that is no image. */
+  function parityImages(name: string, corrupt: boolean): string {
+    const dir = join(tmp, name);
+    mkdirSync(dir);
+    for (const [sub, n] of [['test/good', 2], ['test/broken_large', 2], ['test/contamination', 1]] as const) {
+      for (const f of files(sub, n)) copyFileSync(f, join(dir, `${sub.split('/')[1]}-${basename(f)}`));
+    }
+    if (corrupt) writeFileSync(join(dir, 'corrupt.png'), 'this is not a PNG');
+    return dir;
+  }
+
+  /** The file of a model version on the server (ListModels). */
+  async function modelFile(name: string): Promise<string> {
+    const m = jsonLines((await remote('models', 'list', '--name', name, '--json')).stdout)[0]!;
+    const file = String(m['file']);
+    return isAbsolute(file) ? file : join(tmp, 'models', file);
+  }
+
+  for (const [kind, name] of [['SVM', 'bottle'], ['one-class', 'bottle-oc']] as const) {
+    it(`local predict MODEL DIR and remote inspect DIR --model NAME: the same lines, the same exit code (${kind} model)`, async () => {
+      const file = await modelFile(name);
+      expect(existsSync(file)).toBe(true);
+      for (const corrupt of [true, false]) {
+        const dir = parityImages(`parity-${name}-${corrupt ? 'corrupt' : 'clean'}`, corrupt);
+        const local = await loupe(['--threads', '2', 'predict', file, dir, '--json']);
+        const inspect = await remote('inspect', dir, '--model', name, '--json');
+        const predict = await remote('predict', name, dir, '--json');
+        const ll = jsonLines(local.stdout);
+        const rl = jsonLines(inspect.stdout);
+        expect(ll.length, local.stderr).toBe(6 + (corrupt ? 1 : 0));
+        // Every field of every line: verdict, score, rawScore, defectType (and the classes' scores).
+        expect(rl).toEqual(ll);
+        expect(jsonLines(predict.stdout)).toEqual(ll);
+        const anomalous = ll.filter((l) => l['verdict'] === 'anomalous').length;
+        expect(anomalous).toBeGreaterThan(0); // the broken_large bottles
+        if (corrupt) expect(ll.find((l) => basename(String(l['file'])) === 'corrupt.png')!['error']).toMatchObject({ code: 'IMAGE_DECODE' });
+        expect(local.code).toBe(corrupt ? 2 : 1);
+        expect(inspect.code).toBe(local.code);
+        expect(predict.code).toBe(local.code);
+        // The human lines too: one formatter for both.
+        const lh = await loupe(['--threads', '2', 'predict', file, dir]);
+        const rh = await remote('inspect', dir, '--model', name);
+        expect(rh.stdout).toBe(lh.stdout);
+        expect(rh.code).toBe(lh.code);
+      }
+    });
+  }
+
+  it('remote inspect --heatmaps DIR: asks for heatmaps and writes the overlays the server returns, with an index.html', async () => {
+    const dir = parityImages('heat-inputs', false);
+    const heat = join(tmp, 'heat-remote');
+    const r = await remote('inspect', dir, '--model', 'bottle-oc', '--json', '--heatmaps', heat);
+    expect([0, 1]).toContain(r.code);
+    const lines = jsonLines(r.stdout).slice(0, -1);
+    expect(lines).toHaveLength(5);
+    for (const l of lines) {
+      const png = readFileSync(l['heatmap'] as string);
+      expect(png.subarray(1, 4).toString('latin1')).toBe('PNG');
+      const input = readFileSync(l['file'] as string);
+      expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([input.readUInt32BE(16), input.readUInt32BE(20)]); // the image's size
+    }
+    expect(lines.map((l) => basename(l['heatmap'] as string))).toEqual(readdirSync(dir).sort().map((f) => `${f.replace(/\.png$/, '')}_heatmap.png`));
+    expect(readFileSync(join(heat, 'index.html'), 'utf8')).toContain('good-000_heatmap.png');
+    // Local --heatmaps writes the same overlay names (plus masks).
+    const local = await loupe(['--threads', '2', 'predict', await modelFile('bottle-oc'), dir, '--json', '--heatmaps', join(tmp, 'heat-local')]);
+    expect(jsonLines(local.stdout).slice(0, -1).map((l) => basename(l['heatmap'] as string))).toEqual(lines.map((l) => basename(l['heatmap'] as string)));
   });
 
   it('loupe serve refuses the client options (--token would look like it turned authentication on)', async () => {
@@ -193,7 +277,7 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
         expect(l['error']).toMatchObject({ code: 'UNAUTHENTICATED', message: expect.stringMatching(/^not inspected: server .*: UNAUTHENTICATED/) });
       }
       expect(lines.slice(0, 3).map((l) => l['file']).sort()).toEqual(readdirSync(join(tmp, 'good')).sort().map((f) => join(tmp, 'good', f)));
-      expect(lines[3]).toEqual({ total: 3, anomalous: 0, errors: 3 });
+      expect(lines[3]).toEqual({ total: 3, good: 0, anomalous: 0, errors: 3 });
     } finally {
       locked.child.kill('SIGKILL');
       await locked.exited;

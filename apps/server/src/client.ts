@@ -3,6 +3,8 @@
 // (so neither side buffers more than the window), honouring write() backpressure, and hands every
 // response to a callback as it arrives (out of order; matched by id).
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import tls from 'node:tls';
 
 import * as grpc from '@grpc/grpc-js';
 
@@ -25,6 +27,7 @@ import {
   type ListInspectionsResponse,
   type ModelInfo,
   type TrainProgress,
+  type DeepPartial,
 } from './gen/loupe/v1/inspection.js';
 
 export interface ClientTls {
@@ -46,6 +49,36 @@ export interface ClientOptions {
   maxMessageBytes?: number;
   /** Default deadline of unary calls, ms (default 60 s; inspection streams have none). */
   timeoutMs?: number;
+  /**
+   * Keepalive pings on an idle connection every `timeMs` (default 30 s, not below the server's
+   * keepalive.minPingIntervalMs: it closes the connection of a client that pings more often), and a
+   * connection whose ping is not answered within `timeoutMs` (default 10 s) is dropped, so a connection a
+   * NAT or firewall silently forgot is noticed and the next call opens a new one.
+   */
+  keepalive?: { timeMs?: number; timeoutMs?: number };
+}
+
+let ipServernameDropped = false;
+
+/**
+ * grpc-js passes the target host to tls.connect as the SNI server name even when it is an IP address,
+ * which RFC 6066 does not allow: Node warns (DEP0123) on every call of `loupe --server 10.0.0.5:50051 --tls`
+ * and will ignore it in a future version. Such a server name is dropped here, as Node will drop it; the
+ * certificate is still checked against the address (tls.connect falls back to `host`). Once per process.
+ */
+function dropIpServername(): void {
+  if (ipServernameDropped) return;
+  ipServernameDropped = true;
+  const connect = tls.connect;
+  const patched = function (this: unknown, ...args: unknown[]): tls.TLSSocket {
+    const [first] = args;
+    if (first && typeof first === 'object' && typeof (first as tls.ConnectionOptions).servername === 'string' && isIP((first as tls.ConnectionOptions).servername!)) {
+      const { servername: _ip, ...rest } = first as tls.ConnectionOptions;
+      args[0] = rest;
+    }
+    return (connect as (...a: unknown[]) => tls.TLSSocket).apply(this, args);
+  };
+  tls.connect = patched as typeof tls.connect;
 }
 
 function pem(v: string | Buffer | undefined): Buffer | null {
@@ -97,10 +130,11 @@ export class LoupeClient {
     const channelOptions: grpc.ChannelOptions = {
       'grpc.max_receive_message_length': opts.maxMessageBytes ?? 16 * 1024 * 1024,
       'grpc.max_send_message_length': opts.maxMessageBytes ?? 16 * 1024 * 1024,
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_time_ms': opts.keepalive?.timeMs ?? 30_000,
+      'grpc.keepalive_timeout_ms': opts.keepalive?.timeoutMs ?? 10_000,
     };
     if (opts.tls) {
+      dropIpServername();
       const t: ClientTls = opts.tls === true ? {} : opts.tls;
       creds = grpc.credentials.createSsl(pem(t.ca), pem(t.key), pem(t.cert));
       if (t.serverName) channelOptions['grpc.ssl_target_name_override'] = t.serverName;
@@ -193,7 +227,7 @@ export class LoupeClient {
   }
 
   /** Trains a model; onProgress sees every progress message; resolves with the new model. */
-  train(req: Partial<TrainRequest>, onProgress?: (p: TrainProgress) => void, signal?: AbortSignal): Promise<ModelInfo> {
+  train(req: DeepPartial<TrainRequest>, onProgress?: (p: TrainProgress) => void, signal?: AbortSignal): Promise<ModelInfo> {
     return new Promise((resolve, reject) => {
       const call = this.inspection.train(TrainRequest.fromPartial(req), this.metadata());
       let model: ModelInfo | undefined;

@@ -38,6 +38,11 @@ export interface ServerConfig {
     tokens: string[];
     /** A file with one token per line (merged with `tokens`). */
     tokensFile?: string;
+    /**
+     * With tokens: per-model health (Health.Check of a model name, Watch) and Health.List answer without a
+     * token too. Default false: they name the models, so only the overall status ("") is open.
+     */
+    openHealth: boolean;
   };
   batching: {
     /** Most images (views) per engine run. */
@@ -103,7 +108,7 @@ export const DEFAULTS: Omit<ServerConfig, 'modelsDir' | 'db'> & { db: Omit<Serve
   autoload: true,
   metrics: { host: '', port: null },
   tls: null,
-  auth: { tokens: [] },
+  auth: { tokens: [], openHealth: false },
   batching: { maxBatchSize: 32, maxQueueDelayMs: 5, maxInflightBatches: 1, dedupe: true },
   flow: { maxInFlightPerStream: 32, maxQueue: 2048, maxQueueBytes: 256 * 1024 * 1024, maxActive: 0 },
   limits: { maxMessageBytes: 16 * 1024 * 1024, maxImageBytes: 16 * 1024 * 1024 - 1024, maxImagePixels: 50_000_000 },
@@ -158,6 +163,7 @@ export const ENV_VARS: Record<string, [string, Kind]> = {
   LOUPE_SERVER_TLS_CLIENT_CA: ['tls.clientCa', 'path'],
   LOUPE_SERVER_TOKENS: ['auth.tokens', 'list'],
   LOUPE_SERVER_TOKENS_FILE: ['auth.tokensFile', 'path'],
+  LOUPE_SERVER_OPEN_HEALTH: ['auth.openHealth', 'bool'],
   LOUPE_SERVER_MAX_BATCH: ['batching.maxBatchSize', 'int'],
   LOUPE_SERVER_MAX_DELAY_MS: ['batching.maxQueueDelayMs', 'num'],
   LOUPE_SERVER_INFLIGHT_BATCHES: ['batching.maxInflightBatches', 'int'],
@@ -271,6 +277,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): ServerConfig {
     check(typeof c.tls.cert === 'string' && typeof c.tls.key === 'string', 'TLS needs both tls.cert and tls.key (PEM files)');
   } else c.tls = null;
   check(Array.isArray(c.auth.tokens) && c.auth.tokens.every((t) => typeof t === 'string' && t !== ''), 'auth.tokens must be a list of non-empty strings');
+  check(typeof c.auth.openHealth === 'boolean', 'auth.openHealth must be true or false');
   check(posInt(c.batching.maxBatchSize) && c.batching.maxBatchSize <= 1024, 'batching.maxBatchSize must be an integer in [1, 1024]');
   check(typeof c.batching.maxQueueDelayMs === 'number' && c.batching.maxQueueDelayMs >= 0 && c.batching.maxQueueDelayMs <= 10_000, 'batching.maxQueueDelayMs must be in [0, 10000]');
   check(posInt(c.batching.maxInflightBatches) && c.batching.maxInflightBatches <= 8, 'batching.maxInflightBatches must be an integer in [1, 8]');
@@ -310,5 +317,5 @@ export function loadConfig(opts: LoadConfigOptions = {}): ServerConfig {
 
 /** The config as it may be logged: secrets replaced. */
 export function redactConfig(c: ServerConfig): Record<string, unknown> {
-  return { ...c, auth: { tokens: `${c.auth.tokens.length} token(s)`, tokensFile: c.auth.tokensFile } };
+  return { ...c, auth: { tokens: `${c.auth.tokens.length} token(s)`, tokensFile: c.auth.tokensFile, openHealth: c.auth.openHealth } };
 }

@@ -5,7 +5,8 @@ export { ConfigError, configFromEnv, DEFAULTS, ENV_VARS, loadConfig, readConfigF
 export { INSPECTION_SERVICE_NAME } from './health.js';
 export { createLogger, silentLogger, type Logger, type LogLevel } from './log.js';
 export { Metrics } from './metrics.js';
-export { ModelRegistry, readHeaderLine, validModelName } from './registry.js';
+export { ModelRegistry, validModelName } from './registry.js';
+export { REASON_METADATA_KEY } from './service.js';
 export { flagsToOverrides, parseServeArgs, serve, SERVE_USAGE, type ServeFlags, type ServeOptions } from './serve.js';
 export { LoupeServer, startServer, type StartOptions } from './server.js';
 export { InspectionStore, type InspectionRow, type StoredInspection } from './store.js';

@@ -1,30 +1,17 @@
-// What a loaded model does with one image: decode, run the engine through the shared batcher, apply the
-// model. One implementation per model kind: SVM classifiers (core's predictSvm on one CNN tap) and
-// one-class PatchCore models (core's PatchCoreModel.score on res3d+res4f, with an optional heatmap).
-import {
-  decodeImage,
-  heatmapOverlayPng,
-  isTapName,
-  loadAddon,
-  loadPatchCore,
-  loadSvmModel,
-  predictSvm,
-  rgbToCaffe,
-  INPUT_ELEMENTS,
-  type FitMode,
-  type PatchCoreModel,
-  type SvmClassifier,
-  type TapName,
-} from '@loupe/core';
+// A loaded model version: @loupe/core's Inspector (which owns every rule: decoding, the model kind, the
+// threshold, the CNN weights check) with the server's dynamic batcher as its forward step. The server adds
+// only transport concerns here: the content key that lets identical queued images share an engine view,
+// the batch size the image ran in, and the heatmap PNG sized to fit in an answer.
+import { Inspector, renderHeatmapPng, type Engine, type InspectionResult, type MapPeak } from '@loupe/core';
 
 import type { DynamicBatcher, RunInfo } from './batcher.js';
 
-export type ModelKindName = 'svm' | 'one-class';
+export type ModelKindName = 'svm' | 'one-class' | 'hybrid';
 
 export interface InspectInput {
   /** Encoded image bytes. */
   image: Buffer;
-  /** Name used in decode errors. */
+  /** Names the image in errors (the client's id). */
   name: string;
   wantHeatmap: boolean;
   signal: AbortSignal;
@@ -35,154 +22,87 @@ export interface InspectInput {
   contentKey?: string | undefined;
 }
 
+/** Core's answer for one image, plus what the transport adds (the heatmap PNG, the engine batch size). */
 export interface Outcome {
-  anomalous: boolean;
+  verdict: InspectionResult['verdict'];
   score: number;
   rawScore: number;
-  defectType: string;
+  /** null for good parts and for models that say where, not what (one-class; hybrid with one defect type). */
+  defectType: string | null;
+  /** Classifiers, and hybrid models with 2+ defect types (the types' probabilities); empty for one-class models. */
   classScores: { name: string; score: number }[];
   heatmapPng?: Buffer | undefined;
-  peak?: { x: number; y: number } | undefined;
+  peak?: MapPeak | undefined;
   decodeMs: number;
   inferenceMs: number;
   postprocessMs: number;
+  /** Views in the engine batch the image ran in (images of other calls included). */
   batchSize: number;
 }
 
-export interface Inspector {
-  readonly kind: ModelKindName;
-  readonly method: string;
-  readonly classes: readonly string[];
-  readonly taps: readonly TapName[];
-  readonly weightsHash: string | null;
-  readonly description: string;
-  inspect(input: InspectInput, batcher: DynamicBatcher): Promise<Outcome>;
+export interface OpenModelOptions {
+  engine: Engine;
+  /** Where the one-class kNN search runs (the server's engine backend). */
+  backend?: 'auto' | 'cpu' | 'cuda';
 }
 
-const GOOD_NAMES = /^(good|ok|normal|pass|no[_-]?defect)$/i;
+/** One loaded model version. */
+export class ModelInspector {
+  /** What decides the model's views of an image besides its bytes: identical keys may share engine views. */
+  private readonly viewKey: string;
 
-function softmax(x: Float32Array | number[]): number[] {
-  let max = -Infinity;
-  for (const v of x) max = Math.max(max, v);
-  const e = Array.from(x, (v) => Math.exp(v - max));
-  const s = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / s);
-}
+  private constructor(readonly core: Inspector) {
+    const m = core.model;
+    this.viewKey = m.kind === 'svm' ? `svm:${m.fit}` : `one-class:${JSON.stringify(m.patchcore.config.tile ?? null)}`;
+  }
 
-export class SvmInspector implements Inspector {
-  readonly kind = 'svm' as const;
-  readonly method = 'svm';
-  readonly classes: readonly string[];
-  readonly taps: readonly TapName[];
-  readonly goodIndex: number;
-  private readonly fit: FitMode;
+  /**
+   * Opens a model file: core reads and validates it (layers, thresholds, shapes) and refuses one trained on
+   * other CNN weights; any refusal rejects with core's error (a ModelFileError naming the file and field).
+   */
+  static async open(file: string, options: OpenModelOptions): Promise<ModelInspector> {
+    return new ModelInspector(await Inspector.open(file, { engine: options.engine, ...(options.backend !== undefined ? { backend: options.backend } : {}) }));
+  }
 
-  constructor(
-    readonly model: SvmClassifier,
-    readonly weightsHash: string | null,
-    preprocessing: Record<string, unknown>,
-    extra: Record<string, unknown> | undefined,
-  ) {
-    if (!isTapName(model.layer)) throw new Error(`the model uses layer '${model.layer}', which this engine does not have`);
-    this.classes = model.classes;
-    this.taps = [model.layer];
-    const declared = typeof extra?.['goodClass'] === 'string' ? model.classes.indexOf(extra['goodClass']) : -1;
-    const byName = model.classes.findIndex((c) => GOOD_NAMES.test(c));
-    this.goodIndex = declared >= 0 ? declared : byName >= 0 ? byName : 0;
-    this.fit = preprocessing['fit'] === 'crop' ? 'crop' : 'squash';
+  get kind(): ModelKindName {
+    return this.core.kind;
   }
 
   get description(): string {
-    return `SVM (${this.model.coding.name}) on ${this.model.layer}: ${this.classes.length} classes (${this.classes.join(', ')}), good class '${this.classes[this.goodIndex]}'`;
+    return this.core.description;
   }
 
   async inspect(input: InspectInput, batcher: DynamicBatcher): Promise<Outcome> {
-    const t0 = performance.now();
-    const img = await decodeImage(input.image, { name: input.name, fit: this.fit, limitInputPixels: input.maxImagePixels });
-    const tensor = rgbToCaffe(img.rgb, new Float32Array(INPUT_ELEMENTS));
-    const t1 = performance.now();
-    const layer = this.taps[0]!;
-    const key = input.contentKey === undefined ? undefined : `${input.contentKey}|svm:${this.fit}`;
-    const { out, info } = await batcher.submit({ data: tensor, batch: 1 }, [layer], input.signal, key);
-    const t2 = performance.now();
-    const pred = predictSvm(this.model, { data: out[layer], rows: 1, cols: this.model.dim });
-    const probs = softmax(pred.scores);
-    const cls = pred.classIndex[0]!;
-    const anomalous = cls !== this.goodIndex;
-    const t3 = performance.now();
-    return {
-      anomalous,
-      score: 1 - probs[this.goodIndex]!,
-      rawScore: pred.scores[cls]!,
-      defectType: anomalous ? this.classes[cls]! : '',
-      classScores: this.classes.map((name, i) => ({ name, score: probs[i]! })),
-      decodeMs: t1 - t0,
-      inferenceMs: t2 - t1,
-      postprocessMs: t3 - t2,
-      batchSize: info.batchSize,
-    };
-  }
-}
-
-export class PatchCoreInspector implements Inspector {
-  readonly kind = 'one-class' as const;
-  readonly method = 'patchcore';
-  readonly classes = ['good', 'anomaly'] as const;
-  readonly taps: readonly TapName[] = ['res3d', 'res4f'];
-
-  constructor(readonly model: PatchCoreModel) {}
-
-  get weightsHash(): string | null {
-    return this.model.weightsHash;
-  }
-
-  get description(): string {
-    return this.model.describe();
-  }
-
-  async inspect(input: InspectInput, batcher: DynamicBatcher): Promise<Outcome> {
-    let info: RunInfo = { batchSize: 0, batchJobs: 0, waitAndRunMs: 0 };
-    const key = input.contentKey === undefined ? undefined : `${input.contentKey}|patchcore:${JSON.stringify(this.model.config.tile)}`;
-    const runner = batcher.runner(input.signal, (i) => (info = i), key);
+    let info: RunInfo | undefined;
+    const key = input.contentKey === undefined ? undefined : `${input.contentKey}|${this.viewKey}`;
     const source = { name: input.name, data: input.image };
-    // batchSize here is views per engine call for THIS image (its tiles); batching across images is
-    // the shared batcher's job.
-    const [r] = await this.model.score(runner, [source], { batchSize: 1024, signal: input.signal, limitInputPixels: input.maxImagePixels });
-    if (!r) throw new Error('PatchCore returned no result');
-    const t = performance.now();
-    // The heatmap must leave room in the answer's message for the rest of it: a larger one would end the
-    // whole stream (grpc-js refuses to send it), so it is drawn smaller instead.
-    const heatmapPng = input.wantHeatmap
-      ? await heatmapOverlayPng(source, r.map, r.width, r.height, { threshold: this.model.thresholds.pixel, maxBytes: input.maxHeatmapBytes, limitInputPixels: input.maxImagePixels })
-      : undefined;
-    const heatMs = performance.now() - t;
+    const r = await this.core.inspect(source, {
+      runner: batcher.runner(input.signal, (i) => (info = i), key),
+      heatmap: input.wantHeatmap,
+      limitInputPixels: input.maxImagePixels,
+      signal: input.signal,
+    });
+    let heatmapPng: Buffer | undefined;
+    let heatMs = 0;
+    if (input.wantHeatmap && r.heatmap) {
+      const t = performance.now();
+      // The heatmap must leave room in the answer's message for the rest of it: a larger one would end the
+      // whole stream (grpc-js refuses to send it), so core draws it smaller instead.
+      heatmapPng = await renderHeatmapPng(source, r.heatmap, { maxBytes: input.maxHeatmapBytes, limitInputPixels: input.maxImagePixels });
+      heatMs = performance.now() - t;
+    }
     return {
-      anomalous: r.isAnomalous,
+      verdict: r.verdict,
       score: r.score,
       rawScore: r.rawScore,
-      defectType: r.isAnomalous ? 'anomaly' : '',
-      classScores: [
-        { name: 'good', score: 1 - r.score },
-        { name: 'anomaly', score: r.score },
-      ],
+      defectType: r.defectType,
+      classScores: r.classScores ? r.classScores.map((c) => ({ name: c.name, score: c.score })) : [],
       heatmapPng,
-      peak: { x: r.peak.x, y: r.peak.y },
-      decodeMs: r.timings.prepareMs,
-      inferenceMs: info.waitAndRunMs || r.timings.cnnMs,
-      postprocessMs: r.timings.featuresMs + r.timings.knnMs + r.timings.mapMs + heatMs,
-      batchSize: info.batchSize,
+      peak: r.peak,
+      decodeMs: r.timings.decodeMs,
+      inferenceMs: r.timings.inferenceMs,
+      postprocessMs: r.timings.postprocessMs + heatMs,
+      batchSize: info?.batchSize ?? r.timings.batchSize,
     };
   }
-}
-
-/** Reads a model file (either kind) and builds its inspector. */
-export async function loadInspector(file: string, kind: ModelKindName, expectWeightsHash: string | undefined): Promise<Inspector> {
-  if (kind === 'svm') {
-    const loaded = await loadSvmModel(file, expectWeightsHash ? { expectWeightsHash } : {});
-    return new SvmInspector(loaded.model, loaded.header.weightsHash, loaded.header.preprocessing, loaded.header.extra);
-  }
-  const loaded = await loadPatchCore(file, expectWeightsHash ? { expectWeightsHash } : {});
-  // Build the kNN index now (~0.5 s for a 1% bank) rather than inside the first inspection.
-  await loaded.model.knnIndex(await loadAddon());
-  return new PatchCoreInspector(loaded.model);
 }

@@ -8,23 +8,30 @@
 import { createHash, randomUUID } from 'node:crypto';
 
 import { status as Status } from '@grpc/grpc-js';
-import { isLoupeError } from '@loupe/core';
+import { EmptyImageError, isLoupeError } from '@loupe/core';
 
 import type { DynamicBatcher } from './batcher.js';
-import type { Inspector, Outcome } from './inspectors.js';
+import type { ModelInspector, Outcome } from './inspectors.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { RegistryError, type ModelEntry, type ModelRegistry } from './registry.js';
-import type { InspectionStore, VerdictName } from './store.js';
+import { LogWriteError, type InspectionStore, type VerdictName } from './store.js';
 
-/** A per-image failure with its gRPC status code. */
+/**
+ * A per-image failure: its gRPC status code and, for programs, its reason: the LoupeError code when
+ * @loupe/core raised it (IMAGE_DECODE, IMAGE_TOO_LARGE, ...), else the status code's name.
+ */
 export class ItemFailure extends Error {
+  readonly reason: string;
+
   constructor(
     readonly code: Status,
     message: string,
+    reason?: string,
   ) {
     super(message);
     this.name = 'ItemFailure';
+    this.reason = reason ?? Status[code] ?? String(code);
   }
 }
 
@@ -76,6 +83,15 @@ interface Waiting {
   fail: (f: ItemFailure) => void;
 }
 
+/** How the image is named to core (its errors then name it) and in the server's own messages. */
+function imageName(item: WorkItem): string {
+  return item.clientId || '<image>';
+}
+
+function quoted(item: WorkItem): string {
+  return `'${imageName(item)}'`;
+}
+
 const REGISTRY_CODES: Record<RegistryError['kind'], Status> = {
   NOT_FOUND: Status.NOT_FOUND,
   INVALID_ARGUMENT: Status.INVALID_ARGUMENT,
@@ -83,7 +99,6 @@ const REGISTRY_CODES: Record<RegistryError['kind'], Status> = {
   INTERNAL: Status.INTERNAL,
 };
 
-const IMAGE_CODES = new Set(['IMAGE_DECODE', 'IMAGE_TOO_LARGE', 'IMAGE_EMPTY', 'IMAGE_READ', 'INVALID_ARGUMENT']);
 
 export class InspectionPipeline {
   private readonly waiting: Waiting[] = [];
@@ -143,32 +158,44 @@ export class InspectionPipeline {
 
   private toFailure(err: unknown, item: WorkItem): ItemFailure {
     if (err instanceof ItemFailure) return err;
-    if (err instanceof RegistryError) return new ItemFailure(REGISTRY_CODES[err.kind], err.message);
+    // The log cannot commit: nothing is answered unrecorded; the client may send it again (health says
+    // NOT_SERVING meanwhile, so a load balancer sends it elsewhere).
+    if (err instanceof LogWriteError) return new ItemFailure(Status.UNAVAILABLE, `image ${quoted(item)} not answered: ${err.message}; send it again later`);
+    // Registry problems are about the request's model: the message names the image too.
+    if (err instanceof RegistryError) return new ItemFailure(REGISTRY_CODES[err.kind], `image ${quoted(item)}: ${err.message}`);
     if (isLoupeError(err)) {
       if (err.code === 'ABORTED') return this.abortFailure(item);
-      if (IMAGE_CODES.has(err.code)) return new ItemFailure(Status.INVALID_ARGUMENT, err.message);
-      if (err.code === 'ENGINE_UNAVAILABLE') return new ItemFailure(Status.UNAVAILABLE, err.message);
+      // The image's own fault (core names it by its id, as `loupe predict` names a file).
+      if (err.code.startsWith('IMAGE_')) return new ItemFailure(Status.INVALID_ARGUMENT, err.message, err.code);
+      if (err.code === 'ENGINE_UNAVAILABLE') return new ItemFailure(Status.UNAVAILABLE, `image ${quoted(item)}: ${err.message}`, err.code);
+      // Anything else core raises while inspecting is the server's problem (model, engine), not the client's.
+      this.log.error('inspection failed', { id: item.clientId, model: item.model, error: err });
+      return new ItemFailure(Status.INTERNAL, `image ${quoted(item)}: inspection failed: ${err.message}`, err.code);
     }
     if ((err as { name?: unknown } | null)?.name === 'AbortError') return this.abortFailure(item);
     this.log.error('inspection failed', { id: item.clientId, model: item.model, error: err });
-    return new ItemFailure(Status.INTERNAL, `inspection failed: ${err instanceof Error ? err.message : String(err)}`);
+    return new ItemFailure(Status.INTERNAL, `image ${quoted(item)}: inspection failed: ${err instanceof Error ? err.message : String(err)}`);
   }
 
   private abortFailure(item: WorkItem): ItemFailure {
-    if (item.deadlineAt !== undefined && Date.now() >= item.deadlineAt) return new ItemFailure(Status.DEADLINE_EXCEEDED, `image '${item.clientId}' missed its deadline`);
-    if (this.closing && !item.signal.aborted) return new ItemFailure(Status.UNAVAILABLE, 'the server is shutting down');
-    return new ItemFailure(Status.CANCELLED, `image '${item.clientId}' was cancelled`);
+    if (item.deadlineAt !== undefined && Date.now() >= item.deadlineAt) return new ItemFailure(Status.DEADLINE_EXCEEDED, `image ${quoted(item)} missed its deadline`);
+    if (this.closing && !item.signal.aborted) return new ItemFailure(Status.UNAVAILABLE, `image ${quoted(item)}: not inspected, the server is shutting down`);
+    return new ItemFailure(Status.CANCELLED, `image ${quoted(item)} was cancelled`);
   }
 
   private async run(item: WorkItem): Promise<ItemResult> {
-    if (this.closing) throw new ItemFailure(Status.UNAVAILABLE, 'the server is shutting down');
-    if (item.image.length === 0) throw new ItemFailure(Status.INVALID_ARGUMENT, `image '${item.clientId}': the 'image' field is empty (0 bytes)`);
+    if (this.closing) throw new ItemFailure(Status.UNAVAILABLE, `image ${quoted(item)}: not inspected, the server is shutting down`);
+    // Its result could not be recorded, so it could not be answered: say so without inspecting it.
+    const logError = this.store.writeError;
+    if (logError) throw logError;
+    // core's own error, in the words its decoder uses for an empty file (reason IMAGE_EMPTY), before any queueing.
+    if (item.image.length === 0) throw new EmptyImageError(imageName(item));
     if (item.image.length > this.opts.maxImageBytes) {
-      throw new ItemFailure(Status.INVALID_ARGUMENT, `image '${item.clientId}': the 'image' field is ${item.image.length} bytes; the limit is ${this.opts.maxImageBytes}`);
+      throw new ItemFailure(Status.INVALID_ARGUMENT, `image ${quoted(item)}: the 'image' field is ${item.image.length} bytes; the limit is ${this.opts.maxImageBytes}`);
     }
     const { entry, inspector } = this.registry.resolve(item.model, item.modelVersion);
-    if (item.signal.aborted) throw new ItemFailure(Status.CANCELLED, 'cancelled');
-    if (item.deadlineAt !== undefined && Date.now() >= item.deadlineAt) throw new ItemFailure(Status.DEADLINE_EXCEEDED, `image '${item.clientId}' missed its deadline`);
+    if (item.signal.aborted) throw new ItemFailure(Status.CANCELLED, `image ${quoted(item)} was cancelled`);
+    if (item.deadlineAt !== undefined && Date.now() >= item.deadlineAt) throw new ItemFailure(Status.DEADLINE_EXCEEDED, `image ${quoted(item)} missed its deadline`);
 
     // Per-item abort: the call's cancellation or the image's deadline, whichever comes first.
     const ac = new AbortController();
@@ -186,7 +213,7 @@ export class InspectionPipeline {
         outcome = await inspector.inspect(
           {
             image: item.image,
-            name: item.clientId || '<image>',
+            name: imageName(item),
             wantHeatmap: item.wantHeatmap,
             signal: ac.signal,
             maxImagePixels: this.opts.maxImagePixels,
@@ -198,8 +225,8 @@ export class InspectionPipeline {
       } finally {
         this.release();
       }
-      if (ac.signal.aborted) throw ac.signal.reason instanceof Error && ac.signal.reason.message === 'deadline exceeded' ? new ItemFailure(Status.DEADLINE_EXCEEDED, `image '${item.clientId}' missed its deadline`) : this.abortFailure(item);
-      return await this.finish(item, entry, inspector, outcome, startedAt);
+      if (ac.signal.aborted) throw ac.signal.reason instanceof Error && ac.signal.reason.message === 'deadline exceeded' ? new ItemFailure(Status.DEADLINE_EXCEEDED, `image ${quoted(item)} missed its deadline`) : this.abortFailure(item);
+      return await this.finish(item, entry, outcome, startedAt);
     } finally {
       if (deadlineTimer) clearTimeout(deadlineTimer);
       item.signal.removeEventListener('abort', onCallAbort);
@@ -216,7 +243,7 @@ export class InspectionPipeline {
     if (this.waiting.length >= this.opts.maxQueue || this.waitingBytes + item.image.length > this.opts.maxQueueBytes) {
       throw new ItemFailure(
         Status.RESOURCE_EXHAUSTED,
-        `server overloaded: ${this.waiting.length} images (${Math.round(this.waitingBytes / 1048576)} MB) already waiting; retry later or keep fewer images in flight`,
+        `image ${quoted(item)} not inspected: server overloaded: ${this.waiting.length} images (${Math.round(this.waitingBytes / 1048576)} MB) already waiting; retry later or keep fewer images in flight`,
       );
     }
     return new Promise<void>((resolve, reject) => {
@@ -234,7 +261,7 @@ export class InspectionPipeline {
           this.waiting.splice(i, 1);
           this.waitingBytes -= item.image.length;
           this.metrics.queueDepth.set(this.waiting.length);
-          reject(signal.reason instanceof Error && signal.reason.message === 'deadline exceeded' ? new ItemFailure(Status.DEADLINE_EXCEEDED, `image '${item.clientId}' missed its deadline (waited in the queue)`) : this.abortFailure(item));
+          reject(signal.reason instanceof Error && signal.reason.message === 'deadline exceeded' ? new ItemFailure(Status.DEADLINE_EXCEEDED, `image ${quoted(item)} missed its deadline (waited in the queue)`) : this.abortFailure(item));
           this.checkIdle();
         }
       };
@@ -262,10 +289,10 @@ export class InspectionPipeline {
     if (this.waiting.length === 0 && this.activeCount === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
-  private async finish(item: WorkItem, entry: ModelEntry, inspector: Inspector, outcome: Outcome, startedAt: number): Promise<ItemResult> {
+  private async finish(item: WorkItem, entry: ModelEntry, outcome: Outcome, startedAt: number): Promise<ItemResult> {
     const now = performance.now();
     const time = new Date();
-    const verdict: VerdictName = outcome.anomalous ? 'anomalous' : 'good';
+    const verdict: VerdictName = outcome.verdict;
     const result: ItemResult = {
       inspectionId: randomUUID(),
       model: entry.name,
@@ -285,19 +312,18 @@ export class InspectionPipeline {
       modelVersion: entry.version,
       verdict,
       score: outcome.score,
-      defectType: outcome.defectType,
+      defectType: outcome.defectType ?? '',
       latencyMs: result.totalMs,
       source: item.source,
       peer: item.peer,
       image: this.store.keepsImage(verdict) ? item.image : undefined,
     });
     this.inspections++;
-    if (outcome.anomalous) this.anomalous++;
+    if (verdict === 'anomalous') this.anomalous++;
     this.registry.countInspection(entry);
     this.metrics.images.inc({ model: entry.name, verdict });
     this.metrics.imageSeconds.observe({ model: entry.name }, result.totalMs / 1000);
     this.metrics.tick();
-    void inspector;
     return result;
   }
 }

@@ -6,23 +6,15 @@
 // copied in appear without a restart; LoadModel/UnloadModel/DeleteModel change what is in memory.
 import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
-import { basename, join, relative } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
 
-import { MODEL_FILE_EXTENSION } from '@loupe/core';
+import { MODEL_FILE_EXTENSION, readModelHeader, summarizeModelHeader, type Engine, type ModelSummary } from '@loupe/core';
 
-import { loadInspector, type Inspector, type ModelKindName } from './inspectors.js';
+import { ModelInspector } from './inspectors.js';
+import { clip } from './limits.js';
 import type { Logger } from './log.js';
 
 export type ModelStateName = 'available' | 'loading' | 'loaded' | 'failed';
-
-export interface ModelHeaderSummary {
-  kind: ModelKindName;
-  method: string;
-  classes: string[];
-  layer: string;
-  createdAt: string;
-  weightsHash: string;
-}
 
 export interface ModelEntry {
   name: string;
@@ -33,10 +25,11 @@ export interface ModelEntry {
   relFile: string;
   sizeBytes: number;
   mtimeMs: number;
-  header: ModelHeaderSummary | null;
+  /** core's summary of the file's header (null when the header cannot be read). */
+  header: ModelSummary | null;
   state: ModelStateName;
   error: string;
-  inspector: Inspector | null;
+  inspector: ModelInspector | null;
   inspections: number;
 }
 
@@ -61,62 +54,38 @@ export function validModelName(name: string): boolean {
 }
 
 function requireModelName(name: string): void {
-  if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${name}' (${MODEL_NAME_RULE})`);
+  if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `invalid model name '${clip(name)}' (${MODEL_NAME_RULE})`);
 }
 
 function key(name: string, version: string): string {
   return `${name}@${version}`;
 }
 
-/** Reads the JSON header line of a model file without reading its payload. */
-export async function readHeaderLine(file: string, max = 64 * 1024 * 1024): Promise<Record<string, unknown>> {
-  const fh = await fs.open(file, 'r');
-  try {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const buf = Buffer.alloc(64 * 1024);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, total);
-      if (bytesRead === 0) throw new Error('no header line (is this a Loupe model file?)');
-      const part = buf.subarray(0, bytesRead);
-      const nl = part.indexOf(0x0a);
-      if (nl >= 0) {
-        chunks.push(part.subarray(0, nl));
-        break;
-      }
-      chunks.push(part);
-      total += bytesRead;
-      if (total > max) throw new Error('header line too long');
-    }
-    const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
-    if (typeof parsed !== 'object' || parsed === null || (parsed as Record<string, unknown>)['magic'] !== 'loupe-model') throw new Error('not a Loupe model file');
-    return parsed as Record<string, unknown>;
-  } finally {
-    await fh.close();
-  }
+/**
+ * core's error about a model file, for ModelInfo.error and messages: the file is named by the caller
+ * (relative to the models folder), so a leading "<absolute path>: " is dropped and other mentions made relative.
+ */
+function fileError(err: unknown, file: string, relFile: string): string {
+  let m = err instanceof Error ? err.message : String(err);
+  if (m.startsWith(`${file}: `)) m = m.slice(file.length + 2);
+  return m.split(file).join(relFile);
 }
 
-export function summarizeHeader(h: Record<string, unknown>): ModelHeaderSummary {
-  const kind = h['kind'];
-  if (kind !== 'svm' && kind !== 'one-class') throw new Error(`unsupported model kind ${JSON.stringify(kind)}`);
-  if (kind === 'svm') {
-    return {
-      kind,
-      method: 'svm',
-      classes: Array.isArray(h['classes']) ? (h['classes'] as unknown[]).map(String) : [],
-      layer: String(h['layer'] ?? ''),
-      createdAt: String(h['createdAt'] ?? ''),
-      weightsHash: String(h['weightsHash'] ?? ''),
-    };
-  }
-  return {
-    kind,
-    method: String(h['method'] ?? ''),
-    classes: ['good', 'anomaly'],
-    layer: 'res3d,res4f',
-    createdAt: String(h['createdAt'] ?? ''),
-    weightsHash: String(h['weightsHash'] ?? ''),
-  };
+/**
+ * How long reading a model file may take. core opens model files only when regular (a FIFO or a device is
+ * refused at once); these bound the rest (a hung network file system): the file is FAILED saying so, and
+ * the listing or load that asked goes on.
+ */
+const HEADER_TIMEOUT_MS = 10_000;
+const LOAD_TIMEOUT_MS = 120_000;
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms / 1000} s (a file system not answering?)`)), ms);
+  });
+  p.catch(() => {}); // lost the race: its own failure is no longer anyone's
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 function compareVersions(a: string, b: string): number {
@@ -125,10 +94,20 @@ function compareVersions(a: string, b: string): number {
 
 export interface RegistryOptions {
   dir: string;
-  /** sha256 of the engine's CNN weights: models trained on other weights are refused. */
-  weightsHash: string | undefined;
+  /** The CNN every model runs on: core refuses models trained on other weights. */
+  engine: Engine;
+  /** Where one-class kNN searches run (the server's engine backend); default core's choice. */
+  backend?: 'auto' | 'cpu' | 'cuda';
+  /** The server's own files that may live in the models folder (its inspection log): never warned about. */
+  ownFiles?: readonly string[];
   log: Logger;
 }
+
+/** SQLite's companions of a database file. */
+const SQLITE_SUFFIXES = ['', '-wal', '-shm', '-journal'];
+
+/** A model being written (core's writeFileAtomic: `.<name>.<pid>.<random>.tmp`, renamed into place when complete). */
+const ATOMIC_TEMP = /^\..+\.\d+\.[0-9a-f]{12}\.tmp$/;
 
 /** Emits 'change' (name) whenever a model's state changes (health uses it). */
 export class ModelRegistry extends EventEmitter {
@@ -159,60 +138,104 @@ export class ModelRegistry extends EventEmitter {
       await fs.mkdir(this.opts.dir, { recursive: true });
       this.opts.log.info('models folder created (it did not exist)', { dir: this.opts.dir });
     }
-    const found = new Map<string, { name: string; version: string; file: string }>();
-    const top = await fs.readdir(this.opts.dir, { withFileTypes: true });
-    for (const d of top) {
-      if (d.isFile() && d.name.endsWith(MODEL_FILE_EXTENSION)) {
-        const name = basename(d.name, MODEL_FILE_EXTENSION);
-        if (!validModelName(name)) this.warnOnce(`ignored:${d.name}`, 'model file ignored: its name is not a valid model name', { file: d.name, rule: MODEL_NAME_RULE });
-        else if (!found.has(key(name, '1'))) found.set(key(name, '1'), { name, version: '1', file: join(this.opts.dir, d.name) });
-      } else if (d.isDirectory() && validModelName(d.name)) {
+    const dir = this.opts.dir;
+    const own = new Set((this.opts.ownFiles ?? []).flatMap((f) => SQLITE_SUFFIXES.map((s) => resolve(f + s))));
+    // Every entry of the folder that is not a model is named once in a warning: a model saved as
+    // `bottle` (no extension) or `Bottle v2.loupe` must not look like "the server has no such model".
+    const skip = (rel: string, why: string): void => this.warnOnce(`skipped:${rel}:${why}`, `models folder: ${rel} skipped: ${why}`, { file: rel, reason: why });
+    const found = new Map<string, { name: string; version: string; file: string; size: number; mtimeMs: number }>();
+    /** Stats (following links) and keeps only regular files; anything else is skipped with a warning. */
+    const regular = async (file: string): Promise<{ size: number; mtimeMs: number } | 'dir' | undefined> => {
+      const st = await fs.stat(file).catch(() => undefined);
+      const rel = relative(dir, file);
+      if (!st) {
+        skip(rel, 'it cannot be read (a dangling link?)');
+        return undefined;
+      }
+      if (st.isDirectory()) return 'dir';
+      if (!st.isFile()) {
+        skip(rel, 'not a regular file');
+        return undefined;
+      }
+      return { size: st.size, mtimeMs: st.mtimeMs };
+    };
+    const flat = new Map<string, { file: string; size: number; mtimeMs: number }>();
+    for (const entry of await fs.readdir(dir)) {
+      const file = join(dir, entry);
+      if (own.has(resolve(file)) || ATOMIC_TEMP.test(entry)) continue;
+      const st = await regular(file);
+      if (st === undefined) continue;
+      if (st === 'dir') {
+        if (!validModelName(entry)) {
+          skip(entry, `a folder whose name is not a model name (${MODEL_NAME_RULE})`);
+          continue;
+        }
         let inner: string[];
         try {
-          inner = await fs.readdir(join(this.opts.dir, d.name));
-        } catch {
+          inner = await fs.readdir(file);
+        } catch (err) {
+          skip(entry, `the folder cannot be read (${err instanceof Error ? err.message : String(err)})`);
           continue;
         }
         for (const f of inner) {
-          if (!f.endsWith(MODEL_FILE_EXTENSION)) continue;
-          const version = basename(f, MODEL_FILE_EXTENSION);
-          if (!VERSION_RE.test(version)) continue;
-          // <name>/<v>.loupe wins over a flat <name>.loupe for the same version
-          found.set(key(d.name, version), { name: d.name, version, file: join(this.opts.dir, d.name, f) });
+          if (ATOMIC_TEMP.test(f)) continue;
+          const rel = join(entry, f);
+          const ist = await regular(join(file, f));
+          if (ist === undefined) continue;
+          if (ist === 'dir') {
+            skip(rel, `a folder inside a model's folder (versions are ${entry}/<version>${MODEL_FILE_EXTENSION})`);
+            continue;
+          }
+          const version = f.endsWith(MODEL_FILE_EXTENSION) ? basename(f, MODEL_FILE_EXTENSION) : undefined;
+          if (version === undefined || !VERSION_RE.test(version)) {
+            skip(rel, `not a model version file (versions are ${entry}/<version>${MODEL_FILE_EXTENSION}, the version a positive integer)`);
+            continue;
+          }
+          found.set(key(entry, version), { name: entry, version, file: join(file, f), ...ist });
         }
-      }
-    }
-    for (const [k, f] of found) {
-      let st;
-      try {
-        st = await fs.stat(f.file);
-      } catch {
         continue;
       }
+      if (!entry.endsWith(MODEL_FILE_EXTENSION)) {
+        skip(entry, `not a model file: model files are NAME${MODEL_FILE_EXTENSION} or NAME/<version>${MODEL_FILE_EXTENSION} (a model saved without the extension: rename it ${entry}${MODEL_FILE_EXTENSION})`);
+        continue;
+      }
+      const name = basename(entry, MODEL_FILE_EXTENSION);
+      if (!validModelName(name)) {
+        skip(entry, `'${name}' is not a valid model name (${MODEL_NAME_RULE})`);
+        continue;
+      }
+      flat.set(name, { file, ...st });
+    }
+    for (const [name, f] of flat) {
+      // <name>/1.loupe wins over a flat <name>.loupe (both would be version 1).
+      if (found.has(key(name, '1'))) skip(relative(dir, f.file), `${join(name, `1${MODEL_FILE_EXTENSION}`)} is version 1 of '${name}'`);
+      else found.set(key(name, '1'), { name, version: '1', ...f });
+    }
+    for (const [k, f] of found) {
       const old = this.entries.get(k);
-      if (old && old.file === f.file && old.mtimeMs === st.mtimeMs && old.sizeBytes === st.size) continue;
-      let header: ModelHeaderSummary | null = null;
+      if (old && old.file === f.file && old.mtimeMs === f.mtimeMs && old.sizeBytes === f.size) continue;
+      let header: ModelSummary | null = null;
       let error = '';
       try {
-        header = summarizeHeader(await readHeaderLine(f.file));
+        header = summarizeModelHeader(await withTimeout(readModelHeader(f.file), HEADER_TIMEOUT_MS, 'reading its header'));
       } catch (err) {
-        error = err instanceof Error ? err.message : String(err);
-        this.opts.log.warn('model file unreadable: listed as failed', { model: f.name, version: f.version, file: relative(this.opts.dir, f.file), error });
+        error = fileError(err, f.file, relative(dir, f.file));
+        this.opts.log.warn('model file unreadable: listed as failed', { model: f.name, version: f.version, file: relative(dir, f.file), error });
       }
       const entry: ModelEntry = {
         name: f.name,
         version: f.version,
         file: f.file,
-        relFile: relative(this.opts.dir, f.file),
-        sizeBytes: st.size,
-        mtimeMs: st.mtimeMs,
+        relFile: relative(dir, f.file),
+        sizeBytes: f.size,
+        mtimeMs: f.mtimeMs,
         header,
         state: old?.state === 'loaded' ? 'loaded' : header ? 'available' : 'failed',
         error,
         inspector: old?.inspector ?? null,
         inspections: old?.inspections ?? 0,
       };
-      if (old?.state === 'loaded' && (old.mtimeMs !== st.mtimeMs || old.sizeBytes !== st.size)) {
+      if (old?.state === 'loaded' && (old.mtimeMs !== f.mtimeMs || old.sizeBytes !== f.size)) {
         this.opts.log.warn('model file changed on disk while loaded; the loaded copy stays until reloaded', { model: f.name, version: f.version });
         entry.mtimeMs = old.mtimeMs;
         entry.sizeBytes = old.sizeBytes;
@@ -263,20 +286,20 @@ export class ModelRegistry extends EventEmitter {
     if (versions.length === 0) throw new RegistryError('NOT_FOUND', `no model named '${name}' in the model directory`);
     if (!version) return versions[versions.length - 1]!;
     const e = versions.find((v) => v.version === version);
-    if (!e) throw new RegistryError('NOT_FOUND', `model '${name}' has no version ${version} (versions: ${versions.map((v) => v.version).join(', ')})`);
+    if (!e) throw new RegistryError('NOT_FOUND', `model '${name}' has no version ${clip(version)} (versions: ${versions.map((v) => v.version).join(', ')})`);
     return e;
   }
 
   /** The inspector to use for a request: the given version, else the newest LOADED version. */
-  resolve(name: string, version = ''): { entry: ModelEntry; inspector: Inspector } {
+  resolve(name: string, version = ''): { entry: ModelEntry; inspector: ModelInspector } {
     if (!name) throw new RegistryError('INVALID_ARGUMENT', "the 'model' field is empty: name the model to apply");
-    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `the 'model' field '${name}' is not a valid model name`);
+    if (!validModelName(name)) throw new RegistryError('INVALID_ARGUMENT', `the 'model' field '${clip(name)}' is not a valid model name (${MODEL_NAME_RULE})`);
     const versions = this.list({ name });
     if (versions.length === 0) throw new RegistryError('NOT_FOUND', `unknown model '${name}' (the 'model' field)`);
     let e: ModelEntry | undefined;
     if (version) {
       e = versions.find((v) => v.version === version);
-      if (!e) throw new RegistryError('NOT_FOUND', `model '${name}' has no version ${version}`);
+      if (!e) throw new RegistryError('NOT_FOUND', `model '${name}' has no version ${clip(version)}`);
     } else {
       // The newest loaded version; else the newest that failed, so the error below says why.
       const newest = [...versions].reverse();
@@ -308,14 +331,16 @@ export class ModelRegistry extends EventEmitter {
     this.emit('change', e.name);
     const t0 = performance.now();
     try {
-      e.inspector = await loadInspector(e.file, e.header.kind, this.opts.weightsHash);
+      // core validates the whole model here (layers, thresholds, shapes, the CNN weights): a model that
+      // could not inspect is FAILED with the reason, never LOADED.
+      e.inspector = await withTimeout(ModelInspector.open(e.file, { engine: this.opts.engine, ...(this.opts.backend !== undefined ? { backend: this.opts.backend } : {}) }), LOAD_TIMEOUT_MS, 'loading it');
       e.state = 'loaded';
       e.error = '';
       this.opts.log.info('model loaded', { model: e.name, version: e.version, kind: e.header.kind, ms: Math.round(performance.now() - t0), description: e.inspector.description });
     } catch (err) {
       e.state = 'failed';
       e.inspector = null;
-      e.error = err instanceof Error ? err.message : String(err);
+      e.error = fileError(err, e.file, e.relFile);
       this.opts.log.warn('model load failed', { model: e.name, version: e.version, error: e.error });
       this.emit('change', e.name);
       throw new RegistryError('FAILED_PRECONDITION', `cannot load model '${e.name}' version ${e.version}: ${e.error}`);

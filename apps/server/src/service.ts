@@ -49,6 +49,7 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { ItemFailure, type InspectionPipeline, type ItemResult, type WorkItem } from './pipeline.js';
 import { RegistryError, type ModelEntry, type ModelRegistry } from './registry.js';
+import { clip, FIELD_LIMITS, fieldTooLong, MAX_TIMER_MS, truncateUtf8 } from './limits.js';
 import { PageTokenError, type InspectionStore } from './store.js';
 import type { Trainer } from './training.js';
 
@@ -66,8 +67,13 @@ export interface ServiceContext {
   device: string;
 }
 
-function serviceError(code: Status, details: string): ServiceError {
-  return Object.assign(new Error(details), { code, details, metadata: new Metadata() }) as ServiceError;
+/** Trailing metadata key of InspectOne errors: ItemError.reason of a unary call. */
+export const REASON_METADATA_KEY = 'loupe-reason';
+
+function serviceError(code: Status, details: string, reason?: string): ServiceError {
+  const metadata = new Metadata();
+  if (reason) metadata.set(REASON_METADATA_KEY, reason);
+  return Object.assign(new Error(details), { code, details, metadata }) as ServiceError;
 }
 
 function toServiceError(err: unknown, log: Logger, what: string): ServiceError {
@@ -88,9 +94,9 @@ export function modelInfo(e: ModelEntry): ModelInfo {
   return ModelInfo.fromPartial({
     name: e.name,
     version: e.version,
-    kind: h?.kind === 'svm' ? ModelKind.MODEL_KIND_SVM : h?.kind === 'one-class' ? ModelKind.MODEL_KIND_ONE_CLASS : ModelKind.MODEL_KIND_UNSPECIFIED,
+    kind: h?.kind === 'svm' ? ModelKind.MODEL_KIND_SVM : h?.kind === 'one-class' ? ModelKind.MODEL_KIND_ONE_CLASS : h?.kind === 'hybrid' ? ModelKind.MODEL_KIND_HYBRID : ModelKind.MODEL_KIND_UNSPECIFIED,
     state,
-    classes: h?.classes ?? [],
+    classes: h ? [...h.classes] : [],
     layer: h?.layer ?? '',
     method: h?.method ?? '',
     sizeBytes: e.sizeBytes,
@@ -109,7 +115,8 @@ function toResult(r: ItemResult): InspectionResult {
     inspectionId: r.inspectionId,
     verdict: r.verdict === 'anomalous' ? Verdict.VERDICT_ANOMALOUS : Verdict.VERDICT_GOOD,
     score: o.score,
-    defectType: o.defectType,
+    // One contract with @loupe/core's InspectionResult: null (good parts, one-class models) is '' on the wire.
+    defectType: o.defectType ?? '',
     classScores: o.classScores,
     heatmapPng: o.heatmapPng ?? Buffer.alloc(0),
     model: r.model,
@@ -117,16 +124,26 @@ function toResult(r: ItemResult): InspectionResult {
     timings: { queueMs: r.queueMs, decodeMs: o.decodeMs, inferenceMs: o.inferenceMs, postprocessMs: o.postprocessMs, totalMs: r.totalMs, batchSize: o.batchSize },
     inspectedAt: r.time,
     rawScore: o.rawScore,
-    peak: o.peak,
+    peak: o.peak ? { x: o.peak.x, y: o.peak.y } : undefined,
   });
 }
 
-/** The earliest of the image's own budget and the call's deadline, as Date.now() ms. */
+/**
+ * The earliest of the image's own budget and the call's deadline, as Date.now() ms; none beyond
+ * MAX_TIMER_MS from now (a Node timer would overflow and fire at once: deadline_ms = 2^31 answered
+ * CANCELLED immediately).
+ */
 function deadlineOf(deadlineMs: number, callDeadline: Date | number): number | undefined {
-  const own = deadlineMs > 0 ? Date.now() + deadlineMs : Infinity;
+  const now = Date.now();
+  const own = deadlineMs > 0 ? now + deadlineMs : Infinity;
   const call = callDeadline instanceof Date ? callDeadline.getTime() : callDeadline;
   const d = Math.min(own, Number.isFinite(call) ? call : Infinity);
-  return Number.isFinite(d) ? d : undefined;
+  return Number.isFinite(d) && d - now <= MAX_TIMER_MS ? d : undefined;
+}
+
+/** Why an image request's strings are refused (INVALID_ARGUMENT, naming the field), or undefined. */
+function requestFieldError(req: { id: string; source: string }): string | undefined {
+  return fieldTooLong('id', req.id, FIELD_LIMITS.id) ?? fieldTooLong('source', req.source, FIELD_LIMITS.source);
 }
 
 /** One open Inspect stream. */
@@ -177,7 +194,14 @@ export class InspectStream {
       this.call.pause();
     }
     if (!req.id) {
-      this.send(InspectResponse.fromPartial({ id: '', error: { code: Status.INVALID_ARGUMENT, message: "the 'id' field is empty: every image needs an id (InspectRequest.id)" } }));
+      this.send(InspectResponse.fromPartial({ id: '', error: { code: Status.INVALID_ARGUMENT, reason: 'INVALID_ARGUMENT', message: "the 'id' field is empty: every image needs an id (InspectRequest.id)" } }));
+      return;
+    }
+    const tooLong = requestFieldError(req);
+    if (tooLong) {
+      // The id comes back cut to its limit: the answer must stay small whatever was sent.
+      this.ctx.metrics.imageErrors.inc({ code: 'INVALID_ARGUMENT' });
+      this.send(InspectResponse.fromPartial({ id: truncateUtf8(req.id, FIELD_LIMITS.id), error: { code: Status.INVALID_ARGUMENT, reason: 'INVALID_ARGUMENT', message: `image '${clip(req.id)}': ${tooLong}` } }));
       return;
     }
     const item: WorkItem = {
@@ -194,7 +218,7 @@ export class InspectStream {
     };
     this.ctx.pipeline.inspect(item).then(
       (r) => this.send(InspectResponse.fromPartial({ id: req.id, result: toResult(r) })),
-      (f: ItemFailure) => this.send(InspectResponse.fromPartial({ id: req.id, error: { code: f.code, message: f.message } })),
+      (f: ItemFailure) => this.send(InspectResponse.fromPartial({ id: req.id, error: { code: f.code, message: f.message, reason: f.reason } })),
     );
   }
 
@@ -287,6 +311,8 @@ export function inspectionService(ctx: ServiceContext, streams: Set<InspectStrea
 
     inspectOne: (call: ServerUnaryCall<InspectOneRequest, InspectOneResponse>, callback: sendUnaryData<InspectOneResponse>) => {
       const req = call.request;
+      const tooLong = requestFieldError(req);
+      if (tooLong) return callback(serviceError(Status.INVALID_ARGUMENT, `image '${clip(req.id)}': ${tooLong}`, 'INVALID_ARGUMENT'));
       const ac = new AbortController();
       call.on('cancelled', () => ac.abort(new Error('cancelled')));
       const item: WorkItem = {
@@ -303,7 +329,7 @@ export function inspectionService(ctx: ServiceContext, streams: Set<InspectStrea
       };
       pipeline.inspect(item).then(
         (r) => callback(null, InspectOneResponse.fromPartial({ id: req.id, result: toResult(r) })),
-        (f: ItemFailure) => callback(serviceError(f.code, f.message)),
+        (f: ItemFailure) => callback(serviceError(f.code, f.message, f.reason)),
       );
     },
 
@@ -346,6 +372,8 @@ export function inspectionService(ctx: ServiceContext, streams: Set<InspectStrea
     deleteModel: unary('DeleteModel', async (req: DeleteModelRequest) => DeleteModelResponse.fromPartial({ model: modelInfo(await registry.delete(req.name, req.version)) })),
 
     listInspections: unary('ListInspections', (req: ListInspectionsRequest) => {
+      const tooLong = fieldTooLong('client_id', req.clientId, FIELD_LIMITS.id) ?? fieldTooLong('page_token', req.pageToken, FIELD_LIMITS.pageToken) ?? fieldTooLong('model', req.model, FIELD_LIMITS.id);
+      if (tooLong) throw new ItemFailure(Status.INVALID_ARGUMENT, tooLong);
       const verdict = req.verdict === Verdict.VERDICT_GOOD ? 'good' : req.verdict === Verdict.VERDICT_ANOMALOUS ? 'anomalous' : undefined;
       const page = store.list({
         pageSize: req.pageSize,
@@ -356,6 +384,8 @@ export function inspectionService(ctx: ServiceContext, streams: Set<InspectStrea
         verdict,
         clientId: req.clientId,
         oldestFirst: req.oldestFirst,
+        // A page ends early rather than grow past half a message (rows are bounded, see store.ts).
+        maxBytes: Math.floor(ctx.config.limits.maxMessageBytes / 2),
       });
       return ListInspectionsResponse.fromPartial({
         inspections: page.items.map((r) =>

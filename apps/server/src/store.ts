@@ -4,9 +4,14 @@
 // client has seen survives a server crash. With synchronous=NORMAL a commit is in the WAL file (the OS
 // has it) when it returns, which survives kill -9; synchronous=FULL also fsyncs (power loss).
 // Commits are grouped: results finished in the same event-loop turn share one transaction.
+//
+// A log that cannot commit (its disk full, read-only, failing) makes the server unable to deliver
+// anything: the store says so (`writable`, 'writable' events; health turns NOT_SERVING), its errors name
+// the log and what is wrong (LogWriteError), and a probe write once a second finds out when it can again.
 import Database from 'better-sqlite3';
+import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 
 import type { StoreImages, Synchronous } from './config.js';
 
@@ -41,10 +46,48 @@ export interface ListQuery {
   verdict?: VerdictName;
   clientId?: string;
   oldestFirst?: boolean;
+  /** Stop the page before its rows' text exceeds this many bytes (at least one row is always returned). */
+  maxBytes?: number;
 }
+
+/**
+ * Longest text of each column a listing returns, in characters. New rows are bounded when they arrive
+ * (limits.ts); rows written before those limits (a 5 MB `source`) are cut here, so that any single row,
+ * and so every page, fits in a message.
+ */
+const LIST_TEXT_LIMITS: Record<string, number> = { client_id: 1024, model: 256, model_version: 64, defect_type: 256, source: 4096, peer: 256 };
+
+/** Bytes a row takes in a page besides its text (ids, numbers, framing). */
+const ROW_OVERHEAD_BYTES = 128;
 
 export class PageTokenError extends Error {
   override name = 'PageTokenError';
+}
+
+/** The inspection log cannot be opened or written; the message names the file and the cause in words. */
+export class LogWriteError extends Error {
+  override name = 'LogWriteError';
+
+  constructor(
+    message: string,
+    /** SQLite's code (SQLITE_FULL, SQLITE_READONLY, SQLITE_IOERR_WRITE, ...) or the system's. */
+    readonly code: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** What a SQLite or file system error means for the log, in words. */
+function logProblem(err: unknown): { code: string; why: string } {
+  const code = String((err as { code?: unknown } | null)?.code ?? 'UNKNOWN');
+  const msg = err instanceof Error ? err.message : String(err);
+  if (code === 'SQLITE_FULL' || code === 'ENOSPC') return { code, why: `the disk holding it is full (${msg})` };
+  if (code.startsWith('SQLITE_READONLY') || code === 'EROFS') return { code, why: `it is read-only (${msg})` };
+  if (code === 'EEXIST' || code === 'ENOTDIR') return { code, why: `a file is in the way of its folder (${msg})` };
+  if (code.startsWith('SQLITE_CANTOPEN') || code === 'EACCES') return { code, why: `it cannot be opened (${msg})` };
+  if (code.startsWith('SQLITE_IOERR')) return { code, why: `the disk fails to write it (${msg})` };
+  return { code, why: msg };
 }
 
 const SCHEMA_VERSION = 1;
@@ -62,7 +105,10 @@ export interface StoreOptions {
   maxRows?: number;
 }
 
-export class InspectionStore {
+/** How often a log that cannot commit is tried again. */
+const PROBE_MS = 1000;
+
+export class InspectionStore extends EventEmitter {
   private readonly db: Database.Database;
   private readonly insert: Database.Statement;
   private readonly insertMany: (rows: InspectionRow[]) => void;
@@ -73,21 +119,44 @@ export class InspectionStore {
   private readonly retentionDays: number;
   private readonly maxRows: number;
   private rowCount: number;
+  private failure: LogWriteError | null = null;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private readonly probe: Database.Statement;
 
+  /**
+   * Opens (creating it if needed) the log at `path`. Throws LogWriteError naming the file and the cause
+   * (a folder that cannot be made, a file that cannot be opened, a full disk).
+   */
   constructor(
     readonly path: string,
     opts: StoreOptions = {},
   ) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
-    this.db.pragma('busy_timeout = 5000');
+    super();
+    try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      this.db = new Database(path);
+    } catch (err) {
+      const p = logProblem(err);
+      throw new LogWriteError(`cannot open the inspection log ${path}: ${p.why}`, p.code, { cause: err });
+    }
+    try {
+      ({ insert: this.insert, insertMany: this.insertMany, probe: this.probe, rows: this.rowCount } = this.prepare(opts));
+    } catch (err) {
+      this.db.close();
+      const p = logProblem(err);
+      throw new LogWriteError(`cannot open the inspection log ${path}: ${p.why}`, p.code, { cause: err });
+    }
     this.storeImages = opts.storeImages ?? 'none';
     this.retentionDays = opts.retentionDays ?? 0;
     this.maxRows = opts.maxRows ?? 0;
+  }
+
+  private prepare(opts: StoreOptions): { insert: Database.Statement; insertMany: (rows: InspectionRow[]) => void; probe: Database.Statement; rows: number } {
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+    this.db.pragma('busy_timeout = 5000');
     const version = this.db.pragma('user_version', { simple: true }) as number;
-    if (version > SCHEMA_VERSION) throw new Error(`${path}: inspection log schema ${version} is newer than this server (${SCHEMA_VERSION})`);
+    if (version > SCHEMA_VERSION) throw new Error(`its schema ${version} is newer than this server's (${SCHEMA_VERSION})`);
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS inspections (
         seq           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -107,16 +176,56 @@ export class InspectionStore {
       CREATE INDEX IF NOT EXISTS inspections_time ON inspections (time_ms);
       CREATE INDEX IF NOT EXISTS inspections_model_time ON inspections (model, time_ms);
       CREATE INDEX IF NOT EXISTS inspections_client ON inspections (client_id);
+      -- One row rewritten by the probe that finds out when a failing log can commit again.
+      CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
       PRAGMA user_version = ${SCHEMA_VERSION};
     `);
-    this.insert = this.db.prepare(
+    const insert = this.db.prepare(
       `INSERT INTO inspections (inspection_id, client_id, time_ms, model, model_version, verdict, score, defect_type, latency_ms, source, peer, image)
        VALUES (@inspectionId, @clientId, @timeMs, @model, @modelVersion, @verdict, @score, @defectType, @latencyMs, @source, @peer, @image)`,
     );
-    this.insertMany = this.db.transaction((rows: InspectionRow[]) => {
-      for (const r of rows) this.insert.run({ ...r, image: r.image ?? null });
+    const insertMany = this.db.transaction((rows: InspectionRow[]) => {
+      for (const r of rows) insert.run({ ...r, image: r.image ?? null });
     });
-    this.rowCount = (this.db.prepare('SELECT count(*) AS n FROM inspections').get() as { n: number }).n;
+    const probe = this.db.prepare('INSERT OR REPLACE INTO write_probe (id, at_ms) VALUES (1, ?)');
+    const rows = (this.db.prepare('SELECT count(*) AS n FROM inspections').get() as { n: number }).n;
+    return { insert, insertMany, probe, rows };
+  }
+
+  /** Whether results can be committed now (false from a failed commit until a probe write succeeds). */
+  get writable(): boolean {
+    return this.failure === null;
+  }
+
+  /** Why the log cannot commit, while it cannot. */
+  get writeError(): LogWriteError | null {
+    return this.failure;
+  }
+
+  /** A commit failed: say so once ('writable', false) and probe until the log can commit again. */
+  private failed(err: unknown): LogWriteError {
+    const p = logProblem(err);
+    const e = new LogWriteError(`the inspection log ${basename(this.path)} cannot record results: ${p.why}`, p.code, { cause: err });
+    if (!this.failure) {
+      this.failure = e;
+      this.emit('writable', false, e);
+      this.probeTimer = setInterval(() => this.tryProbe(), PROBE_MS);
+      this.probeTimer.unref();
+    }
+    return e;
+  }
+
+  private tryProbe(): void {
+    if (this.closed || !this.failure) return;
+    try {
+      this.probe.run(Date.now());
+    } catch {
+      return; // still failing
+    }
+    clearInterval(this.probeTimer);
+    this.probeTimer = undefined;
+    this.failure = null;
+    this.emit('writable', true, null);
   }
 
   /** Whether the image of a result with this verdict is kept. */
@@ -130,6 +239,7 @@ export class InspectionStore {
    */
   record(row: InspectionRow): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the inspection log is closed'));
+    if (this.failure) return Promise.reject(this.failure);
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ row, resolve, reject });
       if (!this.flushScheduled) {
@@ -149,7 +259,8 @@ export class InspectionStore {
       this.insertMany(batch.map((p) => p.row));
       this.rowCount += batch.length;
     } catch (err) {
-      for (const p of batch) p.reject(err);
+      const e = this.failed(err);
+      for (const p of batch) p.reject(e);
       return;
     }
     for (const p of batch) p.resolve();
@@ -196,26 +307,42 @@ export class InspectionStore {
       where.push('client_id = @clientId');
       params['clientId'] = q.clientId;
     }
+    // Text is cut in SQL: a legacy multi-megabyte value is never read whole.
+    const text = Object.entries(LIST_TEXT_LIMITS).map(([c, n]) => `substr(${c}, 1, ${n}) AS ${c}, length(${c}) > ${n} AS ${c}_cut`).join(', ');
     const sql =
-      `SELECT seq, inspection_id, client_id, time_ms, model, model_version, verdict, score, defect_type, latency_ms, source, peer, image IS NOT NULL AS has_image
+      `SELECT seq, inspection_id, time_ms, verdict, score, latency_ms, ${text}, image IS NOT NULL AS has_image
        FROM inspections ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY seq ${oldestFirst ? 'ASC' : 'DESC'} LIMIT ${pageSize + 1}`;
     const rows = this.db.prepare(sql).all(params) as Record<string, unknown>[];
-    const more = rows.length > pageSize;
-    const items = rows.slice(0, pageSize).map(
+    const cut = (r: Record<string, unknown>, c: string): string => (r[`${c}_cut`] === 1 ? `${r[c] as string}...` : (r[c] as string));
+    // Rows up to pageSize, and up to maxBytes of text (never fewer than one).
+    let n = Math.min(pageSize, rows.length);
+    if (q.maxBytes !== undefined) {
+      let bytes = 0;
+      for (let i = 0; i < n; i++) {
+        const r = rows[i]!;
+        bytes += ROW_OVERHEAD_BYTES + Object.keys(LIST_TEXT_LIMITS).reduce((a, c) => a + Buffer.byteLength(r[c] as string, 'utf8'), 0);
+        if (bytes > q.maxBytes && i > 0) {
+          n = i;
+          break;
+        }
+      }
+    }
+    const more = rows.length > n;
+    const items = rows.slice(0, n).map(
       (r): StoredInspection => ({
         seq: r['seq'] as number,
         inspectionId: r['inspection_id'] as string,
-        clientId: r['client_id'] as string,
+        clientId: cut(r, 'client_id'),
         timeMs: r['time_ms'] as number,
-        model: r['model'] as string,
-        modelVersion: r['model_version'] as string,
+        model: cut(r, 'model'),
+        modelVersion: cut(r, 'model_version'),
         verdict: r['verdict'] as VerdictName,
         score: r['score'] as number,
-        defectType: r['defect_type'] as string,
+        defectType: cut(r, 'defect_type'),
         latencyMs: r['latency_ms'] as number,
-        source: r['source'] as string,
-        peer: r['peer'] as string,
+        source: cut(r, 'source'),
+        peer: cut(r, 'peer'),
         hasImage: r['has_image'] === 1,
       }),
     );
@@ -251,6 +378,7 @@ export class InspectionStore {
     if (this.closed) return;
     this.flush();
     this.closed = true;
+    if (this.probeTimer) clearInterval(this.probeTimer);
     try {
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     } finally {

@@ -1,11 +1,13 @@
 // Every RPC of loupe.v1.Inspection (and grpc.health.v1.Health, reflection, /metrics) against a real
 // server on 127.0.0.1 with the real fixture models (global-setup.ts), through the real client.
+import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { loadModel } from '@loupe/core';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { proto, type LoupeClient, type LoupeServer } from '../dist/index.js';
@@ -14,6 +16,7 @@ import { useServer } from './use-server.js';
 
 const { ModelKind, ModelState, Verdict } = proto;
 const fixtures = inject('fixtureModels');
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 describe.skipIf(!fixtures)('loupe.v1.Inspection: every RPC round trip', () => {
   const f = useServer(fixtures!, { metrics: { host: '127.0.0.1', port: 0 } });
@@ -55,7 +58,8 @@ describe.skipIf(!fixtures)('loupe.v1.Inspection: every RPC round trip', () => {
     const oc = await c.getModel(ONE_CLASS_MODEL);
     expect(oc.kind).toBe(ModelKind.MODEL_KIND_ONE_CLASS);
     expect(oc.method).toBe('patchcore');
-    expect(oc.classes).toEqual(['good', 'anomaly']);
+    // One-class models say where, not what: no classes (core's Inspector.classes is empty too).
+    expect(oc.classes).toEqual([]);
     expect(oc.description).not.toBe('');
     expect((await c.listModels({ name: SVM_MODEL })).length).toBe(1);
     expect((await grpcError(c.getModel('nope'))).code).toBe(grpc.status.NOT_FOUND);
@@ -83,7 +87,10 @@ describe.skipIf(!fixtures)('loupe.v1.Inspection: every RPC round trip', () => {
       expect(res.modelVersion).toBe('1');
       expect(res.classScores.map((s) => s.name)).toEqual(['broken_large', 'contamination', 'good']);
       expect(res.classScores.reduce((a, s) => a + s.score, 0)).toBeCloseTo(1, 5);
-      expect(res.score).toBeCloseTo(1 - res.classScores.find((s) => s.name === 'good')!.score, 6);
+      // core's contract: score = sigmoid(margin - threshold), 0.5 = the threshold, for every kind.
+      expect(res.verdict === Verdict.VERDICT_ANOMALOUS).toBe(res.score >= 0.5);
+      expect(res.score).toBeCloseTo(1 / (1 + Math.exp(-res.rawScore)), 6); // the fixture's threshold is 0
+      expect(res.peak).toBeUndefined();
       expect(res.timings!.totalMs).toBeGreaterThan(0);
       expect(res.timings!.batchSize).toBeGreaterThanOrEqual(1);
       expect(res.inspectionId).toMatch(/^[0-9a-f-]{36}$/);
@@ -94,6 +101,9 @@ describe.skipIf(!fixtures)('loupe.v1.Inspection: every RPC round trip', () => {
       expect(res.score).toBeGreaterThanOrEqual(0);
       expect(res.score).toBeLessThanOrEqual(1);
       expect(res.verdict === Verdict.VERDICT_ANOMALOUS).toBe(res.score >= 0.5);
+      expect(res.defectType).toBe('');
+      expect(res.classScores).toEqual([]);
+      expect(res.rawScore).toBeGreaterThan(0);
       expect(res.peak).toBeDefined();
     });
     // Good bottles score below the broken ones on the one-class model.
@@ -129,11 +139,11 @@ describe.skipIf(!fixtures)('loupe.v1.Inspection: every RPC round trip', () => {
     expect(r.id).toBe('one');
     const res = r.result!;
     expect(res.verdict).toBe(Verdict.VERDICT_ANOMALOUS);
-    expect(res.defectType).toBe('anomaly');
+    expect(res.defectType).toBe(''); // core's null: one-class models know no defect classes
     expect(res.heatmapPng.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
     expect(res.peak!.x).toBeLessThan(256);
     expect(res.peak!.y).toBeLessThan(256);
-    expect(res.classScores.map((s) => s.name)).toEqual(['good', 'anomaly']);
+    expect(res.classScores).toEqual([]);
     const { responses } = await inspectAll(c, [{ id: 's', image: read(file), model: ONE_CLASS_MODEL }]);
     expect(responses[0]!.result!.score).toBeCloseTo(res.score, 5);
     // per-image problems are the call's status
@@ -231,6 +241,28 @@ describe.skipIf(!fixtures)('loupe.v1.Inspection: every RPC round trip', () => {
     expect(existsSync(join(dir, 'remote-svm', '1.loupe'))).toBe(true);
     const r = await c.inspectOne({ id: 't', image: images[0]!.image, model: 'remote-svm' });
     expect(r.result!.verdict).toBe(Verdict.VERDICT_GOOD);
+    // Written by core's saveModel: the metadata a CLI- or library-trained model carries.
+    const file = await loadModel(join(dir, 'remote-svm', '1.loupe'));
+    expect(file.kind).toBe('svm');
+    expect(file.category).toBe('remote-svm');
+    expect([...file.trainHashes].sort()).toEqual(images.map((i) => sha256(i.image)).sort());
+    expect(file.weightsHash).toBe(model.weightsHash);
+    expect(file.preprocessing).toMatchObject({ fit: 'squash', normalization: 'caffe' });
+    if (file.kind === 'svm') {
+      expect(file.goodClass).toBe('good');
+      expect(file.threshold).toBe(0);
+      expect(file.layer).toBe('avg_pool');
+    }
+    // No label names the good parts: core refuses to guess (it used to take the first class as good).
+    const noGood = await grpcError(
+      c.train({ name: 'no-good', kind: ModelKind.MODEL_KIND_SVM, images: images.map((i) => ({ ...i, label: i.label === 'good' ? 'fine' : i.label })) }),
+    );
+    expect(noGood.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(noGood.details).toMatch(/no label names the good parts \(labels: broken, fine\)/);
+    expect(existsSync(join(dir, 'no-good'))).toBe(false);
+    const badLayer = await grpcError(c.train({ name: 'x', kind: ModelKind.MODEL_KIND_SVM, images, svm: { layer: 'res5c', lambda: 0, epochs: 0, seed: 0 } }));
+    expect(badLayer.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(badLayer.details).toMatch(/svm\.layer 'res5c'/);
     // bad requests name the field
     const noLabel = await grpcError(c.train({ name: 'x', kind: ModelKind.MODEL_KIND_SVM, images: [{ image: images[0]!.image, label: '', name: 'a.png' }] }));
     expect(noLabel.code).toBe(grpc.status.INVALID_ARGUMENT);
@@ -269,6 +301,14 @@ describe.skipIf(!fixtures)('loupe.v1.Inspection: every RPC round trip', () => {
     const rg = (await c.inspectOne({ id: 'g', image: read(unseen!), model: 'remote-oc' })).result!;
     expect(rb.verdict).toBe(Verdict.VERDICT_ANOMALOUS);
     expect(rb.score).toBeGreaterThan(rg.score);
+    // The same metadata as `loupe train --mode one-class` writes: every training image by content, and the
+    // model's name as its category.
+    const file = await loadModel(join(dir, 'remote-oc', '1.loupe'));
+    expect(file.kind).toBe('one-class');
+    expect(file.category).toBe('remote-oc');
+    expect([...file.trainHashes].sort()).toEqual(good.map((g) => sha256(g.image)).sort());
+    expect(file.weightsHash).toBe(model.weightsHash);
+    expect(file.preprocessing).toMatchObject({ normalization: 'caffe' });
     // One kind per name: an SVM cannot become version 2 of this one-class model.
     const svmImages = [...good.slice(0, 2).map((g) => ({ ...g, label: 'good' })), { image: read(broken!), label: 'broken', name: broken! }];
     const kind = await grpcError(c.train({ name: 'remote-oc', kind: ModelKind.MODEL_KIND_SVM, images: svmImages }));

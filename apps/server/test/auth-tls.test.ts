@@ -1,4 +1,4 @@
-// Bearer tokens (UNAUTHENTICATED without one; health stays open), TLS and mutual TLS, with throwaway
+// Bearer tokens (UNAUTHENTICATED without one; the overall health stays open, per-model health does not), TLS and mutual TLS, with throwaway
 // certificates made by openssl in a temporary folder at test time.
 import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -59,13 +59,82 @@ describe.skipIf(!fixtures)('bearer-token authentication', () => {
     }
   });
 
-  it('leaves health open', async () => {
-    const c = client(server.port);
-    expect(await c.checkHealth('')).toBe('SERVING');
-    expect(await c.checkHealth(SVM_MODEL)).toBe('SERVING');
-    c.close();
+  it('keeps the overall health open to probes; per-model health, Watch and List need the token (issue 16, item 9)', async () => {
+    const anon = client(server.port);
+    const authed = client(server.port, { token: 's3cret' });
+    try {
+      expect(await anon.checkHealth('')).toBe('SERVING');
+      expect(await anon.checkHealth('loupe.v1.Inspection')).toBe('SERVING');
+      // A model's status (and whether a name exists at all) names the models: not without a token.
+      for (const name of [SVM_MODEL, 'no-such-model']) {
+        const e = await grpcError(anon.checkHealth(name));
+        expect(e.code, name).toBe(grpc.status.UNAUTHENTICATED);
+        expect(e.details, name).toMatch(/^missing bearer token .*: the health of a model needs a token \(the overall status, service "", does not\)$/);
+      }
+      expect((await grpcError(client(server.port, { token: 'wrong' }).checkHealth(SVM_MODEL))).code).toBe(grpc.status.UNAUTHENTICATED);
+      const list = await grpcError(healthList(anon));
+      expect(list.code).toBe(grpc.status.UNAUTHENTICATED);
+      expect(list.details).toMatch(/the list of services needs a token/);
+      const watch = await grpcError(healthWatchFirst(anon, SVM_MODEL));
+      expect(watch.code).toBe(grpc.status.UNAUTHENTICATED);
+      // With the token: all of it.
+      expect(await authed.checkHealth(SVM_MODEL)).toBe('SERVING');
+      expect((await grpcError(authed.checkHealth('no-such-model'))).code).toBe(grpc.status.NOT_FOUND);
+      expect(Object.keys(await healthList(authed))).toEqual(expect.arrayContaining(['', 'loupe.v1.Inspection', SVM_MODEL]));
+      expect(await healthWatchFirst(authed, SVM_MODEL)).toBe(1); // SERVING
+    } finally {
+      anon.close();
+      authed.close();
+    }
   });
 });
+
+describe.skipIf(!fixtures)('bearer tokens with auth.openHealth', () => {
+  let dir: string;
+  let server: LoupeServer;
+
+  beforeAll(async () => {
+    dir = modelDirWithFixtures(fixtures);
+    server = await startInProcess(dir, { auth: { tokens: ['s3cret'], openHealth: true } });
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers per-model health and List without a token; the API still needs one', async () => {
+    const anon = client(server.port);
+    try {
+      expect(await anon.checkHealth(SVM_MODEL)).toBe('SERVING');
+      expect(Object.keys(await healthList(anon))).toEqual(expect.arrayContaining([SVM_MODEL]));
+      expect((await grpcError(anon.listModels())).code).toBe(grpc.status.UNAUTHENTICATED);
+    } finally {
+      anon.close();
+    }
+  });
+});
+
+/** Health.List through the client's health stub (with its token, if any). */
+function healthList(c: LoupeClient): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) =>
+    c.health.list({}, c.metadata(), { deadline: Date.now() + 5000 }, (err, res) => (err ? reject(err) : resolve(res!.statuses))),
+  );
+}
+
+/** The first status a Health.Watch of `service` sends. */
+function healthWatchFirst(c: LoupeClient, service: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const call = c.health.watch({ service }, c.metadata(), { deadline: Date.now() + 5000 });
+    call.on('data', (r: { status: number }) => {
+      resolve(r.status);
+      call.cancel();
+    });
+    call.on('error', (err: Error & { code?: number }) => {
+      if (err.code !== grpc.status.CANCELLED) reject(err);
+    });
+  });
+}
 
 describe.skipIf(!fixtures || !hasOpenssl())('TLS and mutual TLS', () => {
   let certs: Certs;

@@ -51,7 +51,7 @@ describe.skipIf(!fixtures)('bad input, limits, overload, deadlines', () => {
     expect(summary.status).toBe(grpc.status.OK);
     expect(responses.length).toBe(items.length);
     const byId = new Map(responses.map((r) => [r.id, r]));
-    const err = (id: string): { code: number; message: string } => {
+    const err = (id: string): { code: number; message: string; reason: string } => {
       const r = byId.get(id);
       expect(r, id).toBeDefined();
       expect(r!.result, id).toBeUndefined();
@@ -59,17 +59,24 @@ describe.skipIf(!fixtures)('bad input, limits, overload, deadlines', () => {
     };
     expect(byId.get('ok-1')!.result).toBeDefined();
     expect(byId.get('ok-2')!.result).toBeDefined();
-    expect(err('garbage')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringContaining('garbage') });
-    expect(err('truncated').code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(err('empty')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/'image' field is empty/) });
-    expect(err('too-big')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/'image' field is \d+ bytes; the limit is 40000/) });
-    expect(err('no-model')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/'model' field is empty/) });
-    expect(err('bad-model-name').code).toBe(grpc.status.INVALID_ARGUMENT);
-    // Its load error, not "LoadModel it first" (that would fail the same way).
-    expect(err('failed-model')).toMatchObject({ code: grpc.status.FAILED_PRECONDITION, message: expect.stringMatching(/model 'broken' version 1 \(broken\.loupe\) failed to load: no header line/) });
-    expect(err('unknown-model')).toMatchObject({ code: grpc.status.NOT_FOUND, message: expect.stringContaining('no-such-model') });
-    expect(err('unknown-version').code).toBe(grpc.status.NOT_FOUND);
-    expect(err('')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/'id' field is empty/) });
+    // reason: core's LoupeError code for what core raised (the words `loupe predict` prints for a file), else
+    // the status name; every message names the image by its id.
+    expect(err('garbage')).toEqual({ code: grpc.status.INVALID_ARGUMENT, reason: 'IMAGE_DECODE', message: expect.stringMatching(/^cannot decode image garbage: /) });
+    expect(err('truncated')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, reason: 'IMAGE_DECODE', message: expect.stringContaining('image truncated') });
+    expect(err('empty')).toEqual({ code: grpc.status.INVALID_ARGUMENT, reason: 'IMAGE_EMPTY', message: 'image empty has no data: it is empty (0 bytes)' });
+    expect(err('too-big')).toEqual({ code: grpc.status.INVALID_ARGUMENT, reason: 'INVALID_ARGUMENT', message: expect.stringMatching(/^image 'too-big': the 'image' field is \d+ bytes; the limit is 40000/) });
+    expect(err('no-model')).toEqual({ code: grpc.status.INVALID_ARGUMENT, reason: 'INVALID_ARGUMENT', message: expect.stringMatching(/^image 'no-model': the 'model' field is empty/) });
+    expect(err('bad-model-name')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, reason: 'INVALID_ARGUMENT' });
+    // Its load error, not "LoadModel it first" (that would fail the same way); the file relative to the models folder.
+    expect(err('failed-model')).toEqual({
+      code: grpc.status.FAILED_PRECONDITION,
+      reason: 'FAILED_PRECONDITION',
+      message: expect.stringMatching(/^image 'failed-model': model 'broken' version 1 \(broken\.loupe\) failed to load: magic: not a Loupe model file/),
+    });
+    expect(err('failed-model').message).not.toContain(dir);
+    expect(err('unknown-model')).toEqual({ code: grpc.status.NOT_FOUND, reason: 'NOT_FOUND', message: expect.stringMatching(/^image 'unknown-model': unknown model 'no-such-model'/) });
+    expect(err('unknown-version')).toMatchObject({ code: grpc.status.NOT_FOUND, reason: 'NOT_FOUND' });
+    expect(err('')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, reason: 'INVALID_ARGUMENT', message: expect.stringMatching(/'id' field is empty/) });
   });
 
   it('refuses a decompression bomb (too many pixels) without decoding it', async () => {
@@ -81,7 +88,8 @@ describe.skipIf(!fixtures)('bad input, limits, overload, deadlines', () => {
     expect(responses).toHaveLength(2);
     for (const r of responses) {
       expect(r.error?.code, r.id).toBe(grpc.status.INVALID_ARGUMENT);
-      expect(r.error!.message).toMatch(/1000000 pixels exceeds the limit of 700000/);
+      expect(r.error!.reason).toBe('IMAGE_TOO_LARGE');
+      expect(r.error!.message).toMatch(new RegExp(`^image ${r.id} is too large: 1000x1000 = 1000000 pixels exceeds the limit of 700000`));
     }
   });
 
@@ -119,7 +127,7 @@ describe.skipIf(!fixtures)('bad input, limits, overload, deadlines', () => {
     ];
     const { responses } = await inspectAll(c, items, 4);
     const byId = new Map(responses.map((r) => [r.id, r]));
-    expect(byId.get('late')!.error!.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect(byId.get('late')!.error).toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED, reason: 'DEADLINE_EXCEEDED', message: expect.stringContaining("image 'late' missed its deadline") });
     expect(byId.get('in-time')!.result).toBeDefined();
     // the call deadline of InspectOne
     const e = await grpcError(c.inspectOne({ id: 'x', image: small, model: ONE_CLASS_MODEL }, 1));
@@ -167,7 +175,8 @@ describe.skipIf(!fixtures)('overload', () => {
     expect(exhausted.length).toBeGreaterThan(0);
     expect(ok.length).toBeGreaterThanOrEqual(5);
     expect(ok.length + exhausted.length).toBe(40);
-    expect(exhausted[0]!.error!.message).toMatch(/overloaded/);
+    expect(exhausted[0]!.error!.message).toMatch(/^image 's\d-\d+' not inspected: server overloaded/);
+    expect(exhausted[0]!.error!.reason).toBe('RESOURCE_EXHAUSTED');
     const s = await c.getStats();
     expect(s.maxQueue).toBe(3);
     expect(s.queueDepth).toBe(0);

@@ -6,16 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import {
-  Engine,
-  extractFeatures,
-  loadAddon,
-  nativeSvmTrainer,
-  PatchCoreModel,
-  savePatchCore,
-  saveSvmModel,
-  trainSvmClassifier,
-} from '@loupe/core';
+import { Engine, saveModel, trainClassifier, trainOneClass } from '@loupe/core';
 
 import { loadConfig, LoupeClient, LoupeServer, silentLogger, type InspectItem, type InspectManySummary, type ServerConfig } from '../dist/index.js';
 import type { InspectResponse } from '../dist/gen/loupe/v1/inspection.js';
@@ -55,7 +46,10 @@ export function bottleImages(sub: string, n: number, from = 0): string[] {
 export const SVM_MODEL = 'bottle-svm';
 export const ONE_CLASS_MODEL = 'bottle-oneclass';
 
-/** Trains the two fixture models into `dir` (see global-setup.ts). */
+/**
+ * Trains the two fixture models into `dir` (see global-setup.ts) the way every Loupe model is made: core's
+ * trainClassifier / trainOneClass, then saveModel.
+ */
 export async function trainFixtureModels(dir: string): Promise<void> {
   const engine = await Engine.open({ maxBatch: 8 });
   const classes: [string, string][] = [
@@ -63,26 +57,11 @@ export async function trainFixtureModels(dir: string): Promise<void> {
     ['broken_large', 'test/broken_large'],
     ['contamination', 'test/contamination'],
   ];
-  const files: string[] = [];
-  const labels: string[] = [];
-  for (const [label, sub] of classes) {
-    for (const f of bottleImages(sub, 5)) {
-      files.push(f);
-      labels.push(label);
-    }
-  }
-  const feats = await extractFeatures(files, { engine, layer: 'fc1000', batchSize: 8 });
-  const dim = feats[0]!.features.fc1000.length;
-  const data = new Float32Array(feats.length * dim);
-  feats.forEach((f, i) => data.set(f.features.fc1000, i * dim));
-  const svm = await trainSvmClassifier({ data, rows: feats.length, cols: dim }, labels, { trainer: nativeSvmTrainer(await loadAddon()), trainerName: 'native', layer: 'fc1000' });
-  await saveSvmModel(join(dir, `${SVM_MODEL}.loupe`), svm, {
-    weightsHash: engine.weightsHash,
-    preprocessing: { mode: 'caffe', size: 224, fit: 'squash', filter: 'cubic' },
-    extra: { goodClass: 'good', fixture: true },
-  });
-  const pc = await PatchCoreModel.train(engine, bottleImages('train/good', 10, 5), { config: { coresetRatio: 0.1, validationFraction: 0.2 }, batchSize: 8 });
-  await savePatchCore(join(dir, `${ONE_CLASS_MODEL}.loupe`), pc);
+  const data = classes.flatMap(([label, sub]) => bottleImages(sub, 5).map((path) => ({ path, label })));
+  const svm = await trainClassifier({ engine, data, layer: 'fc1000', cache: false, batchSize: 8, extra: { fixture: true } });
+  await saveModel(join(dir, `${SVM_MODEL}.loupe`), { ...svm.model, category: 'bottle' });
+  const oc = await trainOneClass({ engine, good: bottleImages('train/good', 10, 5), coresetRatio: 0.1, validationFraction: 0.2, category: 'bottle', batchSize: 8 });
+  await saveModel(join(dir, `${ONE_CLASS_MODEL}.loupe`), oc.model);
 }
 
 /** A fresh model directory holding copies of the fixture models. */
@@ -119,9 +98,14 @@ export interface ChildServer {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Runs `node dist/main.js ARGS` and waits for its "serving" log line. */
-export function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildServer> {
-  const child = spawn(process.execPath, [join(SERVER_DIR, 'dist', 'main.js'), '--host', '127.0.0.1', ...args], {
+/**
+ * Runs `node dist/main.js ARGS` and waits for its "serving" log line. `wrap` turns that command line into
+ * another that ends by exec'ing it (e.g. in a mount namespace), so the child's pid is still the server's.
+ */
+export function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, wrap?: (argv: string[]) => string[]): Promise<ChildServer> {
+  const argv = [process.execPath, join(SERVER_DIR, 'dist', 'main.js'), '--host', '127.0.0.1', ...args];
+  const [cmd, ...rest] = wrap ? wrap(argv) : argv;
+  const child = spawn(cmd!, rest, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

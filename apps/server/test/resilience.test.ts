@@ -138,7 +138,7 @@ describe.skipIf(!fixtures)('resilience', () => {
     let signalled = false;
     const err = await c
       .train({ name: 'interrupted', kind: proto.ModelKind.MODEL_KIND_ONE_CLASS, images }, (p) => {
-        if (p.stage === 'embed-train' && !signalled) {
+        if (p.stage === 'features' && !signalled) {
           signalled = true;
           srv.child.kill('SIGTERM');
         }

@@ -14,7 +14,23 @@ export type LoupeErrorCode =
   | 'ENGINE'             // the native engine reported an error
   | 'ENGINE_UNAVAILABLE' // the addon is not built or a backend is not usable here
   | 'INVALID_ARGUMENT'
-  | 'ABORTED';
+  | 'ABORTED'
+  // Model files (ModelFileError)
+  | 'MODEL_READ'         // the file cannot be read (missing, permissions)
+  | 'MODEL_WRITE'        // the file cannot be written
+  | 'MODEL_NOT_A_MODEL'  // not a Loupe model file at all (wrong magic)
+  | 'MODEL_TRUNCATED'    // shorter than its header says
+  | 'MODEL_CORRUPT'      // inconsistent or damaged (bad JSON, checksum mismatch, wrong lengths)
+  | 'MODEL_INCOMPATIBLE' // a valid file this version or this engine cannot use (newer format, other kind, other CNN)
+  // Datasets (DatasetError)
+  | 'DATASET_NOT_FOUND'  // root missing or not a directory
+  | 'DATASET_LAYOUT'     // the folder does not have the expected layout
+  | 'DATASET_EMPTY'      // no usable images / too few for the operation
+  | 'GROUPS_FILE'        // malformed groups CSV
+  | 'GROUPS_UNKNOWN_FILES' // the CSV names files that are not in the dataset
+  | 'GROUPS_MISSING_FILES' // dataset items have no group in the CSV
+  | 'GROUPS_AMBIGUOUS'   // a basename in the CSV matches several dataset files
+  | 'SPLIT_INVALID';     // bad ratio / k / impossible split
 
 export interface LoupeErrorOptions {
   input?: string;

@@ -17,6 +17,7 @@ import { dirname, join } from 'node:path';
 import type { Engine } from './engine.js';
 import { AbortError, ImageReadError, LoupeError, messageOf } from './errors.js';
 import { streamFeatures } from './features.js';
+import { readRegularFile } from './files.js';
 import { DECODE_VERSION, type FitMode } from './image/decode.js';
 import { isTapName, tapElements, type TapName } from './model.js';
 import { loupeHome } from './weights/paths.js';
@@ -51,7 +52,7 @@ export function contentHash(data: Uint8Array): string {
 /** contentHash of each file, read one at a time (thousands of reads at once would exhaust file descriptors). */
 export async function fileContentHashes(files: readonly string[]): Promise<string[]> {
   const out: string[] = [];
-  for (const f of files) out.push(contentHash(await fs.readFile(f)));
+  for (const f of files) out.push(contentHash(await readRegularFile(f)));
   return out;
 }
 
@@ -204,7 +205,7 @@ export async function extractFeaturesCached(files: readonly string[], opts: Cach
       const file = files[i] as string;
       let data: Buffer;
       try {
-        data = await fs.readFile(file);
+        data = await readRegularFile(file);
       } catch (err) {
         const e = new ImageReadError(file, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : messageOf(err), err);
         if (!skip) throw e;

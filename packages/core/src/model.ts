@@ -1,5 +1,6 @@
 // The facts about the ResNet-50 model that JavaScript needs; they mirror
 // native/engine/include/loupe/resnet50.h, and Engine.open() checks them against the addon.
+import { LoupeError } from './errors.js';
 
 /** Side of the square model input, in pixels. */
 export const INPUT_SIZE = 224;
@@ -25,7 +26,9 @@ export const TAP_SHAPES: Readonly<Record<TapName, readonly [number, number, numb
 };
 
 export function tapElements(tap: TapName): number {
-  const [h, w, c] = TAP_SHAPES[tap];
+  const shape = TAP_SHAPES[tap] as readonly [number, number, number] | undefined;
+  if (!shape) throw new LoupeError('INVALID_ARGUMENT', `unknown tap '${String(tap)}'; taps are ${TAP_NAMES.join(', ')}`);
+  const [h, w, c] = shape;
   return h * w * c;
 }
 

@@ -17,7 +17,7 @@ import {
   readTfjsTensor,
   resolveWeights,
   WeightsError,
-} from '../src/index.js';
+} from '../src/internal.js';
 import { engineSkipReason, testBackend } from './support/engine-env.js';
 import { sharedDir, skipNote, tempDir } from './support/env.js';
 

@@ -13,7 +13,7 @@ import {
   ImageTooLargeError,
   INPUT_ELEMENTS,
   LoupeError,
-} from '../src/index.js';
+} from '../src/internal.js';
 import { hasReference, referenceDir, sharedDir, skipNote, tempDir } from './support/env.js';
 
 const tmp = tempDir();

@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
-import { loadImageNetLabels, resolveWeights, softmax, topK, weightsDir } from '../src/index.js';
+import { loadImageNetLabels, resolveWeights, softmax, topK, weightsDir } from '../src/internal.js';
 import { skipNote } from './support/env.js';
 
 describe('imagenet helpers', () => {

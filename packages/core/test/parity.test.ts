@@ -17,7 +17,7 @@ import {
   type DecodedImage,
   type TapName,
   type TapOutputs,
-} from '../src/index.js';
+} from '../src/internal.js';
 import { engineSkipReason, testBackend } from './support/engine-env.js';
 import { hasReference, referenceDir, skipNote } from './support/env.js';
 

@@ -19,7 +19,7 @@ import {
   tapElements,
   WeightsError,
   type FeatureProgress,
-} from '../src/index.js';
+} from '../src/internal.js';
 import { engineSkipReason, testBackend } from './support/engine-env.js';
 import { hasReference, referenceDir, sharedDir, skipNote, tempDir } from './support/env.js';
 

@@ -1,7 +1,7 @@
 // Keras 'caffe' preprocessing: BGR order, ImageNet means, no scaling, NHWC.
 import { describe, expect, it } from 'vitest';
 
-import { CAFFE_MEAN_BGR, caffeToRgb, INPUT_ELEMENTS, LoupeError, packBatch, rgbToCaffe } from '../src/index.js';
+import { CAFFE_MEAN_BGR, caffeToRgb, INPUT_ELEMENTS, LoupeError, packBatch, rgbToCaffe } from '../src/internal.js';
 
 function image(fill: (i: number) => number): Uint8Array {
   const rgb = new Uint8Array(INPUT_ELEMENTS);

@@ -25,7 +25,7 @@ import {
   weightsDir,
   type WeightsFileEntry,
   type WeightsProgress,
-} from '../src/index.js';
+} from '../src/internal.js';
 import { readTar } from '../src/weights/tar.js';
 import { skipNote, tempDir } from './support/env.js';
 

@@ -5,7 +5,7 @@ import { openEngine, write, type RunContext } from '../context.js';
 import { EXIT_OK, EXIT_SOME_FAILED } from '../errors.js';
 import { float32ToString, formatProbability, formatRate, formatSeconds, printable } from '../format.js';
 import { ProgressBar } from '../progress.js';
-import { expandInputs } from './predict.js';
+import { expandInputs } from '../inputs.js';
 
 export interface ClassifyCommandOptions {
   json?: boolean;
@@ -14,7 +14,7 @@ export interface ClassifyCommandOptions {
 }
 
 export async function classifyCommand(inputs: readonly string[], o: ClassifyCommandOptions, ctx: RunContext): Promise<number> {
-  const files = await expandInputs(inputs);
+  const files = (await expandInputs(inputs)).map((i) => i.file);
   const t0 = performance.now();
   const engine = await openEngine(ctx);
   const loadMs = performance.now() - t0;

@@ -1,82 +1,114 @@
-// loupe predict MODEL IMG|DIR...: the class of each image under a trained classifier, with per-class scores.
-import { promises as fs } from 'node:fs';
+// loupe predict MODEL IMG|DIR...: every model kind through core's Inspector (inspectMany, batched through
+// the engine), printed by the one output contract (inspection-output.ts) that remote predict/inspect share.
+import { mkdir } from 'node:fs/promises';
 
-import { DECODABLE_IMAGE_EXTENSIONS, findImageFiles, ImageReadError, predictSvm, readModelHeader } from '@loupe/core';
+import {
+  Inspector,
+  loadModel,
+  ModelFileError,
+  renderHeatmapPng,
+  renderMaskPng,
+  type InspectionOutcome,
+  type LoupeModel,
+} from '@loupe/core';
 
-import { checkWeights, featureCacheSetting, featuresOf, loadClassifier } from '../classification.js';
-import { checkReadable, openEngine, write, type RunContext } from '../context.js';
-import { EXIT_OK, EXIT_SOME_FAILED } from '../errors.js';
-import { float32ToString, printable } from '../format.js';
-import { predictOneClassCommand } from './oneclass.js';
+import { progressEnabled } from '../classification.js';
+import { openEngine, type RunContext } from '../context.js';
+import { UsageError } from '../errors.js';
+import { HeatmapFolder, PredictPrinter, type InspectedLine, type PredictLine } from '../inspection-output.js';
+import { expandInputs } from '../inputs.js';
+import { checkOutputDir } from '../outputs.js';
+import { ProgressBar } from '../progress.js';
 
 export interface PredictCommandOptions {
   json?: boolean;
-  cache: boolean;
   heatmaps?: string;
   classifier?: string;
 }
 
-/** Files as given; folders expanded to the images under them. A folder without images is an error. */
-export async function expandInputs(inputs: readonly string[]): Promise<string[]> {
-  const files: string[] = [];
-  for (const input of inputs) {
-    const st = await fs.stat(input).catch(() => undefined);
-    if (st?.isDirectory()) {
-      const found = await findImageFiles(input);
-      if (found.length === 0) throw new ImageReadError(input, `the folder holds no image files (${DECODABLE_IMAGE_EXTENSIONS.join(' ')})`);
-      files.push(...found);
-    } else files.push(input);
-  }
-  await checkReadable(files);
-  return files;
+/** A model file for --classifier: an SVM with at least one defect class. */
+async function loadClassifier(file: string): Promise<LoupeModel & { kind: 'svm' }> {
+  const m = await loadModel(file);
+  if (m.kind !== 'svm') throw new ModelFileError('MODEL_INCOMPATIBLE', file, `--classifier needs an SVM model (loupe train --mode svm); this is a '${m.kind}' model`, { field: 'kind' });
+  if (!m.classifier.classes.some((c) => c !== m.goodClass)) throw new ModelFileError('MODEL_INCOMPATIBLE', file, `the classifier has no defect classes (only ${m.goodClass})`, { field: 'classes' });
+  return m;
 }
 
+/** The classifier's likeliest defect class (never its good class): the one-class model said WHETHER, this says WHICH. */
 export async function predictCommand(modelFile: string, inputs: string[], o: PredictCommandOptions, ctx: RunContext): Promise<number> {
-  const header = await readModelHeader(modelFile);
-  if (header.kind === 'one-class') {
-    return predictOneClassCommand(modelFile, inputs, {
-      json: Boolean(o.json),
-      ...(o.heatmaps !== undefined ? { heatmaps: o.heatmaps } : {}),
-      ...(o.classifier !== undefined ? { classifier: o.classifier } : {}),
-    }, ctx);
+  if (o.heatmaps) await checkOutputDir(o.heatmaps, '--heatmaps', inputs);
+  const images = await expandInputs(inputs);
+  // The model (and the classifier) before the engine: a bad file costs no engine load.
+  const model = await loadModel(modelFile);
+  if (model.kind === 'svm' && (o.heatmaps !== undefined || o.classifier !== undefined)) {
+    throw new UsageError(`${modelFile}: --heatmaps and --classifier apply to one-class models; this is an SVM classifier (it names the defect type itself)`);
   }
-  if (o.heatmaps !== undefined || o.classifier !== undefined) {
-    throw new Error(`${modelFile}: --heatmaps and --classifier apply to one-class models; this is an SVM classifier`);
-  }
-  const c = await loadClassifier(modelFile);
-  const files = await expandInputs(inputs);
+  const classifierModel = o.classifier !== undefined ? await loadClassifier(o.classifier) : undefined;
   const engine = await openEngine(ctx);
-  checkWeights(c, engine);
-  // One image that cannot be read or decoded is reported in its place; the others are still classified.
-  const feats = await featuresOf(files, engine, c.layer, c.fit, ctx, { label: 'predict', cacheDir: featureCacheSetting(!o.cache), skipInvalid: true });
-  const invalid = new Map(feats.invalid.map((x) => [x.index, x.error]));
-  const ok = files.map((_, i) => i).filter((i) => !invalid.has(i));
-  const pred = ok.length > 0 ? predictSvm(c.model, ok.map((i) => feats.features[i] as Float32Array)) : { scores: new Float32Array(0), labels: [] as string[] };
-  const k = c.model.classes.length;
-  const width = Math.max(...c.model.classes.map((l) => l.length), 'ERROR'.length);
-  let row = 0;
-  for (let i = 0; i < files.length; i++) {
-    const error = invalid.get(i);
-    if (error) {
-      if (o.json) await write(ctx.stdout, `${JSON.stringify({ file: files[i], error: { code: error.code, message: error.message } })}\n`);
-      else await write(ctx.stdout, `${'ERROR'.padEnd(width)}  ${printable(files[i]!)}: ${printable(error.message)}\n`);
-      continue;
+  const knn = { backend: ctx.opts.backend, threads: ctx.budget.engineThreads } as const;
+  const inspector = await Inspector.open(model, { engine, name: modelFile, ...knn });
+  const classifier = classifierModel ? await Inspector.open(classifierModel, { engine, name: o.classifier! }) : undefined;
+
+  const heatmaps = o.heatmaps !== undefined ? new HeatmapFolder(o.heatmaps) : undefined;
+  if (o.heatmaps !== undefined) await mkdir(o.heatmaps, { recursive: true });
+  const bar = new ProgressBar('predict', images.length, ctx.stderr, progressEnabled(ctx, images.length));
+  const printer = new PredictPrinter(ctx.stdout, Boolean(o.json), heatmaps, () => bar.clear());
+  const batchSize = ctx.opts.batchSize;
+
+  /** An outcome as a contract line (heatmap PNGs written on the way). */
+  const toLine = async (out: InspectionOutcome, defectType?: string | null): Promise<PredictLine> => {
+    const file = images[out.index]!.file;
+    if (out.error) return { file, error: { code: out.error.code, message: out.error.message } };
+    const r = out.result;
+    const line: InspectedLine = {
+      file,
+      verdict: r.verdict,
+      score: r.score,
+      rawScore: r.rawScore,
+      defectType: defectType !== undefined && r.verdict === 'anomalous' ? defectType : r.defectType,
+      ...(r.classScores ? { classScores: r.classScores } : {}),
+    };
+    if (heatmaps && r.heatmap) {
+      const p = heatmaps.paths(images[out.index]!.name);
+      await heatmaps.writePng(p.heatmap, await renderHeatmapPng(file, r.heatmap));
+      await heatmaps.writePng(p.mask, await renderMaskPng(r.heatmap));
+      line.heatmap = p.heatmap;
+      line.mask = p.mask;
     }
-    const r = row++;
-    const scores = c.model.classes.map((label, j) => ({ label, score: pred.scores[r * k + j] as number }));
-    if (o.json) {
-      const s = scores.map((x) => `${JSON.stringify(x.label)}:${float32ToString(x.score + 0)}`).join(','); // + 0: no "-0"
-      await write(ctx.stdout, `{"file":${JSON.stringify(files[i])},"label":${JSON.stringify(pred.labels[r])},"scores":{${s}}}\n`);
-    } else {
-      const ranked = [...scores].sort((a, b) => b.score - a.score);
-      const rest = ranked.slice(1, 3).map((x) => `${x.label} ${x.score.toFixed(3)}`).join(', ');
-      await write(ctx.stdout, `${(pred.labels[r] as string).padEnd(width)}  ${(ranked[0] as { score: number }).score.toFixed(3)}  ${printable(files[i]!)}${rest ? `  (next: ${rest})` : ''}\n`);
+    return line;
+  };
+
+  // With --classifier, a batch of one-class outcomes waits for the classifier's look at its anomalous images.
+  let pending: InspectionOutcome[] = [];
+  const flush = async (): Promise<void> => {
+    const batch = pending;
+    pending = [];
+    const types = new Map<number, string | null>();
+    const flagged = batch.filter((x) => x.result?.verdict === 'anomalous');
+    if (classifier && flagged.length > 0) {
+      let k = 0;
+      for await (const c of classifier.inspectMany(flagged.map((x) => images[x.index]!.file), { batchSize, signal: ctx.signal })) {
+        types.set(flagged[k++]!.index, c.result?.likeliestDefect ?? null);
+      }
     }
+    for (const x of batch) await printer.emit(await toLine(x, classifier ? (types.get(x.index) ?? null) : undefined));
+  };
+
+  try {
+    for await (const out of inspector.inspectMany(
+      images.map((i) => i.file),
+      { batchSize, heatmap: heatmaps !== undefined, signal: ctx.signal, onProgress: (done) => bar.update(done) },
+    )) {
+      if (!classifier) {
+        await printer.emit(await toLine(out));
+        continue;
+      }
+      pending.push(out);
+      if (pending.length >= batchSize) await flush();
+    }
+    await flush();
+  } finally {
+    bar.clear();
   }
-  if (!o.json) {
-    const meaning = c.model.decoding === 'vote' ? 'votes + a loss tie-break in (0, 0.5]' : 'negated ECOC hinge losses (0 = best)';
-    const failed = invalid.size > 0 ? `, ${invalid.size} could not be read or decoded` : '';
-    await write(ctx.stdout, `${files.length} image${files.length === 1 ? '' : 's'}${failed}; scores are ${meaning}, higher = more likely\n`);
-  }
-  return invalid.size > 0 ? EXIT_SOME_FAILED : EXIT_OK;
+  return printer.finish(modelFile);
 }

@@ -1,19 +1,19 @@
 // Remote mode: `loupe serve` runs the inspection server in the foreground; with `--server HOST:PORT`
 // the other commands here talk to one (inspect, models, inspections, stats) through @loupe/server's
 // client. @loupe/server (gRPC, SQLite) is imported lazily, so the local commands never load it.
-import { readFile, stat } from 'node:fs/promises';
-import { basename, join, relative, resolve } from 'node:path';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { basename, relative, resolve } from 'node:path';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 import type { LoupeClient, ServeFlags } from '@loupe/server';
 
-import { DECODABLE_IMAGE_EXTENSIONS, findImageFiles } from '@loupe/core';
-
-import { intInRange } from '../args.js';
+import { intInRange, nonEmptyPath } from '../args.js';
 import { write } from '../context.js';
-import { errorText, EXIT_FAILURE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE } from '../errors.js';
-import { printable } from '../format.js';
+import { errorText, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError } from '../errors.js';
+import { EXIT_CODES_HELP, EXIT_CODES_SHORT, HeatmapFolder, PREDICT_JSON_HELP, PredictPrinter, type InspectedLine, type PredictLine } from '../inspection-output.js';
+import { expandInputs } from '../inputs.js';
+import { checkOutputDir } from '../outputs.js';
 import { ProgressBar } from '../progress.js';
 
 export interface RemoteGlobalOptions {
@@ -36,14 +36,9 @@ export interface RemoteDeps {
   signal: AbortSignal;
 }
 
-/** Exit status of `inspect` when some image is anomalous (EXIT_OK all good, EXIT_SOME_FAILED some not inspected). */
-export const EXIT_ANOMALOUS = 1;
-
 /** Bytes one request may carry: the channel's 16 MiB message limit less room for the other fields. */
 const MAX_REQUEST_BYTES = 16 * 1024 * 1024 - 64 * 1024;
 
-/** A usage problem found by a remote command (exit 2, one line). */
-class RemoteUsageError extends Error {}
 
 function fraction(name: string) {
   return (value: string): number => {
@@ -69,13 +64,13 @@ export function parseSince(value: string, now = Date.now()): Date {
 
 function requireServer(cmd: Command): RemoteGlobalOptions {
   const opts = cmd.optsWithGlobals<RemoteGlobalOptions>();
-  if (!opts.server) throw new RemoteUsageError(`'${cmd.name()}' talks to a Loupe server: give --server HOST:PORT (start one with \`loupe serve --models DIR\`)`);
+  if (!opts.server) throw new UsageError(`'${cmd.name()}' talks to a Loupe server: give --server HOST:PORT (start one with \`loupe serve --models DIR\`)`);
   return opts;
 }
 
 async function connect(cmd: Command): Promise<{ client: LoupeClient; address: string; opts: RemoteGlobalOptions }> {
   const opts = requireServer(cmd);
-  if (!opts.server) throw new RemoteUsageError('no --server');
+  if (!opts.server) throw new UsageError('no --server');
   const server = await import('@loupe/server');
   const { LoupeClient } = server;
   statusName = server.statusName;
@@ -85,7 +80,7 @@ async function connect(cmd: Command): Promise<{ client: LoupeClient; address: st
   try {
     client = new LoupeClient(opts.server, { ...(tls ? { tls } : {}), ...(token ? { token } : {}) });
   } catch (err) {
-    throw new RemoteUsageError(errorText(err));
+    throw new UsageError(errorText(err));
   }
   try {
     await client.connected(CONNECT_TIMEOUT_MS);
@@ -113,130 +108,171 @@ function remoteText(err: unknown, address: string): string {
   return errorText(err);
 }
 
-/** Runs a remote action: usage problems exit 2, server errors print one line and exit 1. */
-function action<A extends unknown[]>(deps: RemoteDeps, fn: (...args: A) => Promise<number>): (...args: A) => Promise<void> {
+/** Runs a remote action: usage problems exit 2, server errors print one line and exit 1, Ctrl-C 130. */
+export function action<A extends unknown[]>(deps: RemoteDeps, fn: (...args: A) => Promise<number>): (...args: A) => Promise<void> {
   return async (...args: A) => {
     try {
       deps.state.code = await fn(...args);
     } catch (err) {
+      if (deps.signal.aborted) {
+        process.stderr.write('loupe: interrupted\n');
+        deps.state.code = EXIT_INTERRUPTED;
+        return;
+      }
       const cmd = args[args.length - 1] as Command;
-      process.stderr.write(`loupe: error: ${err instanceof RemoteUsageError ? err.message : remoteText(err, cmd.optsWithGlobals<RemoteGlobalOptions>().server ?? '?')}\n`);
-      deps.state.code = err instanceof RemoteUsageError ? EXIT_USAGE : EXIT_FAILURE;
+      process.stderr.write(`loupe: error: ${err instanceof UsageError ? err.message : remoteText(err, cmd.optsWithGlobals<RemoteGlobalOptions>().server ?? '?')}\n`);
+      deps.state.code = err instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
     }
   };
 }
 
-/** Image files of the arguments: files as given, folders searched recursively (sorted, links once). */
+/** Image files of the arguments (the same rule as local predict: inputs.ts). */
 export async function listImages(inputs: readonly string[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const input of inputs) {
-    let st;
-    try {
-      st = await stat(input);
-    } catch {
-      throw new RemoteUsageError(`${input}: no such file or folder`);
-    }
-    if (st.isDirectory()) {
-      const found = await findImageFiles(input);
-      if (found.length === 0) throw new RemoteUsageError(`${input}: no images in this folder (looked for ${DECODABLE_IMAGE_EXTENSIONS.join(' ')})`);
-      out.push(...found);
-    } else out.push(input);
-  }
-  return out;
+  return (await expandInputs(inputs)).map((i) => i.file);
 }
 
-interface InspectOptions {
-  model: string;
+export interface RemotePredictOptions {
   modelVersion?: string;
   json?: boolean;
   window: number;
   deadlineMs?: number;
+  heatmaps?: string;
 }
 
-async function inspectCommand(inputs: string[], o: InspectOptions, cmd: Command, deps: RemoteDeps): Promise<number> {
+/**
+ * `loupe --server H:P predict NAME INPUTS...` and `loupe --server H:P inspect INPUTS --model NAME`: the
+ * images stream to the server (file path as each image's id, so the server's messages name the file as
+ * local ones do), and the answers are printed in input order by the same output contract as local predict
+ * (inspection-output.ts), with the same exit code rule.
+ */
+export async function remotePredict(model: string, inputs: string[], o: RemotePredictOptions, cmd: Command, deps: RemoteDeps): Promise<number> {
   requireServer(cmd);
-  const files = await listImages(inputs);
+  if (o.heatmaps !== undefined) await checkOutputDir(o.heatmaps, '--heatmaps', inputs);
+  const images = await expandInputs(inputs);
   const { client, address, opts } = await connect(cmd);
-  const out = process.stdout;
-  const bar = new ProgressBar(`inspect ${o.model}`, files.length, process.stderr, opts.progress !== false && Boolean(process.stderr.isTTY));
-  let anomalous = 0;
-  let errors = 0;
-  let done = 0;
-  const answered = new Set<number>();
-  const line = (rec: Record<string, unknown>): void => {
-    bar.clear();
-    if (o.json) out.write(`${JSON.stringify(rec)}\n`);
-    else if (rec['error']) out.write(`${printable(String(rec['file']))}  ERROR  ${printable((rec['error'] as { message: string }).message)}\n`);
-    else out.write(`${printable(String(rec['file']))}  ${String(rec['verdict']).toUpperCase().padEnd(9)}  ${Number(rec['score']).toFixed(4)}${rec['defectType'] ? `  ${String(rec['defectType'])}` : ''}\n`);
+  const { Verdict } = (await import('@loupe/server')).proto;
+  const heatmaps = o.heatmaps !== undefined ? new HeatmapFolder(o.heatmaps) : undefined;
+  if (o.heatmaps !== undefined) await mkdir(o.heatmaps, { recursive: true });
+  const bar = new ProgressBar(`inspect ${model}`, images.length, process.stderr, opts.progress !== false && images.length > 1 && Boolean(process.stderr.isTTY));
+  const printer = new PredictPrinter(process.stdout, Boolean(o.json), heatmaps, () => bar.clear());
+
+  // Answers arrive in any order; lines are printed in input order as soon as the next one is known.
+  const lines: (PredictLine | undefined)[] = new Array<PredictLine | undefined>(images.length);
+  const answered = new Uint8Array(images.length);
+  let printed = 0;
+  let settled = 0;
+  // Indices of the sent images per id (a file given twice is two images with one id: answered in turn).
+  const pendingById = new Map<string, number[]>();
+  let chain: Promise<void> = Promise.resolve();
+  const settle = (i: number, make: () => Promise<PredictLine>): void => {
+    answered[i] = 1;
+    chain = chain.then(async () => {
+      lines[i] = await make();
+      bar.update(++settled);
+      while (printed < images.length && lines[printed] !== undefined) {
+        const l = lines[printed]!;
+        lines[printed++] = undefined;
+        await printer.emit(l);
+      }
+    });
+    chain.catch(() => {}); // awaited below; a failed write must not be an unhandled rejection meanwhile
   };
-  // Images are read as they are sent (the window bounds what is in memory); an unreadable file is
-  // reported here and never sent.
+
+  // Images are read as they are sent (the window bounds what is in memory); a file the client cannot send
+  // is answered here.
   async function* items() {
-    for (let i = 0; i < files.length; i++) {
+    for (let i = 0; i < images.length; i++) {
+      const file = images[i]!.file;
       let image: Buffer;
       try {
         // Over the message limit the channel would fail the whole stream, every other image with it.
-        const { size } = await stat(files[i]!);
-        if (size > MAX_REQUEST_BYTES) {
-          errors++;
-          done++;
-          answered.add(i);
-          line({ id: String(i), file: files[i], error: { code: 'TOO_LARGE', message: `${files[i]} is ${(size / 2 ** 20).toFixed(1)} MiB; one request carries at most ${(MAX_REQUEST_BYTES / 2 ** 20).toFixed(1)} MiB (downscale or recompress it)` } });
+        const st = await stat(file);
+        const size = st.size;
+        // Regular files only, as core reads them locally: a FIFO would block, a link to /dev/zero never end.
+        if (!st.isFile()) {
+          settle(i, async () => ({ file, error: { code: 'UNREADABLE', message: `cannot read ${file}: not a regular file (${st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : st.isSocket() ? 'a socket' : 'a device'}): images are read from regular files only` } }));
           continue;
         }
-        image = await readFile(files[i]!);
+        if (size > MAX_REQUEST_BYTES) {
+          settle(i, async () => ({ file, error: { code: 'TOO_LARGE', message: `${file} is ${(size / 2 ** 20).toFixed(1)} MiB; one request carries at most ${(MAX_REQUEST_BYTES / 2 ** 20).toFixed(1)} MiB (downscale or recompress it)` } }));
+          continue;
+        }
+        image = await readFile(file);
       } catch (err) {
-        errors++;
-        done++;
-        answered.add(i);
-        line({ id: String(i), file: files[i], error: { code: 'UNREADABLE', message: `cannot read ${files[i]}: ${(err as NodeJS.ErrnoException).code ?? errorText(err)}` } });
+        settle(i, async () => ({ file, error: { code: 'UNREADABLE', message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? errorText(err)}` } }));
         continue;
       }
-      yield { id: String(i), image, model: o.model, modelVersion: o.modelVersion ?? '', source: basename(files[i]!), ...(o.deadlineMs ? { deadlineMs: o.deadlineMs } : {}) };
+      const queue = pendingById.get(file) ?? [];
+      queue.push(i);
+      pendingById.set(file, queue);
+      yield {
+        id: file,
+        image,
+        model,
+        modelVersion: o.modelVersion ?? '',
+        source: basename(file),
+        wantHeatmap: heatmaps !== undefined,
+        ...(o.deadlineMs ? { deadlineMs: o.deadlineMs } : {}),
+      };
     }
   }
-  const { Verdict } = (await import('@loupe/server')).proto;
   let summary;
   try {
     summary = await client.inspectMany(items(), {
       window: o.window,
       signal: deps.signal,
       onResponse: (r) => {
-        const i = Number(r.id);
-        if (!Number.isInteger(i) || answered.has(i)) return; // not ours, or a duplicate: ignore
-        answered.add(i);
-        done++;
-        if (r.result) {
-          const verdict = r.result.verdict === Verdict.VERDICT_ANOMALOUS ? 'anomalous' : 'good';
-          if (verdict === 'anomalous') anomalous++;
-          // proto3 sends '' for 'no defect type': null, as local predict writes it.
-          line({ id: r.id, file: files[i], verdict, score: r.result.score, defectType: r.result.defectType || null });
-        } else {
-          errors++;
-          line({ id: r.id, file: files[i], error: { code: statusName(r.error?.code ?? 13), message: r.error?.message ?? 'no result' } });
+        const i = pendingById.get(r.id)?.shift();
+        if (i === undefined) return; // not ours, or a duplicate: ignore
+        const file = images[i]!.file;
+        const res = r.result;
+        if (!res) {
+          const e = r.error;
+          // reason: the Loupe error code (IMAGE_DECODE, ...) as local predict prints it; else the status name.
+          settle(i, async () => ({ file, error: { code: e?.reason || statusName(e?.code ?? 13), message: e?.message ?? 'no result' } }));
+          return;
         }
-        bar.update(done);
+        const png = res.heatmapPng;
+        settle(i, async () => {
+          const line: InspectedLine = {
+            file,
+            verdict: res.verdict === Verdict.VERDICT_ANOMALOUS ? 'anomalous' : 'good',
+            score: res.score,
+            rawScore: res.rawScore,
+            // proto3 sends '' for 'no defect type': null, as local predict writes it.
+            defectType: res.defectType || null,
+            ...(res.classScores.length > 0 ? { classScores: res.classScores.map((c) => ({ name: c.name, score: c.score })) } : {}),
+          };
+          if (heatmaps && png && png.length > 0) {
+            const p = heatmaps.paths(images[i]!.name);
+            await heatmaps.writePng(p.heatmap, png);
+            line.heatmap = p.heatmap;
+          }
+          return line;
+        });
       },
     });
+    await chain;
   } finally {
     client.close();
     bar.clear();
   }
-  const unanswered = files.length - answered.size;
-  let code = summary.status === 0 ? EXIT_OK : EXIT_SOME_FAILED;
-  if (summary.status !== 0) process.stderr.write(`loupe: error: ${remoteText({ code: summary.status, details: summary.details }, address)}${unanswered > 0 ? ` (${unanswered} images not inspected)` : ''}\n`);
-  // Every image gets its line: the ones the stream's end left unanswered say so, to be sent again.
-  const why = summary.status !== 0 ? remoteText({ code: summary.status, details: summary.details }, address) : 'the server sent no answer for it';
-  for (let i = 0; i < files.length; i++) {
-    if (answered.has(i)) continue;
-    line({ id: String(i), file: files[i], error: { code: summary.status !== 0 ? statusName(summary.status) : 'NO_ANSWER', message: `not inspected: ${why}` } });
+  if (deps.signal.aborted) {
+    process.stderr.write('loupe: interrupted\n');
+    return EXIT_INTERRUPTED;
   }
-  errors += unanswered;
-  if (o.json) await write(out, `${JSON.stringify({ total: files.length, anomalous, errors })}\n`);
-  else await write(out, `${files.length} images: ${files.length - anomalous - errors} good, ${anomalous} anomalous, ${errors} errors\n`);
-  if (errors > 0) code = EXIT_SOME_FAILED;
-  else if (anomalous > 0) code = EXIT_ANOMALOUS;
-  return code;
+  // Every image gets its line: the ones the stream's end left unanswered say so, to be sent again.
+  const failed = summary.status !== 0 ? remoteText({ code: summary.status, details: summary.details }, address) : undefined;
+  const unanswered = answered.reduce((n, a) => n + (a ? 0 : 1), 0);
+  if (failed) process.stderr.write(`loupe: error: ${failed}${unanswered > 0 ? ` (${unanswered} images not inspected)` : ''}\n`);
+  for (let i = 0; i < images.length; i++) {
+    if (answered[i]) continue;
+    const file = images[i]!.file;
+    settle(i, async () => ({ file, error: { code: failed ? statusName(summary.status) : 'NO_ANSWER', message: `not inspected: ${failed ?? 'the server sent no answer for it'}` } }));
+  }
+  await chain;
+  if (heatmaps && heatmaps.count === 0 && printer.tally.total > printer.tally.errors) process.stderr.write(`loupe: note: the server sent no heatmaps (model '${model}' makes none: SVM models do not)\n`);
+  return printer.finish(`${model} on ${address}`);
 }
 
 type ModelInfoLike = Awaited<ReturnType<LoupeClient['getModel']>>;
@@ -246,7 +282,7 @@ async function modelJson(m: ModelInfoLike): Promise<Record<string, unknown>> {
   return {
     name: m.name,
     version: m.version,
-    kind: m.kind === ModelKind.MODEL_KIND_SVM ? 'svm' : m.kind === ModelKind.MODEL_KIND_ONE_CLASS ? 'one-class' : 'unknown',
+    kind: m.kind === ModelKind.MODEL_KIND_SVM ? 'svm' : m.kind === ModelKind.MODEL_KIND_ONE_CLASS ? 'one-class' : m.kind === ModelKind.MODEL_KIND_HYBRID ? 'hybrid' : 'unknown',
     state: (ModelState[m.state] ?? 'UNKNOWN').replace('MODEL_STATE_', '').toLowerCase(),
     classes: m.classes,
     layer: m.layer,
@@ -274,32 +310,50 @@ async function printModels(models: ModelInfoLike[], json: boolean | undefined): 
 }
 
 interface TrainRemoteOptions {
-  kind: 'svm' | 'one-class';
+  kind: 'svm' | 'one-class' | 'hybrid';
   layer?: string;
   coreset?: number;
   seed?: number;
+  shots?: number;
   load: boolean;
   json?: boolean;
 }
 
 async function trainRemote(name: string, inputs: string[], o: TrainRemoteOptions, cmd: Command, deps: RemoteDeps): Promise<number> {
   requireServer(cmd);
-  // SVM: the label of an image is its folder's name (DIR/<label>/...); one-class: every image is good.
-  const images: { image: Buffer; label: string; name: string }[] = [];
+  // SVM: the label of an image is its folder's name (DIR/<label>/...); one-class: every image is good;
+  // hybrid: an MVTec category (good = train/good + test/good, defects = test/<type> with their ground_truth
+  // masks) or <label>/ folders with a good one, as core scans them for `loupe train --mode hybrid`.
+  const images: { image: Buffer; label: string; name: string; mask?: Buffer }[] = [];
   let bytes = 0;
+  const add = (image: Buffer): void => {
+    bytes += image.length;
+    if (bytes > MAX_REQUEST_BYTES) throw new UsageError(`the training images are over ${Math.floor(MAX_REQUEST_BYTES / 2 ** 20)} MB, the most one Train request carries; use fewer or smaller images`);
+  };
   for (const input of inputs) {
+    if (o.kind === 'hybrid') {
+      const { scanDataset } = await import('@loupe/core');
+      const ds = await scanDataset(input, { verify: 'header' });
+      for (const it of ds.items) {
+        const image = await readFile(it.path);
+        add(image);
+        const mask = it.maskPath ? await readFile(it.maskPath) : undefined;
+        if (mask) add(mask);
+        images.push({ image, label: it.label, name: it.relPath, ...(mask ? { mask } : {}) });
+      }
+      continue;
+    }
     const files = await listImages([input]);
     for (const f of files) {
       const image = await readFile(f);
-      bytes += image.length;
-      if (bytes > MAX_REQUEST_BYTES) throw new RemoteUsageError(`the training images are over ${Math.floor(MAX_REQUEST_BYTES / 2 ** 20)} MB, the most one Train request carries; use fewer or smaller images`);
+      add(image);
       const rel = relative(resolve(input), resolve(f));
       const label = o.kind === 'svm' ? (rel.includes('/') ? rel.split('/')[0]! : basename(resolve(input))) : '';
       images.push({ image, label, name: rel || basename(f) });
     }
   }
   if (o.kind === 'svm' && new Set(images.map((i) => i.label)).size < 2) {
-    throw new RemoteUsageError(`an SVM needs images of at least 2 classes: give a folder of <label>/ folders (found ${[...new Set(images.map((i) => i.label))].join(', ') || 'none'})`);
+    throw new UsageError(`an SVM needs images of at least 2 classes: give a folder of <label>/ folders (found ${[...new Set(images.map((i) => i.label))].join(', ') || 'none'})`);
   }
   const { client, opts } = await connect(cmd);
   const { ModelKind } = (await import('@loupe/server')).proto;
@@ -310,11 +364,12 @@ async function trainRemote(name: string, inputs: string[], o: TrainRemoteOptions
     const model = await client.train(
       {
         name,
-        kind: o.kind === 'svm' ? ModelKind.MODEL_KIND_SVM : ModelKind.MODEL_KIND_ONE_CLASS,
-        images,
+        kind: o.kind === 'svm' ? ModelKind.MODEL_KIND_SVM : o.kind === 'hybrid' ? ModelKind.MODEL_KIND_HYBRID : ModelKind.MODEL_KIND_ONE_CLASS,
+        images: images.map((i) => ({ image: i.image, label: i.label, name: i.name, mask: i.mask ?? Buffer.alloc(0) })),
         load: o.load,
         svm: { layer: o.layer ?? '', lambda: 0, epochs: 0, seed: o.seed ?? 0 },
         oneClass: { coresetRatio: o.coreset ?? 0, seed: o.seed ?? 0, validationFraction: 0, thresholdQuantile: 0 },
+        hybrid: { coresetRatio: o.coreset ?? 0, seed: o.seed ?? 0, validationFraction: 0, shots: o.shots ?? 0 },
       },
       (p) => {
         // live progress: a line per stage on stderr, and a bar within a stage on a terminal
@@ -361,7 +416,7 @@ async function serveCommand(o: ServeCommandOptions, cmd: Command): Promise<numbe
   // The client options mean nothing to a server; --token above all must not look like it turned auth on.
   for (const [name, server] of [['token', '--auth-token'], ['ca', '--tls-client-ca'], ['server', undefined], ['tls', '--tls-cert and --tls-key'], ['clientCert', '--tls-cert'], ['clientKey', '--tls-key']] as const) {
     if (g[name] !== undefined && g[name] !== false) {
-      throw new RemoteUsageError(`--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is a client option and does nothing for loupe serve${server ? ` (the server's is ${server})` : ''}`);
+      throw new UsageError(`--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is a client option and does nothing for loupe serve${server ? ` (the server's is ${server})` : ''}`);
     }
   }
   const flags: ServeFlags = {};
@@ -426,15 +481,16 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
 
   program
     .command('inspect')
-    .description('inspect images on a Loupe server (--server): one result per image as it arrives; exit 0 all good, 1 some anomalous, 2 errors')
+    .description(`inspect images on a Loupe server (--server): the same command and output as \`loupe --server H:P predict NAME INPUTS\`; ${EXIT_CODES_SHORT}`)
     .argument('<inputs...>', 'image files and/or folders (searched recursively)')
-    .requiredOption('--model <name>', 'model to apply')
+    .requiredOption('--model <name>', 'model to apply (its name on the server)')
     .option('--model-version <v>', 'model version (default: the newest loaded)')
-    .option('--json', 'one JSON line per image {"id", "file", "verdict", "score", "defectType"} (or "error"), then {"total", "anomalous", "errors"}')
+    .option('--json', PREDICT_JSON_HELP)
+    .option('--heatmaps <dir>', '(one-class models) ask the server for heatmap overlays and write them there, with an index.html', nonEmptyPath('--heatmaps'))
     .option('--window <n>', 'most unanswered images in flight', intInRange('--window', 1, 4096), 32)
     .option('--deadline-ms <ms>', 'time budget per image on the server', intInRange('--deadline-ms', 1, 86_400_000))
-    .addHelpText('after', '\nExample:\n  loupe --server 127.0.0.1:50051 inspect photos/ --model bottle --json')
-    .action(action(deps, (inputs: string[], o: InspectOptions, cmd: Command) => inspectCommand(inputs, o, cmd, deps)));
+    .addHelpText('after', `\n${EXIT_CODES_HELP}\n\nExample:\n  loupe --server 127.0.0.1:50051 inspect photos/ --model bottle --json`)
+    .action(action(deps, (inputs: string[], o: RemotePredictOptions & { model: string }, cmd: Command) => remotePredict(o.model, inputs, o, cmd, deps)));
 
   const models = program.command('models').description('the models of a Loupe server (--server)');
   models
@@ -463,7 +519,7 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
       .option('--json', 'JSON lines')
       .action(
         action(deps, async (name: string, o: { modelVersion?: string; json?: boolean }, cmd: Command) => {
-          if (verb === 'delete' && !o.modelVersion) throw new RemoteUsageError('models delete needs --model-version V (one version per call)');
+          if (verb === 'delete' && !o.modelVersion) throw new UsageError('models delete needs --model-version V (one version per call)');
           const { client } = await connect(cmd);
           try {
             const v = o.modelVersion ?? '';
@@ -485,10 +541,15 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
     .command('train')
     .description('train a new model version on the server (in its own process) with live progress')
     .argument('<name>', 'model name (the server assigns the next version)')
-    .argument('<inputs...>', 'svm: a folder of <label>/ folders; one-class: good images (files or folders)')
-    .addOption(new Option('--kind <kind>', 'svm classifier or one-class (PatchCore) anomaly detector').choices(['svm', 'one-class']).makeOptionMandatory())
+    .argument('<inputs...>', 'svm: a folder of <label>/ folders; one-class: good images (files or folders); hybrid: an MVTec category (masks from ground_truth/) or <label>/ folders with a good one')
+    .addOption(
+      new Option('--kind <kind>', 'svm classifier, one-class (PatchCore) anomaly detector, or hybrid (PatchCore + a supervised head on the labelled defects)')
+        .choices(['svm', 'one-class', 'hybrid'])
+        .makeOptionMandatory(),
+    )
     .addOption(new Option('--layer <name>', '(svm) CNN features').choices(['fc1000', 'avg_pool']))
-    .option('--coreset <ratio>', '(one-class) fraction of patch features kept (default 0.01)', fraction('--coreset'))
+    .option('--coreset <ratio>', '(one-class, hybrid) fraction of patch features kept (default 0.01)', fraction('--coreset'))
+    .option('--shots <n>', '(hybrid) at most this many labelled defects per type train the head', intInRange('--shots', 1, 1_000_000))
     .option('--seed <n>', 'seed', intInRange('--seed', 0, 2 ** 31))
     .option('--no-load', 'do not load the new version when it is written')
     .option('--json', 'the new model as one JSON line')

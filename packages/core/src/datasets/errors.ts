@@ -1,27 +1,15 @@
 // Errors raised by the dataset tools. Each names the file (or dataset root) it is about.
+import { LoupeError, type LoupeErrorCode } from '../errors.js';
 
-export type DatasetErrorCode =
-  | 'DATASET_NOT_FOUND' // root missing or not a directory
-  | 'DATASET_LAYOUT' // the folder does not have the expected layout
-  | 'DATASET_EMPTY' // no usable images / too few for the operation
-  | 'GROUPS_FILE' // malformed groups CSV
-  | 'GROUPS_UNKNOWN_FILES' // CSV names files that are not in the dataset
-  | 'GROUPS_MISSING_FILES' // dataset items have no group in the CSV
-  | 'GROUPS_AMBIGUOUS' // a basename in the CSV matches several dataset files
-  | 'SPLIT_INVALID'; // bad ratio / k / impossible split
+export type DatasetErrorCode = Extract<LoupeErrorCode, `DATASET_${string}` | `GROUPS_${string}` | 'SPLIT_INVALID'>;
 
-export class DatasetError extends Error {
-  readonly code: DatasetErrorCode;
-  /** The file or folder the error is about, when there is one (same field name as LoupeError). */
-  readonly input: string | undefined;
+export class DatasetError extends LoupeError {
+  declare readonly code: DatasetErrorCode;
   /** Offending entries (file names), when the error lists several. */
   readonly entries?: readonly string[];
 
   constructor(code: DatasetErrorCode, message: string, options?: { input?: string; entries?: readonly string[]; cause?: unknown }) {
-    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
-    this.name = 'DatasetError';
-    this.code = code;
-    this.input = options?.input;
+    super(code, message, { ...(options?.input !== undefined ? { input: options.input } : {}), cause: options?.cause });
     if (options?.entries !== undefined) this.entries = options.entries;
   }
 }

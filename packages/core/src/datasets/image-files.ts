@@ -3,6 +3,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
+import { fileKind } from '../files.js';
 import { compareStrings } from './util.js';
 
 export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'tiff' | 'gif' | 'bmp';
@@ -34,10 +35,14 @@ export const DECODABLE_IMAGE_EXTENSIONS: readonly string[] = Object.freeze(
     .map(([e]) => e),
 );
 
-/** A file found by `listFilesUnder`; `dangling`: a symbolic link to nothing (for "unreadable" reports). */
+/**
+ * A file found by `listFilesUnder`; `dangling`: a symbolic link to nothing; `special`: what it is when it is
+ * neither a regular file nor a folder (a FIFO, a device, a socket). Both are listed for "unreadable" reports.
+ */
 export interface ListedFile {
   readonly path: string;
   readonly dangling: boolean;
+  readonly special?: string;
 }
 
 /**
@@ -61,16 +66,21 @@ export async function listFilesUnder(dir: string): Promise<ListedFile[]> {
       else if (st.isDirectory()) {
         if (!e.name.startsWith('.')) await walk(p);
       } else if (st.isFile()) out.push({ path: p, dangling: false });
+      else out.push({ path: p, dangling: false, special: fileKind(st) });
     }
   };
   await walk(dir);
   return out;
 }
 
-/** The decodable image files under `dir` (by extension; hidden ones skipped), as `listFilesUnder`. */
-export async function findImageFiles(dir: string): Promise<string[]> {
+/**
+ * The decodable image files under `dir` (by extension; hidden ones skipped), as `listFilesUnder`. With
+ * `unreadable: true`, image-named entries that cannot be read as files (links to nothing, FIFOs, devices)
+ * are listed too, so that the caller reports each one (reading it gives the reason) instead of skipping it.
+ */
+export async function findImageFiles(dir: string, options: { unreadable?: boolean } = {}): Promise<string[]> {
   return (await listFilesUnder(dir))
-    .filter((f) => !f.dangling && !path.basename(f.path).startsWith('.') && DECODABLE_IMAGE_EXTENSIONS.includes(path.extname(f.path).toLowerCase()))
+    .filter((f) => (options.unreadable || (!f.dangling && !f.special)) && !path.basename(f.path).startsWith('.') && DECODABLE_IMAGE_EXTENSIONS.includes(path.extname(f.path).toLowerCase()))
     .map((f) => f.path);
 }
 

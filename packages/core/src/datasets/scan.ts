@@ -6,6 +6,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 
+import { fileKind, NotRegularFileError, readRegularFile } from '../files.js';
 import { ImageDecodeError } from '../errors.js';
 import { decodeImage } from '../image/decode.js';
 import { DatasetError } from './errors.js';
@@ -81,7 +82,7 @@ async function listSubdirs(dir: string): Promise<string[]> {
 
 /** Every file under `dir` (listFilesUnder: sorted, hidden folders skipped, linked folders once). */
 async function walkFiles(root: string, dir: string, out: WalkedFile[]): Promise<void> {
-  for (const f of await listFilesUnder(dir)) out.push({ path: f.path, relPath: toPosixRelative(root, f.path) }); // dangling links: reported as unreadable
+  for (const f of await listFilesUnder(dir)) out.push({ path: f.path, relPath: toPosixRelative(root, f.path) }); // dangling links, FIFOs, devices: reported as unreadable
 }
 
 type Inspected =
@@ -99,6 +100,7 @@ async function inspectFile(c: Candidate, verify: VerifyLevel, hash: boolean): Pr
   if (verify === 'extension' && !hash) {
     try {
       const st = await fs.stat(c.path);
+      if (!st.isFile()) return { ok: false, skip: { ...base, reason: 'unreadable', detail: new NotRegularFileError(c.path, fileKind(st)).message } };
       if (st.size === 0) return { ok: false, skip: { ...base, reason: 'empty-file' } };
       if (UNSUPPORTED_IMAGE_FORMATS.has(extFormat)) {
         return { ok: false, skip: { ...base, reason: 'unsupported-format', detail: `${extFormat} images cannot be decoded` } };
@@ -110,7 +112,7 @@ async function inspectFile(c: Candidate, verify: VerifyLevel, hash: boolean): Pr
   }
   let data: Buffer;
   try {
-    data = await fs.readFile(c.path);
+    data = await readRegularFile(c.path); // a FIFO or device among the files is reported, never read
   } catch (err) {
     return { ok: false, skip: { ...base, reason: 'unreadable', detail: errorMessage(err) } };
   }
@@ -241,6 +243,22 @@ export async function scanFolderPerLabel(root: string, opts: ScanOptions = {}): 
   }
   const labels = [...new Set(items.map((i) => i.label))].sort(compareStrings);
   return { root: abs, layout: 'folder-per-label', items, labels, skipped: [...outside, ...skipped] };
+}
+
+/**
+ * A plain folder of images, all of one label (e.g. a folder of good parts): every image under it,
+ * recursively, checked as `verify` says; the rest reported as skipped.
+ */
+export async function scanImageFolder(root: string, opts: ScanOptions & { label?: string } = {}): Promise<{ root: string; items: DatasetItem[]; skipped: SkippedFile[] }> {
+  const abs = await requireDirectory(root);
+  const all: WalkedFile[] = [];
+  await walkFiles(abs, abs, all);
+  const label = opts.label ?? 'good';
+  const { items, skipped } = await inspectCandidates(all.map((f) => ({ path: f.path, relPath: f.relPath, label })), opts);
+  if (items.length === 0) {
+    throw new DatasetError('DATASET_EMPTY', `no usable images under ${abs} (looked for ${DECODABLE_IMAGE_EXTENSIONS.join(' ')} files; ${skipped.length} files skipped)`, { input: abs });
+  }
+  return { root: abs, items, skipped };
 }
 
 /** Indexes `ground_truth/<defect>/` mask files by image stem: `<stem>_mask.<ext>` or `<stem>.<ext>`. */

@@ -1,4 +1,5 @@
-// Image file/buffer -> 224x224 RGB uint8 (HWC), the model's view of the image. One job: decoding.
+// Image file/buffer -> 8-bit RGB (HWC): the model's 224x224 view (decodeImage) and the full-size view that tiles,
+// anomaly maps and heatmap overlays use (decodeFullImage). One set of rules for both, below.
 //
 // Choices (documented in the README too):
 // - Formats: whatever sharp/libvips reads; JPEG, PNG, WebP, TIFF and GIF are tested. Animated GIF /
@@ -22,10 +23,16 @@
 //   model unchanged (the reference PNGs rely on this).
 // - Decompression bombs: the pixel count from the header is checked against limitInputPixels
 //   (default 100 MP) before any pixel is decoded; libvips enforces the same limit while decoding.
-// - Truncated data is an error (failOn 'truncated'), not a silently grey bottom half.
-import { readFile } from 'node:fs/promises';
+// - Truncated or corrupt data is an error, not a silently grey bottom half or a scored smear: libvips'
+//   fail_on 'error' for every format, and 'warning' for JPEG, whose decoder reports garbage in the scan
+//   data ("Corrupt JPEG data: ...") only as a warning while it fills the damaged blocks in.
+// - Memory: an image's pixel count is known from its header before any pixel is decoded; images being
+//   rasterized at once hold at most MAX_DECODING_PIXELS pixels between them (one image alone always may),
+//   so many large images arriving together wait for each other instead of multiplying memory.
+import { lstat } from 'node:fs/promises';
 import sharp from 'sharp';
 
+import { NotRegularFileError, readRegularFile } from '../files.js';
 import { EmptyImageError, ImageDecodeError, ImageReadError, ImageTooLargeError, LoupeError, messageOf } from '../errors.js';
 import { INPUT_CHANNELS, INPUT_SIZE } from '../model.js';
 
@@ -78,21 +85,30 @@ export function sourceName(source: ImageSource, fallback = '<buffer>'): string {
   return source.name;
 }
 
-async function readSource(source: ImageSource, name: string): Promise<Buffer> {
+/** The bytes of a source (files are read whole); ImageReadError / EmptyImageError naming it. */
+export async function readSource(source: ImageSource, name: string): Promise<Buffer> {
   let data: Uint8Array;
   if (typeof source === 'string') {
     try {
-      data = await readFile(source);
+      // Regular files only: a FIFO would hang the read and a link to /dev/zero grow it without bound.
+      data = await readRegularFile(source);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      const detail = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : messageOf(err);
-      throw new ImageReadError(name, detail, err);
+      throw new ImageReadError(name, await readFailure(source, err), err);
     }
   } else {
     data = source instanceof Uint8Array ? source : source.data;
   }
   if (data.length === 0) throw new EmptyImageError(name);
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** Why a file could not be read, in words for ImageReadError. */
+async function readFailure(file: string, err: unknown): Promise<string> {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EISDIR' || (err instanceof NotRegularFileError && err.kind === 'a directory')) return 'it is a directory';
+  if (err instanceof NotRegularFileError) return `${err.message}: images are read from regular files only`;
+  if (code === 'ENOENT') return (await lstat(file).catch(() => undefined))?.isSymbolicLink() ? 'a symbolic link to nothing (dangling)' : 'no such file';
+  return messageOf(err);
 }
 
 function isPixelLimitError(err: unknown): boolean {
@@ -107,15 +123,26 @@ export function checkAcceptedFormat(name: string, format: string | undefined): v
   if (!ACCEPTED_FORMATS.has(format ?? '')) throw new ImageDecodeError(name, `${format ?? 'these'} images are not accepted (JPEG, PNG, WebP, TIFF, GIF)`);
 }
 
-/** Decodes one image to the model's 224x224 RGB view. Errors are typed and name the image. */
-export async function decodeImage(source: ImageSource, options: DecodeOptions = {}): Promise<DecodedImage> {
-  const name = sourceName(source, options.name);
-  const fit = options.fit ?? 'squash';
-  const limit = options.limitInputPixels ?? DEFAULT_LIMIT_INPUT_PIXELS;
-  if (fit !== 'squash' && fit !== 'crop') throw new LoupeError('INVALID_ARGUMENT', `fit must be 'squash' or 'crop', got ${String(fit)}`);
-  const data = await readSource(source, name);
+/** A source read and its header checked: the common first step of every decode. */
+interface OpenedImage {
+  readonly name: string;
+  readonly data: Buffer;
+  readonly meta: sharp.Metadata;
+  /** Stored size. */
+  readonly width: number;
+  readonly height: number;
+  /** Size once EXIF orientation is applied. */
+  readonly uprightWidth: number;
+  readonly uprightHeight: number;
+  readonly limit: number;
+}
 
-  // Header only: format, dimensions and orientation, without decoding pixels.
+/**
+ * Reads the source and its header (format, size, orientation) without decoding pixels, applying the
+ * rules every view shares: raster formats only, a non-empty image, the pixel limit.
+ */
+async function openImage(source: ImageSource, name: string, limit: number): Promise<OpenedImage> {
+  const data = await readSource(source, name);
   let meta: sharp.Metadata;
   try {
     meta = await sharp(data, { limitInputPixels: false, failOn: 'none' }).metadata();
@@ -127,31 +154,46 @@ export async function decodeImage(source: ImageSource, options: DecodeOptions = 
   const height = meta.height ?? 0;
   if (width <= 0 || height <= 0) throw new EmptyImageError(name, `it has no pixels (${width}x${height})`);
   if (width * height > limit) throw new ImageTooLargeError(name, width, height, limit);
-
   const swapped = (meta.orientation ?? 1) >= 5; // EXIF 5..8 rotate by 90 degrees
-  const uprightW = swapped ? height : width;
-  const uprightH = swapped ? width : height;
+  return { name, data, meta, width, height, uprightWidth: swapped ? height : width, uprightHeight: swapped ? width : height, limit };
+}
 
+/**
+ * The pixels of an opened image as 8-bit RGB (HWC), upright, resized to `size` when given, under the
+ * rules of the header comment (ICC ignored, alpha removed not flattened, grey expanded, 16-bit reduced).
+ * Every view of an image (model input, tiles, full-size maps and overlays) goes through here.
+ */
+async function rasterize(img: OpenedImage, size?: { width: number; height: number; fit: FitMode }): Promise<{ rgb: Uint8Array; width: number; height: number }> {
+  const pixels = img.width * img.height;
+  await decodingPixels.acquire(pixels);
+  try {
+    return await rasterizeNow(img, size);
+  } finally {
+    decodingPixels.release(pixels);
+  }
+}
+
+async function rasterizeNow(img: OpenedImage, size?: { width: number; height: number; fit: FitMode }): Promise<{ rgb: Uint8Array; width: number; height: number }> {
   const run = async (p: sharp.Sharp): Promise<{ data: Buffer; info: sharp.OutputInfo }> => {
     try {
       return await p.toBuffer({ resolveWithObject: true });
     } catch (err) {
-      if (isPixelLimitError(err)) throw new ImageTooLargeError(name, width, height, limit, err);
-      throw new ImageDecodeError(name, cleanSharpMessage(err), err);
+      if (isPixelLimitError(err)) throw new ImageTooLargeError(img.name, img.width, img.height, img.limit, err);
+      throw new ImageDecodeError(img.name, cleanSharpMessage(err), err);
     }
   };
   const toRgb8 = (p: sharp.Sharp): sharp.Sharp => p.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' });
-  let pipeline = sharp(data, { limitInputPixels: limit, failOn: 'truncated', pages: 1, page: 0, ignoreIcc: true }).rotate();
-  const resize = uprightW !== INPUT_SIZE || uprightH !== INPUT_SIZE;
-  if (resize && meta.hasAlpha) {
+  let pipeline = sharp(img.data, { limitInputPixels: img.limit, failOn: failOnLevel(img.meta.format), pages: 1, page: 0, ignoreIcc: true }).rotate();
+  const resize = size !== undefined && (img.uprightWidth !== size.width || img.uprightHeight !== size.height);
+  if (resize && img.meta.hasAlpha) {
     // sharp resizes with the colour premultiplied by alpha whatever the order of the calls, which
     // would darken and shift (mostly) transparent pixels: drop the alpha in a pass of its own first.
     const opaque = await run(toRgb8(pipeline));
     pipeline = sharp(opaque.data, { raw: { width: opaque.info.width, height: opaque.info.height, channels: opaque.info.channels } });
   }
   if (resize) {
-    pipeline = pipeline.resize(INPUT_SIZE, INPUT_SIZE, {
-      fit: fit === 'crop' ? 'cover' : 'fill',
+    pipeline = pipeline.resize(size.width, size.height, {
+      fit: size.fit === 'crop' ? 'cover' : 'fill',
       position: 'centre',
       kernel: RESIZE_KERNEL,
       // libvips shrinks JPEG and WebP while decoding; 'fast' leaves the kernel too little to do (a lossless
@@ -162,29 +204,113 @@ export async function decodeImage(source: ImageSource, options: DecodeOptions = 
   }
   const out = await run(toRgb8(pipeline));
   const { info } = out;
-  if (info.width !== INPUT_SIZE || info.height !== INPUT_SIZE || info.channels !== INPUT_CHANNELS) {
-    throw new ImageDecodeError(name, `decoder produced ${info.width}x${info.height}x${info.channels}, expected ${INPUT_SIZE}x${INPUT_SIZE}x3`);
+  if (info.channels !== INPUT_CHANNELS || (size && (info.width !== size.width || info.height !== size.height))) {
+    throw new ImageDecodeError(img.name, `decoder produced ${info.width}x${info.height}x${info.channels}, expected ${size ? `${size.width}x${size.height}` : 'RGB'}x3`);
   }
-  return {
-    name,
-    // A tight copy: sharp's Buffer may be a view into a larger pooled allocation.
-    rgb: new Uint8Array(out.data.buffer.slice(out.data.byteOffset, out.data.byteOffset + out.data.byteLength)),
-    width: INPUT_SIZE,
-    height: INPUT_SIZE,
-    source: {
-      format: meta.format ?? 'unknown',
-      width,
-      height,
-      channels: meta.channels ?? 0,
-      orientation: meta.orientation,
-    },
-  };
+  // A tight copy when sharp's Buffer is a view into a larger (pooled) allocation; a buffer of its own is
+  // kept as it is (copying a large one costs the event loop milliseconds per image).
+  const d = out.data;
+  const rgb = d.byteOffset === 0 && d.buffer.byteLength === d.byteLength ? new Uint8Array(d.buffer) : new Uint8Array(d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength));
+  return { rgb, width: info.width, height: info.height };
+}
+
+/** libvips' fail_on level per format (see the header comment). */
+function failOnLevel(format: string | undefined): 'warning' | 'error' {
+  return format === 'jpeg' ? 'warning' : 'error';
+}
+
+/** Pixels of stored images that may be rasterized at once, process-wide (see the header comment). */
+export const MAX_DECODING_PIXELS = 100_000_000;
+
+/** A FIFO budget of pixels: a waiter goes when its pixels fit, or when nothing else is decoding. */
+class PixelBudget {
+  private used = 0;
+  private readonly waiters: { pixels: number; go: () => void }[] = [];
+
+  constructor(private readonly max: number) {}
+
+  acquire(pixels: number): Promise<void> | void {
+    if (this.waiters.length === 0 && (this.used === 0 || this.used + pixels <= this.max)) {
+      this.used += pixels;
+      return;
+    }
+    return new Promise((go) => this.waiters.push({ pixels, go }));
+  }
+
+  release(pixels: number): void {
+    this.used -= pixels;
+    while (this.waiters.length > 0 && (this.used === 0 || this.used + this.waiters[0]!.pixels <= this.max)) {
+      const w = this.waiters.shift()!;
+      this.used += w.pixels;
+      w.go();
+    }
+  }
+}
+
+const decodingPixels = new PixelBudget(MAX_DECODING_PIXELS);
+
+function sourceInfo(img: OpenedImage): DecodedImage['source'] {
+  return { format: img.meta.format ?? 'unknown', width: img.width, height: img.height, channels: img.meta.channels ?? 0, orientation: img.meta.orientation };
+}
+
+/** Decodes one image to the model's 224x224 RGB view. Errors are typed and name the image. */
+export async function decodeImage(source: ImageSource, options: DecodeOptions = {}): Promise<DecodedImage> {
+  const name = sourceName(source, options.name);
+  const fit = options.fit ?? 'squash';
+  const limit = options.limitInputPixels ?? DEFAULT_LIMIT_INPUT_PIXELS;
+  if (fit !== 'squash' && fit !== 'crop') throw new LoupeError('INVALID_ARGUMENT', `fit must be 'squash' or 'crop', got ${String(fit)}`);
+  const img = await openImage(source, name, limit);
+  const { rgb } = await rasterize(img, { width: INPUT_SIZE, height: INPUT_SIZE, fit });
+  return { name, rgb, width: INPUT_SIZE, height: INPUT_SIZE, source: sourceInfo(img) };
+}
+
+/** An image at its own resolution (upright), for tiles, full-size anomaly maps and overlays. */
+export interface FullImage {
+  readonly name: string;
+  /** width * height * 3 bytes, HWC RGB. */
+  readonly rgb: Uint8Array;
+  readonly width: number;
+  readonly height: number;
+  /** The upright size of the source (width/height differ only when `minSide` enlarged it). */
+  readonly sourceWidth: number;
+  readonly sourceHeight: number;
+}
+
+export interface FullDecodeOptions {
+  /** Enlarge (squash, bicubic) so that each side is at least this long; default 1 (never). */
+  minSide?: number;
+  /**
+   * Decode straight to this size instead (squash, bicubic; libvips shrinks while decoding, so a huge image
+   * never exists at full size): what an overlay on a size-capped anomaly map needs. Overrides minSide.
+   */
+  size?: { width: number; height: number };
+  /** Called with the upright size once the header is read, before any pixel is decoded (may throw to refuse). */
+  beforeDecode?: (width: number, height: number) => void;
+  limitInputPixels?: number;
+  /** Name used in errors for an unnamed buffer. */
+  name?: string;
+}
+
+/**
+ * Decodes an image at its own resolution with the same rules as decodeImage (so the pixels of a tile, a
+ * heatmap overlay and the model view agree), optionally enlarged to `minSide`.
+ */
+export async function decodeFullImage(source: ImageSource, options: FullDecodeOptions = {}): Promise<FullImage> {
+  const name = sourceName(source, options.name);
+  const img = await openImage(source, name, options.limitInputPixels ?? DEFAULT_LIMIT_INPUT_PIXELS);
+  options.beforeDecode?.(img.uprightWidth, img.uprightHeight);
+  const minSide = options.minSide ?? 1;
+  const width = options.size?.width ?? Math.max(img.uprightWidth, minSide);
+  const height = options.size?.height ?? Math.max(img.uprightHeight, minSide);
+  if (!(Number.isInteger(width) && width > 0 && Number.isInteger(height) && height > 0)) throw new LoupeError('INVALID_ARGUMENT', `size must be positive integers, got ${width}x${height}`);
+  const out = await rasterize(img, width !== img.uprightWidth || height !== img.uprightHeight ? { width, height, fit: 'squash' } : undefined);
+  return { name, rgb: out.rgb, width: out.width, height: out.height, sourceWidth: img.uprightWidth, sourceHeight: img.uprightHeight };
 }
 
 function cleanSharpMessage(err: unknown): string {
   const msg = messageOf(err).trim();
   if (/unsupported image format/i.test(msg)) return 'not a supported image format (JPEG, PNG, WebP, TIFF, GIF, ...)';
-  if (/premature end|truncated|unexpected end|end of stream|not enough data|read error|short read/i.test(msg)) return `truncated or corrupt data (${msg.split('\n')[0]})`;
+  if (/premature end|truncated|unexpected end|end of stream|not enough data|read error|short read|corrupt/i.test(msg)) return `truncated or corrupt data (${msg.split('\n')[0]})`;
   // libvips keeps its error text per thread: with several decodes at once sharp sometimes finds it
   // already cleared and says only this. The header was read, the pixels were not.
   if (msg === '' || /^unknown error$/i.test(msg)) return 'truncated or corrupt data (the decoder gave no detail)';

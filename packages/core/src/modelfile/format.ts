@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { endianness } from 'node:os';
 
+import { openRegularFile, readRegularFile } from '../files.js';
 import { writeFileAtomic } from './atomic.js';
 import { ModelFileError } from './errors.js';
 
@@ -22,8 +23,8 @@ export const MODEL_FILE_EXTENSION = '.loupe';
 /** Largest header accepted when reading (guards against reading a huge non-model file as a header). */
 export const MAX_HEADER_BYTES = 64 * 1024 * 1024;
 
-export type ModelKind = 'svm' | 'one-class';
-export const MODEL_KINDS: readonly ModelKind[] = ['svm', 'one-class'];
+export type ModelKind = 'svm' | 'one-class' | 'hybrid';
+export const MODEL_KINDS: readonly ModelKind[] = ['svm', 'one-class', 'hybrid'];
 
 export type SectionDType = 'float32' | 'int32' | 'int8' | 'uint8';
 export type SectionArray = Float32Array | Int32Array | Int8Array | Uint8Array;
@@ -246,7 +247,8 @@ export async function writeModelFile(file: string, header: ModelHeaderInput, sec
 export async function readModelFile(file: string, opts: { kinds?: readonly ModelKind[] } = {}): Promise<DecodedModel> {
   let bytes: Buffer;
   try {
-    bytes = await fs.readFile(file);
+    // Regular files only (a FIFO would hang the read, a link to a device grow it without end).
+    bytes = await readRegularFile(file);
   } catch (err) {
     throw new ModelFileError('MODEL_READ', file, `cannot read: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
@@ -258,7 +260,7 @@ export async function readModelFile(file: string, opts: { kinds?: readonly Model
  * still counts): what a new model may replace without destroying something else.
  */
 export async function startsAsModelFile(file: string): Promise<boolean> {
-  const fh = await fs.open(file, 'r').catch(() => null);
+  const fh = (await openRegularFile(file).catch(() => null))?.handle;
   if (!fh) return false;
   try {
     const head = Buffer.alloc(MAGIC_PREFIX.length);
@@ -273,7 +275,7 @@ export async function startsAsModelFile(file: string): Promise<boolean> {
 export async function readModelHeader(file: string): Promise<ModelHeaderBase> {
   let fh: fs.FileHandle;
   try {
-    fh = await fs.open(file, 'r');
+    ({ handle: fh } = await openRegularFile(file));
   } catch (err) {
     throw new ModelFileError('MODEL_READ', file, `cannot read: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }

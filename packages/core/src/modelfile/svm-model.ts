@@ -17,6 +17,14 @@ export interface SvmModelMeta {
   readonly createdAt?: string;
   /** Any other JSON metadata (dataset name, split seed, tool version...). */
   readonly extra?: Readonly<Record<string, unknown>>;
+  /** The class of defect-free parts (the verdict is 'good' for it). */
+  readonly goodClass?: string;
+  /** Decision threshold on the good-vs-defect margin (default 0, the classifier's own decision). */
+  readonly threshold?: number;
+  /** sha256 of every training image's file, so evaluation can say which it has seen. */
+  readonly trainHashes?: readonly string[];
+  /** What the images were (the dataset folder's name). */
+  readonly category?: string;
 }
 
 export interface SvmModelHeader extends ModelHeaderBase {
@@ -32,6 +40,10 @@ export interface SvmModelHeader extends ModelHeaderBase {
   readonly decoding?: DecodingName;
   readonly svm: { readonly learners: number; readonly dim: number; readonly weights: string; readonly bias: string };
   readonly training: SvmTrainingInfo;
+  readonly goodClass?: string;
+  readonly threshold?: number;
+  readonly trainHashes?: string[];
+  readonly category?: string;
   readonly metrics?: unknown;
   readonly extra?: Record<string, unknown>;
 }
@@ -67,6 +79,10 @@ export async function saveSvmModel(file: string, model: SvmClassifier, meta: Svm
     decoding: model.decoding,
     svm: { learners: coding.learners, dim: model.dim, weights: SECTION.weights, bias: SECTION.bias },
     training: model.training,
+    ...(meta.goodClass !== undefined ? { goodClass: meta.goodClass } : {}),
+    ...(meta.threshold !== undefined ? { threshold: meta.threshold } : {}),
+    ...(meta.trainHashes !== undefined ? { trainHashes: [...meta.trainHashes] } : {}),
+    ...(meta.category !== undefined ? { category: meta.category } : {}),
     ...(meta.metrics !== undefined ? { metrics: meta.metrics } : {}),
     ...(meta.extra !== undefined ? { extra: meta.extra } : {}),
   };

@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { FewShotModel } from '../../src/anomaly/fewshot/fused.js';
-import { loadMask } from '../../src/anomaly/patchcore/io.js';
+import { loadMask } from '../../src/image/mask.js';
 import { loadPatchCore, savePatchCore } from '../../src/anomaly/patchcore/model-file.js';
 import { PatchCoreModel } from '../../src/anomaly/patchcore/model.js';
 import { bruteForceKnn, type KnnNative } from '../../src/anomaly/patchcore/scorer.js';

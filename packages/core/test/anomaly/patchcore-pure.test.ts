@@ -2,7 +2,7 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 
-import { loadMask } from '../../src/anomaly/patchcore/io.js';
+import { loadMask } from '../../src/image/mask.js';
 import {
   avgPool3x3,
   bilinearAxis,
@@ -29,7 +29,7 @@ import {
   normalizeScore,
   quantile,
 } from '../../src/anomaly/patchcore/threshold.js';
-import { cropTile, planTiles, TileStitcher, tileOrigins } from '../../src/anomaly/patchcore/tiling.js';
+import { cropTile, planTiles, TileStitcher, tileOrigins } from '../../src/image/tiles.js';
 import { createRng } from '../../src/datasets/random.js';
 
 function randomArray(n: number, seed: number): Float32Array {

@@ -6,7 +6,7 @@
 // sigmoid(f - threshold): 0.5 at the threshold, ~0.73 one good-image standard deviation above it.
 import { LoupeError } from '../../errors.js';
 import type { ImageSource } from '../../image/decode.js';
-import { loadMask } from '../patchcore/io.js';
+import { loadMask } from '../../image/mask.js';
 import type { AnomalyResult, LabelledDefect, PatchCoreEngine, PatchCoreModel, RunOptions } from '../patchcore/model.js';
 import { fitFusion, FewShotHead, fuseScores, type FewShotHeadOptions, type FewShotHeadState, type FusionState, type HeadTrainingImage } from './head.js';
 import { LABEL_NEGATIVE, patchLabelsFromMask, patchLabelsFromScores, type MaskLabelOptions } from './patch-labels.js';

@@ -8,6 +8,20 @@
 import { LoupeError } from '../../errors.js';
 import { runKernel } from '../../native-kernels.js';
 
+/**
+ * Longest side of an anomaly map. A map follows its image's size up to this (every MVTec image, 1024 px at
+ * most, keeps a map at its own size); a larger image gets a map scaled down to fit, its aspect kept, so
+ * a 7000x7000 frame costs a 4 MB map instead of 196 MB (and the overlay and mask drawn from it alike).
+ */
+export const MAX_MAP_SIDE = 1024;
+
+/** The size of the anomaly map of a width x height image (see MAX_MAP_SIDE). */
+export function mapSize(width: number, height: number, maxSide = MAX_MAP_SIDE): { width: number; height: number } {
+  const s = Math.min(1, maxSide / Math.max(width, height));
+  if (s === 1) return { width, height };
+  return { width: Math.max(1, Math.round(width * s)), height: Math.max(1, Math.round(height * s)) };
+}
+
 /** Bilinear resize of a single-channel map, torch semantics (align_corners = false). */
 export function resizeBilinear(src: Float32Array, sh: number, sw: number, dh: number, dw: number, out?: Float32Array): Float32Array {
   if (src.length !== sh * sw) throw new LoupeError('INVALID_ARGUMENT', `resizeBilinear: expected ${sh * sw} values, got ${src.length}`);

@@ -152,6 +152,12 @@ export class SparseRandomProjection {
   }
 }
 
+/** Reusable buffers of fromTapsInto (start with empty arrays). */
+export interface EmbeddingScratch {
+  emb: Float32Array;
+  proj: Float32Array;
+}
+
 /** Anything that runs the network to the named taps: core's Engine or EngineSession. */
 export interface PatchTapRunner {
   run(input: TensorBatch, taps: readonly ('res3d' | 'res4f')[]): Promise<{ res3d: Float32Array; res4f: Float32Array }>;
@@ -196,6 +202,20 @@ export class PatchFeatureExtractor {
     const emb = buildPatchEmbeddings(res3d, res4f, batch, reuse ? this.scratch('emb', rows * EMBEDDING_DIM) : undefined);
     if (!this.projection) return emb;
     return this.projection.apply(emb, rows, reuse ? this.scratch('proj', rows * this.projection.spec.outDim) : undefined);
+  }
+
+  /**
+   * fromTaps into caller-owned scratch (grown as needed): for callers that score concurrently, each with
+   * its own scratch, and keep nothing of the result after it is consumed.
+   */
+  fromTapsInto(res3d: Float32Array, res4f: Float32Array, batch: number, scratch: EmbeddingScratch): Float32Array {
+    const rows = batch * PATCHES_PER_IMAGE;
+    if (scratch.emb.length < rows * EMBEDDING_DIM) scratch.emb = new Float32Array(rows * EMBEDDING_DIM);
+    const emb = buildPatchEmbeddings(res3d, res4f, batch, scratch.emb.subarray(0, rows * EMBEDDING_DIM));
+    if (!this.projection) return emb;
+    const out = rows * this.projection.spec.outDim;
+    if (scratch.proj.length < out) scratch.proj = new Float32Array(out);
+    return this.projection.apply(emb, rows, scratch.proj.subarray(0, out));
   }
 
   private readonly buffers = new Map<string, Float32Array>();

@@ -2,7 +2,7 @@
 // config, thresholds and provenance; the payload holds the memory bank (float32 [n, d], or fp16 bits as
 // uint8 [n, d, 2] little-endian) and, optionally, a fused few-shot head (JSON, it is small).
 import { ModelFileError } from '../../modelfile/errors.js';
-import { readModelFile, writeModelFile } from '../../modelfile/format.js';
+import { readModelFile, writeModelFile, type DecodedModel } from '../../modelfile/format.js';
 import type { FewShotHeadState, FusionState } from '../fewshot/head.js';
 import { PATCHCORE_FORMAT, PatchCoreModel, type PatchCoreHeader } from './model.js';
 
@@ -19,6 +19,15 @@ export interface PatchCoreFileExtras {
   trainHashes?: readonly string[];
   /** What the good images were (the MVTec category folder's name), so evaluation can notice another one. */
   category?: string;
+  /** Figures to keep with the model (JSON). */
+  metrics?: unknown;
+  /** Any other JSON metadata. */
+  extra?: Readonly<Record<string, unknown>>;
+  /** The file's kind and method (default 'one-class', 'patchcore'; hybrid models: 'hybrid'). */
+  kind?: 'one-class' | 'hybrid';
+  method?: string;
+  /** More header fields of the kind (a hybrid model's state). */
+  header?: Readonly<Record<string, unknown>>;
 }
 
 export interface LoadedPatchCore {
@@ -37,8 +46,8 @@ export async function savePatchCore(file: string, model: PatchCoreModel, extras:
   const data = bank instanceof Uint16Array ? new Uint8Array(bank.buffer, bank.byteOffset, bank.byteLength) : bank;
   const shape = bank instanceof Uint16Array ? [header.bank.n, header.bank.d, 2] : [header.bank.n, header.bank.d];
   const h: Record<string, unknown> = {
-    kind: 'one-class',
-    method: 'patchcore',
+    kind: extras.kind ?? 'one-class',
+    method: extras.method ?? 'patchcore',
     ...(extras.createdAt !== undefined ? { createdAt: extras.createdAt } : {}),
     weightsHash: header.weightsHash,
     preprocessing: extras.preprocessing ?? { resize: header.config.tile ? 'tiles-224-native' : 'squash-224', filter: 'cubic', mode: 'caffe' },
@@ -46,15 +55,23 @@ export async function savePatchCore(file: string, model: PatchCoreModel, extras:
     ...(extras.fewShot ? { fewShot: extras.fewShot } : {}),
     ...(extras.trainHashes ? { trainHashes: [...extras.trainHashes] } : {}),
     ...(extras.category !== undefined ? { category: extras.category } : {}),
+    ...(extras.metrics !== undefined ? { metrics: extras.metrics } : {}),
+    ...(extras.extra !== undefined ? { extra: extras.extra } : {}),
+    ...(extras.header ?? {}),
   };
-  return writeModelFile(file, h as { kind: 'one-class' }, [{ name: BANK_SECTION, shape, data }]);
+  return writeModelFile(file, h as { kind: 'one-class' | 'hybrid' }, [{ name: BANK_SECTION, shape, data }]);
 }
 
 /** Reads and validates a PatchCore model file. */
 export async function loadPatchCore(file: string, opts: { expectWeightsHash?: string } = {}): Promise<LoadedPatchCore> {
-  const decoded = await readModelFile(file, { kinds: ['one-class'] });
+  return loadPatchCoreDecoded(await readModelFile(file, { kinds: ['one-class'] }), file, opts);
+}
+
+/** Validates a decoded one-class model file and rebuilds the PatchCore model. */
+export function loadPatchCoreDecoded(decoded: DecodedModel, file: string, opts: { expectWeightsHash?: string; method?: string } = {}): LoadedPatchCore {
   const h = decoded.header as Record<string, unknown>;
-  if (h['method'] !== 'patchcore') throw new ModelFileError('MODEL_INCOMPATIBLE', file, `one-class method ${JSON.stringify(h['method'])} is not 'patchcore'`, { field: 'method' });
+  const method = opts.method ?? 'patchcore';
+  if (h['method'] !== method) throw new ModelFileError('MODEL_INCOMPATIBLE', file, `${String(h['kind'])} method ${JSON.stringify(h['method'])} is not '${method}'`, { field: 'method' });
   const pc = h['patchcore'] as (PatchCoreHeader & { bankSection?: string }) | undefined;
   if (!pc || typeof pc !== 'object' || pc.format !== PATCHCORE_FORMAT || !pc.bank) throw new ModelFileError('MODEL_CORRUPT', file, 'missing PatchCore header', { field: 'patchcore' });
   // The hash is stored twice (the file's header, which listings show, and the PatchCore header): both

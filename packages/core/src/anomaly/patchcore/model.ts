@@ -15,13 +15,15 @@ import { AbortError, LoupeError } from '../../errors.js';
 import type { ImageSource } from '../../image/decode.js';
 import { createRng } from '../../datasets/random.js';
 import { INPUT_ELEMENTS, INPUT_SIZE } from '../../model.js';
-import { gaussianBlur, patchScoresToMap, resizeBilinear } from './anomaly-map.js';
-import { EMBEDDING_DIM, PATCH_GRID, PATCHES_PER_IMAGE, PatchFeatureExtractor, type PatchTapRunner } from './feature-extractor.js';
-import { loadMask, prepareImage, type PreparedImage } from './io.js';
+import { gaussianBlur, mapSize, patchScoresToMap, resizeBilinear } from './anomaly-map.js';
+import { EMBEDDING_DIM, PATCH_GRID, PATCHCORE_TAPS, PATCHES_PER_IMAGE, PatchFeatureExtractor, type EmbeddingScratch, type PatchTapRunner } from './feature-extractor.js';
+import { loadMask } from '../../image/mask.js';
+import { prepareImage, type PreparedImage } from '../../image/views.js';
 import { bankMB, buildMemoryBank, decodeFloat16, encodeFloat16, type BankStorage, type MemoryBank } from './memory-bank.js';
 import { createKnnSearcher, scoreEmbeddings, type EmbeddingScores, type KnnNative, type KnnSearcher } from './scorer.js';
 import { calibrateThresholds, normalizeScore, type Thresholds } from './threshold.js';
-import { TileStitcher } from './tiling.js';
+import { TileStitcher } from '../../image/tiles.js';
+import { inTurn } from '../../turns.js';
 
 export const PATCHCORE_FORMAT = 'loupe-patchcore';
 export const PATCHCORE_VERSION = 1;
@@ -119,18 +121,23 @@ export interface AnomalyResult {
   /** PatchCore image score (reweighted nearest-neighbour distance). */
   rawScore: number;
   isAnomalous: boolean;
-  /** Size of the map = the upright source image. */
+  /** Size of the map: the upright source image, scaled down to MAX_MAP_SIDE per side when larger. */
   width: number;
   height: number;
+  /** The upright source image's size (the map's, unless the map was capped). */
+  imageWidth: number;
+  imageHeight: number;
   /** Raw smoothed anomaly map [height][width] (same units as the pixel threshold). */
   map: Float32Array;
-  /** Pixel of the map's maximum. */
+  /** The map's maximum, located in source image pixels (the centre of the map pixel when capped). */
   peak: { x: number; y: number; value: number };
   /** This image's share of the batch stage timings. */
   timings: StageTimings;
   /** Only with keepEmbeddings: [views * 784][dim] patch embeddings and their 1-NN distances. */
   embeddings?: Float32Array;
   patchScores?: Float32Array;
+  /** Only with keepEmbeddings: the bank row nearest to each patch. */
+  nnIdx?: Int32Array;
 }
 
 export interface ScoreOptions extends RunOptions {
@@ -190,24 +197,30 @@ function resolveConfig(partial: Partial<PatchCoreConfig> = {}): PatchCoreConfig 
   return c;
 }
 
+/** Throws INVALID_ARGUMENT naming the first setting of `partial` no PatchCore model can use. */
+export function checkPatchCoreConfig(partial: Partial<PatchCoreConfig>): void {
+  resolveConfig(partial);
+}
+
+/** Scratch sets kept for reuse by scoreViews (each holds a batch's embeddings: ~5 MB per image). */
+const MAX_SCRATCH_SETS = 4;
+
+/** One engine batch of decoded views and their taps. */
 interface ViewBatch {
   images: PreparedImage[];
-  rows: Float32Array;
+  res3d: Float32Array;
+  res4f: Float32Array;
   views: number;
-  timings: StageTimings;
+  /** Decode (overlapped with the previous batch's inference) and the engine run. */
+  prepareMs: number;
+  cnnMs: number;
 }
 
 /**
- * Decodes, runs the engine and builds embeddings for `sources`, in batches of about `batchSize` views.
- * The next batch is decoded while the engine runs the current one.
+ * Decodes `sources` and runs the engine to res4f on them, in batches of about `batchSize` views. The next
+ * batch is decoded while the engine runs the current one.
  */
-async function* embedBatches(
-  engine: PatchCoreEngine,
-  extractor: PatchFeatureExtractor,
-  sources: readonly ImageSource[],
-  config: PatchCoreConfig,
-  options: RunOptions,
-): AsyncGenerator<ViewBatch> {
+async function* viewBatches(engine: PatchTapRunner, sources: readonly ImageSource[], config: PatchCoreConfig, options: RunOptions): AsyncGenerator<ViewBatch> {
   const batchSize = Math.max(1, options.batchSize ?? 8);
   const prepOpts = { tile: config.tile, ...(options.limitInputPixels !== undefined ? { limitInputPixels: options.limitInputPixels } : {}) };
   // Images per chunk: whole-image mode = batchSize; tile mode starts at 1 and adapts to tiles/image.
@@ -220,7 +233,11 @@ async function* embedBatches(
     for (let i = start; i < Math.min(sources.length, start + count); i++) images.push(await prepareImage(sources[i]!, prepOpts));
     return { images, ms: performance.now() - t0 };
   };
-  let next = sources.length > 0 ? prepare(0, perChunk) : null;
+  const handled = <T>(p: Promise<T>): Promise<T> => {
+    p.catch(() => {}); // awaited later; an early rejection must not be "unhandled"
+    return p;
+  };
+  let next = sources.length > 0 ? handled(prepare(0, perChunk)) : null;
   while (next) {
     checkAbort(options.signal);
     const { images, ms: prepareMs } = await next;
@@ -229,78 +246,108 @@ async function* embedBatches(
       const tilesPerImage = Math.max(1, Math.round(images.reduce((a, im) => a + im.views, 0) / images.length));
       perChunk = Math.max(1, Math.floor(batchSize / tilesPerImage));
     }
-    const views = images.reduce((a, im) => a + im.views, 0);
-    const input = new Float32Array(views * INPUT_ELEMENTS);
-    let off = 0;
-    for (const im of images) {
-      input.set(im.tensor, off);
-      off += im.tensor.length;
-    }
+    const input = packViews(images);
     const t1 = performance.now();
-    const taps = engine.run({ data: input, batch: views }, ['res3d', 'res4f']);
-    next = cursor < sources.length ? prepare(cursor, perChunk) : null;
+    const taps = engine.run(input, PATCHCORE_TAPS);
+    next = cursor < sources.length ? handled(prepare(cursor, perChunk)) : null;
     const out = await taps;
-    const t2 = performance.now();
-    // Reused buffers: every consumer (bank copy, kNN, keepEmbeddings slices) is done with a batch
-    // before the generator is resumed for the next one.
-    const rows = extractor.fromTaps(out.res3d, out.res4f, views, true);
-    const t3 = performance.now();
-    yield { images, rows, views, timings: { prepareMs, cnnMs: t2 - t1, featuresMs: t3 - t2, knnMs: 0, mapMs: 0 } };
+    yield { images, res3d: out.res3d, res4f: out.res4f, views: input.batch, prepareMs, cnnMs: performance.now() - t1 };
     options.onProgress?.('embed', cursor, sources.length);
   }
 }
 
-/** Per-image maps and scores from one batch's kNN results. */
-function assembleResults(
-  batch: ViewBatch,
+/** The views of several prepared images as one engine batch. */
+export function packViews(images: readonly PreparedImage[]): { data: Float32Array; batch: number } {
+  const views = images.reduce((a, im) => a + im.views, 0);
+  if (images.length === 1) return { data: images[0]!.tensor, batch: views };
+  const data = new Float32Array(views * INPUT_ELEMENTS);
+  let off = 0;
+  for (const im of images) {
+    data.set(im.tensor, off);
+    off += im.tensor.length;
+  }
+  return { data, batch: views };
+}
+
+/** The map and score of one image of a batch from its views' kNN results. */
+function assembleOne(im: PreparedImage, view: number, scores: EmbeddingScores, model: PatchCoreModel, rows: Float32Array, keepEmbeddings: boolean): Omit<AnomalyResult, 'timings'> {
+  const { config, thresholds } = model;
+  const d = model.bank.d;
+  const out = mapSize(im.width, im.height);
+  let raw: number;
+  let map: Float32Array;
+  if (!im.tiles) {
+    const ps = scores.patchScores.subarray(view * PATCHES_PER_IMAGE, (view + 1) * PATCHES_PER_IMAGE);
+    map = patchScoresToMap(ps, PATCH_GRID, { inputSize: INPUT_SIZE, sigma: config.sigma, outHeight: out.height, outWidth: out.width });
+    raw = scores.imageScores[view]!;
+  } else {
+    const st = new TileStitcher(im.tiledWidth, im.tiledHeight);
+    raw = -Infinity;
+    im.tiles.forEach((tile, k) => {
+      const v = view + k;
+      const ps = scores.patchScores.subarray(v * PATCHES_PER_IMAGE, (v + 1) * PATCHES_PER_IMAGE);
+      st.add(resizeBilinear(ps, PATCH_GRID, PATCH_GRID, INPUT_SIZE, INPUT_SIZE), tile, INPUT_SIZE);
+      raw = Math.max(raw, scores.imageScores[v]!);
+    });
+    const smooth = gaussianBlur(st.result(), im.tiledHeight, im.tiledWidth, config.sigma);
+    map = im.tiledWidth === out.width && im.tiledHeight === out.height ? smooth : resizeBilinear(smooth, im.tiledHeight, im.tiledWidth, out.height, out.width);
+  }
+  let arg = 0;
+  for (let i = 1; i < map.length; i++) if (map[i]! > map[arg]!) arg = i;
+  const mx = arg % out.width;
+  const my = Math.floor(arg / out.width);
+  const r: Omit<AnomalyResult, 'timings'> = {
+    name: im.name,
+    score: normalizeScore(raw, thresholds.image),
+    rawScore: raw,
+    isAnomalous: raw >= thresholds.image,
+    width: out.width,
+    height: out.height,
+    imageWidth: im.width,
+    imageHeight: im.height,
+    map,
+    // In source pixels: a capped map's pixel covers several, the peak is the centre of its block.
+    peak: {
+      x: out.width === im.width ? mx : Math.min(im.width - 1, Math.floor(((mx + 0.5) * im.width) / out.width)),
+      y: out.height === im.height ? my : Math.min(im.height - 1, Math.floor(((my + 0.5) * im.height) / out.height)),
+      value: map[arg]!,
+    },
+  };
+  if (keepEmbeddings) {
+    r.embeddings = rows.slice(view * PATCHES_PER_IMAGE * d, (view + im.views) * PATCHES_PER_IMAGE * d);
+    r.patchScores = scores.patchScores.slice(view * PATCHES_PER_IMAGE, (view + im.views) * PATCHES_PER_IMAGE);
+    r.nnIdx = scores.nnIdx.slice(view * PATCHES_PER_IMAGE, (view + im.views) * PATCHES_PER_IMAGE);
+  }
+  return r;
+}
+
+/**
+ * Per-image maps and scores from one batch's kNN results. Each map is built in an event-loop turn of its
+ * own (turns.ts; bounded by MAX_MAP_SIDE), so a server's other calls (health checks included) are answered
+ * between them. `rows` must stay untouched until it resolves.
+ */
+async function assembleResults(
+  batch: { images: readonly PreparedImage[]; rows: Float32Array },
   scores: EmbeddingScores,
   model: PatchCoreModel,
   keepEmbeddings: boolean,
-): { results: Omit<AnomalyResult, 'timings'>[]; mapMs: number } {
-  const t0 = performance.now();
-  const { config, thresholds } = model;
-  const d = model.bank.d;
+): Promise<{ results: Omit<AnomalyResult, 'timings'>[]; mapMs: number }> {
+  let mapMs = 0;
   const results: Omit<AnomalyResult, 'timings'>[] = [];
   let view = 0;
   for (const im of batch.images) {
-    let raw: number;
-    let map: Float32Array;
-    if (!im.tiles) {
-      const ps = scores.patchScores.subarray(view * PATCHES_PER_IMAGE, (view + 1) * PATCHES_PER_IMAGE);
-      map = patchScoresToMap(ps, PATCH_GRID, { inputSize: INPUT_SIZE, sigma: config.sigma, outHeight: im.height, outWidth: im.width });
-      raw = scores.imageScores[view]!;
-    } else {
-      const st = new TileStitcher(im.tiledWidth, im.tiledHeight);
-      raw = -Infinity;
-      im.tiles.forEach((tile, k) => {
-        const v = view + k;
-        const ps = scores.patchScores.subarray(v * PATCHES_PER_IMAGE, (v + 1) * PATCHES_PER_IMAGE);
-        st.add(resizeBilinear(ps, PATCH_GRID, PATCH_GRID, INPUT_SIZE, INPUT_SIZE), tile, INPUT_SIZE);
-        raw = Math.max(raw, scores.imageScores[v]!);
-      });
-      const smooth = gaussianBlur(st.result(), im.tiledHeight, im.tiledWidth, config.sigma);
-      map = im.tiledWidth === im.width && im.tiledHeight === im.height ? smooth : resizeBilinear(smooth, im.tiledHeight, im.tiledWidth, im.height, im.width);
-    }
-    let arg = 0;
-    for (let i = 1; i < map.length; i++) if (map[i]! > map[arg]!) arg = i;
-    const r: Omit<AnomalyResult, 'timings'> = {
-      name: im.name,
-      score: normalizeScore(raw, thresholds.image),
-      rawScore: raw,
-      isAnomalous: raw >= thresholds.image,
-      width: im.width,
-      height: im.height,
-      map,
-      peak: { x: arg % im.width, y: Math.floor(arg / im.width), value: map[arg]! },
-    };
-    if (keepEmbeddings) {
-      r.embeddings = batch.rows.slice(view * PATCHES_PER_IMAGE * d, (view + im.views) * PATCHES_PER_IMAGE * d);
-      r.patchScores = scores.patchScores.slice(view * PATCHES_PER_IMAGE, (view + im.views) * PATCHES_PER_IMAGE);
-    }
-    results.push(r);
+    const first = view;
+    results.push(
+      await inTurn(() => {
+        const t0 = performance.now();
+        const r = assembleOne(im, first, scores, model, batch.rows, keepEmbeddings);
+        mapMs += performance.now() - t0;
+        return r;
+      }),
+    );
     view += im.views;
   }
-  return { results, mapMs: performance.now() - t0 };
+  return { results, mapMs };
 }
 
 export class PatchCoreModel {
@@ -336,20 +383,24 @@ export class PatchCoreModel {
     const d = extractor.dim;
 
     // Embeddings of every bank view; one allocation when the view count is known (whole-image mode).
+    const embedOpts = { ...options, onProgress: (_s: string, done: number, all: number) => options.onProgress?.('embed-train', done, all) };
     let features: Float32Array;
     if (!config.tile) {
       features = new Float32Array(bankImages.length * PATCHES_PER_IMAGE * d);
       let off = 0;
-      for await (const b of embedBatches(engine, extractor, bankImages, config, { ...options, onProgress: (_s, done, all) => options.onProgress?.('embed-train', done, all) })) {
-        features.set(b.rows, off);
-        off += b.rows.length;
+      for await (const b of viewBatches(engine, bankImages, config, embedOpts)) {
+        const rows = extractor.fromTaps(b.res3d, b.res4f, b.views, true);
+        features.set(rows, off);
+        off += rows.length;
       }
     } else {
       const chunks: Float32Array[] = [];
       let total = 0;
-      for await (const b of embedBatches(engine, extractor, bankImages, config, { ...options, onProgress: (_s, done, all) => options.onProgress?.('embed-train', done, all) })) {
-        chunks.push(b.rows);
-        total += b.rows.length;
+      for await (const b of viewBatches(engine, bankImages, config, embedOpts)) {
+        // A copy: the reused buffer is overwritten by the next batch.
+        const rows = extractor.fromTaps(b.res3d, b.res4f, b.views, true).slice();
+        chunks.push(rows);
+        total += rows.length;
       }
       features = new Float32Array(total);
       let off = 0;
@@ -442,30 +493,65 @@ export class PatchCoreModel {
 
   /** Streams results image by image (in input order). */
   async *scoreIter(engine: PatchCoreEngine, sources: readonly ImageSource[], options: ScoreOptions = {}): AsyncGenerator<AnomalyResult> {
-    const knn = options.knn ?? (await defaultKnn());
-    const extractor = this.extractor(engine);
-    if (extractor.dim !== this.bank.d) throw new LoupeError('INVALID_ARGUMENT', `model bank has dim ${this.bank.d}, extractor gives ${extractor.dim}`);
-    const index = await this.knnIndex(knn, options);
-    const scorerOpts: Parameters<typeof scoreEmbeddings>[5] = { supportNeighbours: this.config.supportNeighbours };
-    for await (const b of embedBatches(engine, extractor, sources, this.config, options)) {
-      const t0 = performance.now();
-      const scores = await scoreEmbeddings(index, this.bank, b.rows, b.views, PATCHES_PER_IMAGE, scorerOpts);
-      const knnMs = performance.now() - t0;
-      const { results, mapMs } = assembleResults(b, scores, this, options.keepEmbeddings ?? false);
-      const share = 1 / b.images.length;
-      for (const r of results) {
-        yield {
-          ...r,
-          timings: {
-            prepareMs: b.timings.prepareMs * share,
-            cnnMs: b.timings.cnnMs * share,
-            featuresMs: b.timings.featuresMs * share,
-            knnMs: knnMs * share,
-            mapMs: mapMs * share,
-          },
-        };
-      }
+    // The index first: a model whose bank cannot be searched fails before any image is decoded.
+    await this.knnIndex(options.knn ?? (await defaultKnn()), options);
+    for await (const b of viewBatches(engine, sources, this.config, options)) {
+      yield* await this.scoreViews(b.images, b, { ...options, prepareMs: b.prepareMs, cnnMs: b.cnnMs });
     }
+  }
+
+  /**
+   * Scores images already decoded into their views (image/views.ts prepareImage with this model's `tile`)
+   * from the engine's res3d and res4f outputs for those views, in order. The inference half of the
+   * pipeline is the caller's (a dynamic batcher, say); this is the post-processing half. Safe to call
+   * concurrently.
+   */
+  async scoreViews(
+    images: readonly PreparedImage[],
+    taps: { res3d: Float32Array; res4f: Float32Array },
+    options: ScoreOptions & { prepareMs?: number; cnnMs?: number } = {},
+  ): Promise<AnomalyResult[]> {
+    const views = images.reduce((a, im) => a + im.views, 0);
+    // Embeddings go into a scratch set of this call's own (a pool: concurrent calls each take one, and a
+    // fresh ~5 MB per image would cost more than the whole scoring in allocation and GC).
+    const scratch = this.scratchPool.pop() ?? { emb: new Float32Array(0), proj: new Float32Array(0) };
+    let t0: number, t1: number, t2: number;
+    let assembled: Awaited<ReturnType<typeof assembleResults>>;
+    try {
+      t0 = performance.now();
+      const rows = this.featureExtractor().fromTapsInto(taps.res3d, taps.res4f, views, scratch);
+      t1 = performance.now();
+      const index = await this.knnIndex(options.knn ?? (await defaultKnn()), options);
+      const scores = await scoreEmbeddings(index, this.bank, rows, views, PATCHES_PER_IMAGE, { supportNeighbours: this.config.supportNeighbours });
+      t2 = performance.now();
+      // assembleResults copies what it keeps (keepEmbeddings slices), so the scratch is free afterwards.
+      assembled = await assembleResults({ images, rows }, scores, this, options.keepEmbeddings ?? false);
+    } finally {
+      if (this.scratchPool.length < MAX_SCRATCH_SETS) this.scratchPool.push(scratch);
+    }
+    const { results, mapMs } = assembled;
+    const share = 1 / Math.max(1, images.length);
+    return results.map((r) => ({
+      ...r,
+      timings: {
+        prepareMs: (options.prepareMs ?? 0) * share,
+        cnnMs: (options.cnnMs ?? 0) * share,
+        featuresMs: (t1 - t0) * share,
+        knnMs: (t2 - t1) * share,
+        mapMs: mapMs * share,
+      },
+    }));
+  }
+
+  private extractorCache: PatchFeatureExtractor | undefined;
+  private readonly scratchPool: EmbeddingScratch[] = [];
+
+  /** The model's patch feature extractor for taps computed elsewhere (its projection is built once). */
+  private featureExtractor(): PatchFeatureExtractor {
+    this.extractorCache ??= this.extractor({
+      run: () => Promise.reject(new LoupeError('INVALID_ARGUMENT', 'this extractor only turns taps into embeddings')),
+    });
+    return this.extractorCache;
   }
 
   // One kNN index per (kernels, backend, threads), built on first use and kept with the model (the bank
@@ -509,6 +595,16 @@ export class PatchCoreModel {
     const vectors = storage === 'fp16' ? (bank instanceof Uint16Array ? decodeFloat16(bank) : null) : bank instanceof Float32Array ? bank : null;
     if (!vectors || vectors.length !== n * d) throw new LoupeError('INVALID_ARGUMENT', `PatchCore bank: expected ${n} x ${d} ${storage} values`);
     const config = resolveConfig(header.config);
+    // A file that loads but could never score (a reshaped bank, thresholds or smoothing no scorer can use)
+    // is refused here, at load, rather than failing or misjudging every image later.
+    const dim = config.projectionDim > 0 ? config.projectionDim : EMBEDDING_DIM;
+    if (d !== dim) throw new LoupeError('INVALID_ARGUMENT', `PatchCore bank rows have ${d} dims; the config's features have ${dim}`);
+    if (!(n >= 1)) throw new LoupeError('INVALID_ARGUMENT', 'PatchCore bank is empty');
+    const t = header.thresholds;
+    if (!t || !(t.image > 0) || !(t.pixel > 0) || Number.isNaN(t.image) || Number.isNaN(t.pixel)) {
+      throw new LoupeError('INVALID_ARGUMENT', `thresholds must be positive numbers, got image ${String(t?.image)}, pixel ${String(t?.pixel)}`);
+    }
+    if (!(config.sigma >= 0 && config.sigma <= 64)) throw new LoupeError('INVALID_ARGUMENT', `sigma must be in [0, 64] (model-input pixels), got ${config.sigma}`);
     return new PatchCoreModel(config, { vectors, n, d, storage, sourcePatches }, header.thresholds, header.weightsHash, header.goodValidationScores ?? [], header.training);
   }
 

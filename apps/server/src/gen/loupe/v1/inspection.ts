@@ -34,7 +34,10 @@ export enum Verdict {
   VERDICT_UNSPECIFIED = 0,
   /** VERDICT_GOOD - The part looks good. */
   VERDICT_GOOD = 1,
-  /** VERDICT_ANOMALOUS - The part is defective (SVM: a defect class was predicted; one-class: score >= threshold). */
+  /**
+   * VERDICT_ANOMALOUS - The part is defective (score >= 0.5: SVM: a defect class outscored the good class by the model's
+   * margin threshold; one-class: the anomaly distance reached the model's threshold).
+   */
   VERDICT_ANOMALOUS = 2,
   UNRECOGNIZED = -1,
 }
@@ -79,6 +82,11 @@ export enum ModelKind {
   MODEL_KIND_SVM = 1,
   /** MODEL_KIND_ONE_CLASS - A one-class model trained on good images only (PatchCore); finds and locates anomalies. */
   MODEL_KIND_ONE_CLASS = 2,
+  /**
+   * MODEL_KIND_HYBRID - A hybrid (few-shot) model: a PatchCore memory bank of good images plus a supervised head trained on
+   * labelled defects, fused into one score; locates anomalies and, with 2+ defect types, names the type.
+   */
+  MODEL_KIND_HYBRID = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -93,6 +101,9 @@ export function modelKindFromJSON(object: any): ModelKind {
     case 2:
     case "MODEL_KIND_ONE_CLASS":
       return ModelKind.MODEL_KIND_ONE_CLASS;
+    case 3:
+    case "MODEL_KIND_HYBRID":
+      return ModelKind.MODEL_KIND_HYBRID;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -108,6 +119,8 @@ export function modelKindToJSON(object: ModelKind): string {
       return "MODEL_KIND_SVM";
     case ModelKind.MODEL_KIND_ONE_CLASS:
       return "MODEL_KIND_ONE_CLASS";
+    case ModelKind.MODEL_KIND_HYBRID:
+      return "MODEL_KIND_HYBRID";
     case ModelKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -186,7 +199,7 @@ export interface InspectRequest {
    * An image not finished in time is answered DEADLINE_EXCEEDED.
    */
   deadlineMs: number;
-  /** Also return a heatmap PNG of where the anomaly is (one-class models only). */
+  /** Also return a heatmap PNG of where the anomaly is (one-class and hybrid models only). */
   wantHeatmap: boolean;
   /** Free-form label of the image's origin (file name, camera), recorded with the result. */
   source: string;
@@ -214,7 +227,7 @@ export interface InspectOneRequest {
   model: string;
   /** Version of the model; empty = the newest loaded version. */
   modelVersion: string;
-  /** Also return a heatmap PNG (one-class models only). */
+  /** Also return a heatmap PNG (one-class and hybrid models only). */
   wantHeatmap: boolean;
   /** Free-form label of the image's origin, recorded with the result. */
   source: string;
@@ -232,8 +245,14 @@ export interface InspectOneResponse {
 export interface ItemError {
   /** gRPC status code number (3 INVALID_ARGUMENT, 4 DEADLINE_EXCEEDED, 5 NOT_FOUND, 8 RESOURCE_EXHAUSTED, ...). */
   code: number;
-  /** What went wrong, for people. */
+  /** What went wrong, for people. Names the image by its id. */
   message: string;
+  /**
+   * Why, for programs: the Loupe error code when the library raised it ("IMAGE_DECODE", "IMAGE_TOO_LARGE",
+   * "IMAGE_EMPTY", ...), else the status code's name ("NOT_FOUND", "DEADLINE_EXCEEDED", ...). The same codes
+   * `loupe predict` prints for local images.
+   */
+  reason: string;
 }
 
 /** InspectionResult is the outcome of inspecting one image. */
@@ -243,13 +262,20 @@ export interface InspectionResult {
   /** Good or anomalous. */
   verdict: Verdict;
   /**
-   * Anomaly score in [0, 1]. One-class: the model's normalised score, >= 0.5 exactly when anomalous.
-   * SVM: 1 - P(good class), P from the softmax of the decoded class scores (the verdict is the argmax).
+   * Anomaly score in [0, 1], >= 0.5 exactly when anomalous. One-class: the PatchCore distance normalised
+   * by the model's threshold. SVM: sigmoid(margin - threshold), margin = best defect class score - good
+   * class score. Hybrid: sigmoid(fused - threshold), fused = z(PatchCore) + w * z(head).
    */
   score: number;
-  /** The defect class (SVM) or "anomaly" (one-class) when anomalous; empty when good. */
+  /**
+   * The defect class when the model knows one (SVM; hybrid trained on 2+ defect types) and the verdict is
+   * anomalous; empty otherwise (one-class models say where, not what).
+   */
   defectType: string;
-  /** Per-class scores (SVM: softmax of the decoded class scores; one-class: "good" and "anomaly"). */
+  /**
+   * Per-class scores of classifiers (SVM: softmax of the decoded class scores; hybrid with 2+ defect types:
+   * the defect types' probabilities, summing to 1); empty for one-class models.
+   */
   classScores: ClassScore[];
   /**
    * PNG heatmap overlay at the image's size, when asked for and the model makes one; drawn smaller
@@ -268,9 +294,9 @@ export interface InspectionResult {
   inspectedAt:
     | Date
     | undefined;
-  /** The model's raw score (one-class: PatchCore distance; SVM: the winning class score). */
+  /** The model's raw score (one-class: PatchCore distance; SVM: the margin above; hybrid: the fused score). */
   rawScore: number;
-  /** Location of the strongest anomaly in image pixels (one-class models only). */
+  /** Location of the strongest anomaly in image pixels (one-class and hybrid models only). */
   peak: Point | undefined;
 }
 
@@ -310,9 +336,17 @@ export interface Timings {
 export interface TrainRequest {
   /** Name of the model; the server assigns the next version number. */
   name: string;
-  /** SVM (labelled images of 2+ classes) or ONE_CLASS (good images only). */
+  /**
+   * SVM (labelled images of 2+ classes), ONE_CLASS (good images only) or HYBRID (good images and labelled
+   * defects).
+   */
   kind: ModelKind;
-  /** Training images. SVM: every image needs a label (class name); one-class: labels are ignored. */
+  /**
+   * Training images. SVM and HYBRID: every image needs a label (class name), and one label must name the
+   * good parts ("good", or "ok", "normal", "pass", "no_defect"), else INVALID_ARGUMENT (HYBRID: the other
+   * labels are defect types; without any the model is one-class and the last progress message says so);
+   * one-class: every image is a good part and labels are ignored.
+   */
   images: TrainImage[];
   /** SVM training settings (kind SVM). */
   svm:
@@ -324,25 +358,32 @@ export interface TrainRequest {
     | undefined;
   /** Load the new version as soon as it is written. */
   load: boolean;
+  /** Hybrid training settings (kind HYBRID). */
+  hybrid: HybridOptions | undefined;
 }
 
 /** TrainImage is one training image. */
 export interface TrainImage {
   /** The encoded image. */
   image: Buffer;
-  /** Class name (SVM). */
+  /** Class name (SVM, HYBRID). */
   label: string;
   /** Name used in progress and error messages (e.g. the file name). */
   name: string;
+  /**
+   * HYBRID, defect images: the defect's mask (an encoded image of the same size, defect pixels > 127),
+   * optional; without it the image label alone trains the head.
+   */
+  mask: Buffer;
 }
 
 /** SvmOptions tunes SVM training; zero values mean the defaults. */
 export interface SvmOptions {
-  /** CNN tap the features come from: "fc1000" (default), "avg_pool", ... */
+  /** CNN tap the features come from: "fc1000" (default) or "avg_pool". */
   layer: string;
   /** L2 strength, lambda = 1/(C n) (default: C chosen by 5-fold cross-validation on the training images). */
   lambda: number;
-  /** SGD epochs (default 30). */
+  /** SGD epochs (default 100). */
   epochs: number;
   /** Seed (default 0). */
   seed: number;
@@ -360,6 +401,21 @@ export interface OneClassOptions {
   thresholdQuantile: number;
 }
 
+/** HybridOptions tunes hybrid training; zero values mean the defaults. */
+export interface HybridOptions {
+  /** Fraction of patch features kept in the memory bank (default 0.01). */
+  coresetRatio: number;
+  /** Seed of the coreset, the hold-outs and the head (default 0). */
+  seed: number;
+  /**
+   * Fraction of the good images kept out of the memory bank to standardise and calibrate the fused score
+   * (default 0.1).
+   */
+  validationFraction: number;
+  /** At most this many labelled defects per type train the head (default all). */
+  shots: number;
+}
+
 /** TrainResponse is a progress report or, last, the trained model. */
 export interface TrainResponse {
   /** Progress (all messages but the last). */
@@ -372,7 +428,10 @@ export interface TrainResponse {
 
 /** TrainProgress reports one training stage. */
 export interface TrainProgress {
-  /** Stage: "queued", "starting", "features", "embed-train", "coreset", "calibrate", "svm", "saving", ... */
+  /**
+   * Stage: "receiving", "starting", then @loupe/core's training stages ("scan", "features", "coreset",
+   * "thresholds", "svm", ...), then "saving", "loading", "done".
+   */
   stage: string;
   /** Units done in this stage. */
   done: number;
@@ -390,11 +449,14 @@ export interface ModelInfo {
   name: string;
   /** Version (a positive integer as text). */
   version: string;
-  /** SVM or one-class. */
+  /** SVM, one-class or hybrid. */
   kind: ModelKind;
   /** Whether it is loaded. */
   state: ModelState;
-  /** Class names (SVM) or ["good", "anomaly"] (one-class). */
+  /**
+   * Class names (SVM); the defect types a hybrid model was trained on; empty for one-class models (they
+   * say where a part is anomalous, not what).
+   */
   classes: string[];
   /** CNN tap(s) the model uses, comma-separated. */
   layer: string;
@@ -1139,7 +1201,7 @@ export const InspectOneResponse: MessageFns<InspectOneResponse> = {
 };
 
 function createBaseItemError(): ItemError {
-  return { code: 0, message: "" };
+  return { code: 0, message: "", reason: "" };
 }
 
 export const ItemError: MessageFns<ItemError> = {
@@ -1149,6 +1211,9 @@ export const ItemError: MessageFns<ItemError> = {
     }
     if (message.message !== "") {
       writer.uint32(18).string(message.message);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
     }
     return writer;
   },
@@ -1182,6 +1247,14 @@ export const ItemError: MessageFns<ItemError> = {
             message.message = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1198,6 +1271,7 @@ export const ItemError: MessageFns<ItemError> = {
     return {
       code: isSet(object.code) ? globalThis.Number(object.code) : 0,
       message: isSet(object.message) ? globalThis.String(object.message) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
     };
   },
 
@@ -1209,6 +1283,9 @@ export const ItemError: MessageFns<ItemError> = {
     if (message.message !== "") {
       obj.message = message.message;
     }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
     return obj;
   },
 
@@ -1219,6 +1296,7 @@ export const ItemError: MessageFns<ItemError> = {
     const message = createBaseItemError();
     message.code = object.code ?? 0;
     message.message = object.message ?? "";
+    message.reason = object.reason ?? "";
     return message;
   },
 };
@@ -1855,7 +1933,7 @@ export const Timings: MessageFns<Timings> = {
 };
 
 function createBaseTrainRequest(): TrainRequest {
-  return { name: "", kind: 0, images: [], svm: undefined, oneClass: undefined, load: false };
+  return { name: "", kind: 0, images: [], svm: undefined, oneClass: undefined, load: false, hybrid: undefined };
 }
 
 export const TrainRequest: MessageFns<TrainRequest> = {
@@ -1877,6 +1955,9 @@ export const TrainRequest: MessageFns<TrainRequest> = {
     }
     if (message.load !== false) {
       writer.uint32(48).bool(message.load);
+    }
+    if (message.hybrid !== undefined) {
+      HybridOptions.encode(message.hybrid, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1942,6 +2023,14 @@ export const TrainRequest: MessageFns<TrainRequest> = {
             message.load = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.hybrid = HybridOptions.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1966,6 +2055,7 @@ export const TrainRequest: MessageFns<TrainRequest> = {
         ? OneClassOptions.fromJSON(object.one_class)
         : undefined,
       load: isSet(object.load) ? globalThis.Boolean(object.load) : false,
+      hybrid: isSet(object.hybrid) ? HybridOptions.fromJSON(object.hybrid) : undefined,
     };
   },
 
@@ -1989,6 +2079,9 @@ export const TrainRequest: MessageFns<TrainRequest> = {
     if (message.load !== false) {
       obj.load = message.load;
     }
+    if (message.hybrid !== undefined) {
+      obj.hybrid = HybridOptions.toJSON(message.hybrid);
+    }
     return obj;
   },
 
@@ -2005,12 +2098,15 @@ export const TrainRequest: MessageFns<TrainRequest> = {
       ? OneClassOptions.fromPartial(object.oneClass)
       : undefined;
     message.load = object.load ?? false;
+    message.hybrid = (object.hybrid !== undefined && object.hybrid !== null)
+      ? HybridOptions.fromPartial(object.hybrid)
+      : undefined;
     return message;
   },
 };
 
 function createBaseTrainImage(): TrainImage {
-  return { image: Buffer.alloc(0), label: "", name: "" };
+  return { image: Buffer.alloc(0), label: "", name: "", mask: Buffer.alloc(0) };
 }
 
 export const TrainImage: MessageFns<TrainImage> = {
@@ -2023,6 +2119,9 @@ export const TrainImage: MessageFns<TrainImage> = {
     }
     if (message.name !== "") {
       writer.uint32(26).string(message.name);
+    }
+    if (message.mask.length !== 0) {
+      writer.uint32(34).bytes(message.mask);
     }
     return writer;
   },
@@ -2064,6 +2163,14 @@ export const TrainImage: MessageFns<TrainImage> = {
             message.name = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.mask = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2081,6 +2188,7 @@ export const TrainImage: MessageFns<TrainImage> = {
       image: isSet(object.image) ? Buffer.from(bytesFromBase64(object.image)) : Buffer.alloc(0),
       label: isSet(object.label) ? globalThis.String(object.label) : "",
       name: isSet(object.name) ? globalThis.String(object.name) : "",
+      mask: isSet(object.mask) ? Buffer.from(bytesFromBase64(object.mask)) : Buffer.alloc(0),
     };
   },
 
@@ -2095,6 +2203,9 @@ export const TrainImage: MessageFns<TrainImage> = {
     if (message.name !== "") {
       obj.name = message.name;
     }
+    if (message.mask.length !== 0) {
+      obj.mask = base64FromBytes(message.mask);
+    }
     return obj;
   },
 
@@ -2106,6 +2217,7 @@ export const TrainImage: MessageFns<TrainImage> = {
     message.image = object.image ?? Buffer.alloc(0);
     message.label = object.label ?? "";
     message.name = object.name ?? "";
+    message.mask = object.mask ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -2352,6 +2464,131 @@ export const OneClassOptions: MessageFns<OneClassOptions> = {
     message.seed = object.seed ?? 0;
     message.validationFraction = object.validationFraction ?? 0;
     message.thresholdQuantile = object.thresholdQuantile ?? 0;
+    return message;
+  },
+};
+
+function createBaseHybridOptions(): HybridOptions {
+  return { coresetRatio: 0, seed: 0, validationFraction: 0, shots: 0 };
+}
+
+export const HybridOptions: MessageFns<HybridOptions> = {
+  encode(message: HybridOptions, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.coresetRatio !== 0) {
+      writer.uint32(9).double(message.coresetRatio);
+    }
+    if (message.seed !== 0) {
+      writer.uint32(16).uint32(message.seed);
+    }
+    if (message.validationFraction !== 0) {
+      writer.uint32(25).double(message.validationFraction);
+    }
+    if (message.shots !== 0) {
+      writer.uint32(32).uint32(message.shots);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HybridOptions {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHybridOptions();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.coresetRatio = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.seed = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.validationFraction = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.shots = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HybridOptions {
+    return {
+      coresetRatio: isSet(object.coresetRatio)
+        ? globalThis.Number(object.coresetRatio)
+        : isSet(object.coreset_ratio)
+        ? globalThis.Number(object.coreset_ratio)
+        : 0,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      validationFraction: isSet(object.validationFraction)
+        ? globalThis.Number(object.validationFraction)
+        : isSet(object.validation_fraction)
+        ? globalThis.Number(object.validation_fraction)
+        : 0,
+      shots: isSet(object.shots) ? globalThis.Number(object.shots) : 0,
+    };
+  },
+
+  toJSON(message: HybridOptions): unknown {
+    const obj: any = {};
+    if (message.coresetRatio !== 0) {
+      obj.coresetRatio = floatToJson(message.coresetRatio);
+    }
+    if (message.seed !== 0) {
+      obj.seed = Math.round(message.seed);
+    }
+    if (message.validationFraction !== 0) {
+      obj.validationFraction = floatToJson(message.validationFraction);
+    }
+    if (message.shots !== 0) {
+      obj.shots = Math.round(message.shots);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HybridOptions>, I>>(base?: I): HybridOptions {
+    return HybridOptions.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HybridOptions>, I>>(object: I): HybridOptions {
+    const message = createBaseHybridOptions();
+    message.coresetRatio = object.coresetRatio ?? 0;
+    message.seed = object.seed ?? 0;
+    message.validationFraction = object.validationFraction ?? 0;
+    message.shots = object.shots ?? 0;
     return message;
   },
 };

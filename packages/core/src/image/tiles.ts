@@ -3,7 +3,7 @@
 // tile's 28x28 patch scores are upsampled to 224x224, and the tile maps are stitched by averaging where
 // they overlap. The Gaussian smoothing runs once on the stitched map (no seams at tile borders). The
 // image score is the maximum of the tiles' (reweighted) image scores.
-import { LoupeError } from '../../errors.js';
+import { LoupeError } from '../errors.js';
 
 export interface TileOptions {
   /** Tile side in pixels (the model input: 224). */

@@ -1,0 +1,118 @@
+// Class-balanced, L2-regularised multinomial logistic regression (softmax) on Float32Array rows, trained
+// with mini-batch Adam (seeded): the defect-type classifier of hybrid models. Features are standardised
+// (mean/std stored); each class weighs the same in the loss whatever its number of rows.
+import { createRng } from '../../datasets/random.js';
+import { LoupeError } from '../../errors.js';
+import { featureStats } from '../fewshot/logistic.js';
+
+export interface SoftmaxModel {
+  readonly d: number;
+  readonly k: number;
+  /** [k][d] weights on standardised features. */
+  readonly w: Float32Array;
+  readonly b: Float32Array;
+  readonly mean: Float32Array;
+  readonly std: Float32Array;
+}
+
+export interface SoftmaxOptions {
+  l2?: number;
+  epochs?: number;
+  batchSize?: number;
+  learningRate?: number;
+  seed?: number;
+}
+
+/** Trains on rows X [n][d] with class indices y in [0, k). */
+export function trainSoftmax(X: Float32Array, n: number, d: number, y: Int32Array, k: number, options: SoftmaxOptions = {}): SoftmaxModel {
+  if (X.length < n * d || y.length !== n) throw new LoupeError('INVALID_ARGUMENT', `softmax: expected ${n} x ${d} rows and ${n} labels`);
+  if (!(k >= 2)) throw new LoupeError('INVALID_ARGUMENT', `softmax regression needs at least 2 classes, got ${k}`);
+  const counts = new Float64Array(k);
+  for (let i = 0; i < n; i++) {
+    if (!(y[i]! >= 0 && y[i]! < k)) throw new LoupeError('INVALID_ARGUMENT', `softmax: label ${y[i]} of row ${i} is not in [0, ${k})`);
+    counts[y[i]!]!++;
+  }
+  const l2 = options.l2 ?? 1e-2;
+  const epochs = options.epochs ?? 30;
+  const bs = Math.max(1, options.batchSize ?? 256);
+  const lr = options.learningRate ?? 1e-2;
+  const { mean, std } = featureStats(X, n, d);
+  const Z = new Float32Array(n * d);
+  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) Z[i * d + j] = (X[i * d + j]! - mean[j]!) / std[j]!;
+  const present = Array.from(counts).filter((c) => c > 0).length;
+  const cw = Array.from(counts, (c) => (c > 0 ? 1 / (present * c) : 0));
+  const w = new Float64Array(k * d);
+  const b = new Float64Array(k);
+  const mW = new Float64Array(k * d), vW = new Float64Array(k * d), mB = new Float64Array(k), vB = new Float64Array(k);
+  const gW = new Float64Array(k * d), gB = new Float64Array(k);
+  const z = new Float64Array(k);
+  const beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  const rng = createRng(`softmax:${options.seed ?? 0}`);
+  const order = Array.from({ length: n }, (_, i) => i);
+  let step = 0;
+  for (let ep = 0; ep < epochs; ep++) {
+    rng.shuffle(order);
+    for (let start = 0; start < n; start += bs) {
+      const end = Math.min(n, start + bs);
+      gW.fill(0);
+      gB.fill(0);
+      let wsum = 0;
+      for (let t = start; t < end; t++) {
+        const i = order[t]!;
+        const o = i * d;
+        let max = -Infinity;
+        for (let c = 0; c < k; c++) {
+          let s = b[c]!;
+          for (let j = 0; j < d; j++) s += w[c * d + j]! * Z[o + j]!;
+          z[c] = s;
+          if (s > max) max = s;
+        }
+        let sum = 0;
+        for (let c = 0; c < k; c++) sum += (z[c] = Math.exp(z[c]! - max));
+        const wi = cw[y[i]!]!;
+        wsum += wi;
+        for (let c = 0; c < k; c++) {
+          const r = wi * (z[c]! / sum - (c === y[i] ? 1 : 0));
+          gB[c] = gB[c]! + r;
+          for (let j = 0; j < d; j++) gW[c * d + j] = gW[c * d + j]! + r * Z[o + j]!;
+        }
+      }
+      step++;
+      const c1 = 1 - beta1 ** step, c2 = 1 - beta2 ** step;
+      for (let q = 0; q < k * d; q++) {
+        const g = gW[q]! / wsum + l2 * w[q]!;
+        mW[q] = beta1 * mW[q]! + (1 - beta1) * g;
+        vW[q] = beta2 * vW[q]! + (1 - beta2) * g * g;
+        w[q] = w[q]! - (lr * (mW[q]! / c1)) / (Math.sqrt(vW[q]! / c2) + eps);
+      }
+      for (let c = 0; c < k; c++) {
+        const g = gB[c]! / wsum;
+        mB[c] = beta1 * mB[c]! + (1 - beta1) * g;
+        vB[c] = beta2 * vB[c]! + (1 - beta2) * g * g;
+        b[c] = b[c]! - (lr * (mB[c]! / c1)) / (Math.sqrt(vB[c]! / c2) + eps);
+      }
+    }
+  }
+  return { d, k, w: Float32Array.from(w), b: Float32Array.from(b), mean, std };
+}
+
+/** Class probabilities of rows X [n][d]: [n][k]. */
+export function softmaxProbabilities(model: SoftmaxModel, X: Float32Array, n: number): Float32Array {
+  const { d, k, w, b, mean, std } = model;
+  if (X.length < n * d) throw new LoupeError('INVALID_ARGUMENT', `softmax: expected ${n} x ${d} rows`);
+  const out = new Float32Array(n * k);
+  const z = new Float64Array(k);
+  for (let i = 0; i < n; i++) {
+    let max = -Infinity;
+    for (let c = 0; c < k; c++) {
+      let s = b[c]!;
+      for (let j = 0; j < d; j++) s += (w[c * d + j]! * (X[i * d + j]! - mean[j]!)) / std[j]!;
+      z[c] = s;
+      if (s > max) max = s;
+    }
+    let sum = 0;
+    for (let c = 0; c < k; c++) sum += (z[c] = Math.exp(z[c]! - max));
+    for (let c = 0; c < k; c++) out[i * k + c] = z[c]! / sum;
+  }
+  return out;
+}

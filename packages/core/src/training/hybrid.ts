@@ -1,0 +1,539 @@
+// Training a hybrid (few-shot) model: good parts -> PatchCore memory bank; the labelled defects a plant has
+// (masks where present, image labels otherwise) -> a supervised patch head; the two fused into one
+// calibrated score and map (anomaly/hybrid/model.ts), with a defect-type classifier for two or more types.
+//
+//   data: an MVTec category (good = train/good + test/good, defects = test/<type>, masks from ground_truth/)
+//         or folder-per-label with a good folder, or labelled files.
+//   holdOut: the held-out protocol of evaluation/hybrid-split.ts (split F of test/good and of each defect
+//         type, group-aware with groups; shots N per type); the held-out images are evaluated with
+//         evaluateOneClass, the hybrid model and (compareOneClass) its memory bank alone.
+//   Good training images: a seeded fraction (validationFraction) never enters the bank; they standardise
+//   the two scores (fusion) and, with out-of-fold head scores of the labelled defects (k-fold over them,
+//   group-aware), set the fused thresholds (F1-optimal, image and pixel).
+// Without labelled defects the model has no head and answers as its memory bank (a warning says so).
+import { createRng } from '../datasets/random.js';
+import { loadGroups } from '../datasets/groups.js';
+import { scanDataset } from '../datasets/scan.js';
+import type { GroupMap } from '../datasets/split.js';
+import { DatasetError } from '../datasets/errors.js';
+import type { Dataset, SkippedFile } from '../datasets/types.js';
+import type { Engine } from '../engine.js';
+import { loadAddon } from '../engine.js';
+import { AbortError, LoupeError } from '../errors.js';
+import { fileContentHashes } from '../features-cache.js';
+import { loadMask } from '../image/mask.js';
+import { Inspector } from '../inspection/inspector.js';
+import { findGoodClass, GOOD_LABEL, HYBRID_METHOD, preprocessingRecord, type HybridModel, type OneClassModel } from '../modelfile/models.js';
+import { threadBudget } from '../threads.js';
+import { evaluateOneClass, type OneClassEvaluation } from '../evaluation/one-class.js';
+import type { LabelledImage } from '../evaluation/classifier.js';
+import { hybridHoldOut } from '../evaluation/hybrid-split.js';
+import { groupKFold } from '../anomaly/fewshot/kfold.js';
+import { trainLogistic, logisticLogits, type LogisticModel } from '../anomaly/fewshot/logistic.js';
+import { scoreStats } from '../anomaly/fewshot/head.js';
+import { LABEL_NEGATIVE, LABEL_POSITIVE, patchLabelsFromMask, patchLabelsFromScores } from '../anomaly/fewshot/patch-labels.js';
+import { f1OptimalThreshold, f1OptimalThresholdBinned, quantile } from '../anomaly/patchcore/threshold.js';
+import { patchScoresToMap } from '../anomaly/patchcore/anomaly-map.js';
+import { holdOutValidation, PatchCoreModel, type AnomalyResult } from '../anomaly/patchcore/model.js';
+import { PATCH_GRID, SparseRandomProjection, type ProjectionSpec } from '../anomaly/patchcore/feature-extractor.js';
+import {
+  aggregateLogits,
+  fuse,
+  HYBRID_FORMAT,
+  HYBRID_VERSION,
+  headInputDim,
+  headInputRows,
+  HybridScorer,
+  type DefectTypeState,
+  type FusionPart,
+  type HeadAggregation,
+  type HeadInput,
+  type HybridState,
+} from '../anomaly/hybrid/model.js';
+import { trainSoftmax } from '../anomaly/hybrid/softmax.js';
+import { INPUT_SIZE } from '../model.js';
+import { oneClassConfig, type TrainingProgress } from './one-class.js';
+import type { BankStorage } from '../anomaly/patchcore/memory-bank.js';
+
+/** A labelled training image: label 'good' (or the good label) or a defect type; a mask optional. */
+export interface HybridImage {
+  readonly path: string;
+  readonly label: string;
+  /** Forward-slash path relative to the dataset root (splits, groups); default the path. */
+  readonly relPath?: string;
+  readonly maskPath?: string;
+  /** MVTec: 'train' images (train/good) always train. */
+  readonly mvtecSplit?: 'train' | 'test';
+}
+
+export interface HybridHeadOptions {
+  /** What the head reads per patch; default the embedding only. */
+  input?: Partial<HeadInput>;
+  /** Seeded sparse projection of the head input; default 256 (0 = none). */
+  projectionDim?: number;
+  /** Good bank images whose patches are the head's negatives; default 60. */
+  negativeImages?: number;
+  /** Cap on negative patches (seeded subsample); default 20000. */
+  maxNegatives?: number;
+  l2?: number;
+  epochs?: number;
+  aggregation?: Partial<HeadAggregation>;
+  /** Weight of the head in the fusion; default 1. */
+  weight?: number;
+  /** 'auto' (default): masks where given, else image labels (the PatchCore-top patches). */
+  labels?: 'auto' | 'mask' | 'image';
+  /** Folds of the out-of-fold head scores that set the thresholds; default 5 (at most the defect count). */
+  folds?: number;
+}
+
+export interface TrainHybridOptions {
+  engine: Engine;
+  /** A folder (an MVTec category, or <label>/ folders with a good one), a scanned Dataset, or labelled images. */
+  data: string | Dataset | readonly HybridImage[];
+  /** The label of good parts; default 'good' (or ok, normal, pass, no_defect). */
+  goodLabel?: string;
+  /** Fraction of test/good and of each defect type held out and evaluated (0 or undefined: none). */
+  split?: number;
+  /** At most this many labelled defects per type train the head; default all. */
+  shots?: number;
+  /** Images of one physical part stay on one side: a map relPath -> group, or a file,group CSV. */
+  groups?: GroupMap | string;
+  /** Seed of the split, the shots, the bank's hold-out and coreset, the head; default 0. */
+  seed?: number;
+  coresetRatio?: number;
+  projectionDim?: number;
+  storage?: BankStorage;
+  maxBankMB?: number;
+  /** Good training images kept out of the bank (fusion statistics, thresholds); default 0.1. */
+  validationFraction?: number;
+  head?: HybridHeadOptions;
+  /** Also evaluate the memory bank alone on the held-out images (one more pass); default true. */
+  compareOneClass?: boolean;
+  batchSize?: number;
+  threads?: number;
+  backend?: 'auto' | 'cpu' | 'cuda';
+  signal?: AbortSignal;
+  onProgress?: (p: TrainingProgress) => void;
+  category?: string;
+  metrics?: unknown;
+  extra?: Readonly<Record<string, unknown>>;
+}
+
+export interface HybridTraining {
+  readonly model: HybridModel;
+  readonly layout: 'mvtec' | 'folder-per-label' | 'files';
+  readonly root: string | undefined;
+  readonly goodLabel: string;
+  /** Defect types of the data, and of the head's training images. */
+  readonly defectTypes: readonly string[];
+  readonly counts: {
+    readonly trainGood: number;
+    readonly bankImages: number;
+    readonly validationImages: number;
+    readonly trainDefects: number;
+    readonly maskedDefects: number;
+    readonly unusedDefects: number;
+    readonly heldOutGood: number;
+    readonly heldOutDefects: number;
+  };
+  /** The images of each side. */
+  readonly split: { readonly trainGood: readonly LabelledImage[]; readonly trainDefects: readonly LabelledImage[]; readonly test: readonly LabelledImage[]; readonly groupAware: boolean };
+  /** The hybrid model on the held-out images; null without a split. */
+  readonly heldOut: OneClassEvaluation | null;
+  /** Its memory bank alone (a one-class model) on the same images; null without a split or compareOneClass. */
+  readonly heldOutOneClass: OneClassEvaluation | null;
+  readonly warnings: readonly string[];
+  readonly skipped: readonly SkippedFile[];
+  readonly timings: { readonly scanS: number; readonly bankS: number; readonly headS: number; readonly evaluateS: number; readonly totalS: number };
+}
+
+export const DEFAULT_HYBRID_HEAD = {
+  input: { embedding: true, residual: false, distance: false },
+  projectionDim: 256,
+  negativeImages: 60,
+  maxNegatives: 20000,
+  l2: 1e-2,
+  epochs: 30,
+  aggregation: { topK: 1, sigma: 0 },
+  weight: 1,
+  labels: 'auto' as const,
+  folds: 5,
+} as const;
+
+/** Patches whose class probabilities name the defect type. */
+const TYPE_TOP_K = 8;
+
+function checkAbort(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortError(signal.reason);
+}
+
+/** One scored training image, reduced to what the head needs (projected head input, patch labels). */
+interface HeadImage {
+  readonly rows: Float32Array;
+  readonly labels: Int8Array;
+  readonly patchScores: Float32Array;
+  readonly raw: number;
+  readonly width: number;
+  readonly height: number;
+  readonly type: string | null;
+  readonly mask: string | undefined;
+  readonly group: string | undefined;
+}
+
+async function labelledItems(o: TrainHybridOptions): Promise<{ items: (HybridImage & { relPath: string })[]; dataset: Dataset | undefined }> {
+  const data = o.data;
+  let dataset: Dataset | undefined;
+  let list: readonly HybridImage[];
+  if (typeof data === 'string') {
+    dataset = await scanDataset(data, { verify: 'decode', onProgress: (done, total) => o.onProgress?.({ stage: 'scan', done, total }) });
+    list = dataset.items.map((i) => ({ path: i.path, label: i.label, relPath: i.relPath, ...(i.maskPath ? { maskPath: i.maskPath } : {}), ...(i.mvtecSplit ? { mvtecSplit: i.mvtecSplit } : {}) }));
+  } else if ('items' in data) {
+    dataset = data;
+    list = data.items.map((i) => ({ path: i.path, label: i.label, relPath: i.relPath, ...(i.maskPath ? { maskPath: i.maskPath } : {}), ...(i.mvtecSplit ? { mvtecSplit: i.mvtecSplit } : {}) }));
+  } else list = data;
+  const items = list.map((i) => ({ ...i, relPath: i.relPath ?? i.path }));
+  const seen = new Set<string>();
+  for (const it of items) {
+    if (seen.has(it.relPath)) throw new LoupeError('INVALID_ARGUMENT', `two images are called ${it.relPath}; give each a distinct path (relPath)`, { input: it.relPath });
+    seen.add(it.relPath);
+  }
+  return { items, dataset };
+}
+
+/** Trains a hybrid model (see the file header); save it with saveModel. */
+export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining> {
+  const t0 = performance.now();
+  const progress = o.onProgress;
+  const seed = o.seed ?? 0;
+  const h = { ...DEFAULT_HYBRID_HEAD, ...(o.head ?? {}) };
+  const input: HeadInput = { ...DEFAULT_HYBRID_HEAD.input, ...(o.head?.input ?? {}) };
+  const aggregation: HeadAggregation = { ...DEFAULT_HYBRID_HEAD.aggregation, ...(o.head?.aggregation ?? {}) };
+  if (o.split !== undefined && !(o.split === 0 || (o.split > 0 && o.split < 1))) throw new LoupeError('INVALID_ARGUMENT', `split must be in (0, 1) (or 0: none), got ${o.split}`);
+  if (o.shots !== undefined && !(Number.isInteger(o.shots) && o.shots >= 1)) throw new LoupeError('INVALID_ARGUMENT', `shots must be an integer >= 1, got ${o.shots}`);
+  if (!(Number.isInteger(h.projectionDim) && h.projectionDim >= 0)) throw new LoupeError('INVALID_ARGUMENT', `head projectionDim must be an integer >= 0, got ${h.projectionDim}`);
+  if (!(h.weight >= 0 && Number.isFinite(h.weight))) throw new LoupeError('INVALID_ARGUMENT', `head weight must be >= 0, got ${h.weight}`);
+  if (headInputDim(input, 1) === 0) throw new LoupeError('INVALID_ARGUMENT', 'the head must read some patch feature (embedding, residual or distance)');
+
+  // --- Data and split ----------------------------------------------------------------------------
+  const { items, dataset } = await labelledItems(o);
+  const root = dataset?.root;
+  const where = root ?? 'the training images';
+  const labels = [...new Set(items.map((i) => i.label))].sort();
+  const goodLabel = findGoodClass(labels, o.goodLabel);
+  if (goodLabel === undefined) {
+    throw new LoupeError(
+      'INVALID_ARGUMENT',
+      o.goodLabel !== undefined
+        ? `${where}: no label '${o.goodLabel}' (labels: ${labels.join(', ')})`
+        : `${where}: no label names the good parts (labels: ${labels.join(', ')}); call the folder of good parts '${GOOD_LABEL}' or name it with goodLabel`,
+      ...(root ? [{ input: root }] : []),
+    );
+  }
+  const groups = typeof o.groups === 'string' ? await loadGroups(o.groups, dataset ?? { items }) : o.groups;
+  const split = hybridHoldOut(items, { split: o.split ?? 0, ...(o.shots !== undefined ? { shots: o.shots } : {}), seed, goodLabel, ...(groups ? { groups } : {}) });
+  const defectTypes = labels.filter((l) => l !== goodLabel);
+  if (split.trainGood.length === 0) throw new DatasetError('DATASET_EMPTY', `${where}: no good images to train on`, ...(root ? [{ input: root }] : []));
+  if (o.split && split.test.length === 0) throw new DatasetError('SPLIT_INVALID', `${where}: the split holds no image out`, ...(root ? [{ input: root }] : []));
+  const tScan = performance.now();
+
+  // --- Memory bank (one-class part) ---------------------------------------------------------------
+  const threads = o.threads ?? threadBudget().engineThreads;
+  const knn = await loadAddon();
+  const config = oneClassConfig({
+    ...(o.coresetRatio !== undefined ? { coresetRatio: o.coresetRatio } : {}),
+    ...(o.projectionDim !== undefined ? { projectionDim: o.projectionDim } : {}),
+    ...(o.storage !== undefined ? { storage: o.storage } : {}),
+    ...(o.maxBankMB !== undefined ? { maxBankMB: o.maxBankMB } : {}),
+    ...(o.validationFraction !== undefined ? { validationFraction: o.validationFraction } : {}),
+    seed,
+  });
+  const run = { knn, batchSize: o.batchSize ?? 8, threads, ...(o.backend !== undefined ? { backend: o.backend } : {}), ...(o.signal !== undefined ? { signal: o.signal } : {}) };
+  const goodFiles = split.trainGood.map((i) => i.path);
+  const stageOf: Record<string, TrainingProgress['stage']> = { 'embed-train': 'features', coreset: 'coreset', embed: 'thresholds' };
+  const patchcore = await PatchCoreModel.train(o.engine, goodFiles, {
+    config,
+    ...run,
+    onProgress: (s, done, total) => progress?.({ stage: stageOf[s] ?? 'features', done, total }),
+  });
+  const vf = patchcore.config.validationFraction;
+  const { bank: bankGood, validation: valGood } = holdOutValidation(split.trainGood, vf, patchcore.config.seed);
+  const tBank = performance.now();
+  checkAbort(o.signal);
+
+  // --- Head ---------------------------------------------------------------------------------------
+  const warnings: string[] = [];
+  const defects = split.trainDefects;
+  let state: HybridState;
+  let masked = 0;
+  if (defects.length === 0) {
+    warnings.push(
+      defectTypes.length === 0
+        ? 'no labelled defects: the model is one-class (its memory bank alone, no supervised head); add defective images to train the head'
+        : 'no labelled defects left for training after the hold-out: the model is one-class (its memory bank alone); hold fewer out or add defects',
+    );
+    state = {
+      format: HYBRID_FORMAT,
+      version: HYBRID_VERSION,
+      head: null,
+      fusion: null,
+      defectTypes: null,
+      defectLabels: [],
+      training: { goodImages: split.trainGood.length, defectImages: 0, maskedDefects: 0, positivePatches: 0, negativePatches: 0 },
+    };
+  } else {
+    if (valGood.length === 0) throw new LoupeError('INVALID_ARGUMENT', `${where}: the head's fusion needs good images kept out of the bank; give more good images or a larger validationFraction`);
+    const d = patchcore.bank.d;
+    const inDim = headInputDim(input, d);
+    const projection: ProjectionSpec | null = h.projectionDim > 0 && h.projectionDim < inDim ? { inDim, outDim: h.projectionDim, seed: seed + 1 } : null;
+    const proj = projection ? new SparseRandomProjection(projection) : null;
+    const dim = projection ? projection.outDim : inDim;
+    const negPick = createRng(`hybrid-negatives:${seed}`)
+      .shuffle(bankGood.map((_, i) => i))
+      .slice(0, Math.min(h.negativeImages, bankGood.length))
+      .sort((a, b) => a - b)
+      .map((i) => bankGood[i]!);
+    const total = negPick.length + valGood.length + defects.length;
+    let done = 0;
+    const headImages = async (list: readonly (HybridImage & { relPath: string })[], kind: 'negative' | 'validation' | 'defect'): Promise<HeadImage[]> => {
+      const out: HeadImage[] = [];
+      let k = 0;
+      for await (const r of patchcore.scoreIter(o.engine, list.map((i) => i.path), { ...run, keepEmbeddings: true })) {
+        const it = list[k++]!;
+        const rows = headInputRows(r.embeddings!, r.nnIdx!, r.patchScores!, patchcore.bank, input);
+        const projected = proj ? proj.apply(rows, r.patchScores!.length) : rows.slice();
+        let labelsOf: Int8Array;
+        if (kind !== 'defect') labelsOf = new Int8Array(r.patchScores!.length).fill(LABEL_NEGATIVE);
+        else {
+          const mask = h.labels !== 'image' && it.maskPath ? await loadMask(it.maskPath, r.width, r.height) : null;
+          const usable = mask !== null && mask.some((v) => v !== 0);
+          if (h.labels === 'mask' && !usable) throw new LoupeError('INVALID_ARGUMENT', `${it.relPath}: no usable mask (labels: 'mask')`, { input: it.path });
+          if (usable) masked++;
+          labelsOf = usable ? patchLabelsFromMask(mask, r.width, r.height) : patchLabelsFromScores(r.patchScores!, 4);
+        }
+        out.push({
+          rows: projected,
+          labels: labelsOf,
+          patchScores: r.patchScores!,
+          raw: r.rawScore,
+          width: r.width,
+          height: r.height,
+          type: kind === 'defect' ? it.label : null,
+          mask: kind === 'defect' ? it.maskPath : undefined,
+          group: groups?.get(it.relPath),
+        });
+        progress?.({ stage: 'head', done: ++done, total });
+      }
+      return out;
+    };
+    const negatives = await headImages(negPick, 'negative');
+    const validation = await headImages(valGood, 'validation');
+    const defectImages = await headImages(defects, 'defect');
+    checkAbort(o.signal);
+
+    const train = (imgs: readonly HeadImage[], foldSeed: number): { model: LogisticModel; positives: number; negatives: number } => {
+      const pos: Float32Array[] = [];
+      const neg: Float32Array[] = [];
+      for (const im of imgs) {
+        for (let p = 0; p < im.labels.length; p++) {
+          const row = im.rows.subarray(p * dim, (p + 1) * dim);
+          if (im.labels[p] === LABEL_POSITIVE) pos.push(row);
+          else if (im.labels[p] === LABEL_NEGATIVE) neg.push(row);
+        }
+      }
+      if (pos.length === 0) throw new LoupeError('INVALID_ARGUMENT', `${where}: the labelled defects give no positive patch (empty masks?)`);
+      const negKept = neg.length > h.maxNegatives ? createRng(`hybrid-neg-patches:${seed}:${foldSeed}`).shuffle(neg).slice(0, h.maxNegatives) : neg;
+      const all = [...pos, ...negKept];
+      const X = new Float32Array(all.length * dim);
+      all.forEach((r, i) => X.set(r, i * dim));
+      const y = new Uint8Array(all.length).fill(1, 0, pos.length);
+      return { model: trainLogistic(X, all.length, dim, y, { l2: h.l2, epochs: h.epochs, seed: seed + foldSeed }), positives: pos.length, negatives: negKept.length };
+    };
+    const logitsOf = (m: LogisticModel, im: HeadImage): Float32Array => logisticLogits(m, im.rows, im.labels.length);
+    const fusionOf = (m: LogisticModel): { image: Omit<FusionPart, 'threshold'>; pixel: Omit<FusionPart, 'threshold'> } => {
+      const vLogits = validation.map((im) => logitsOf(m, im));
+      const patchPc: number[] = [];
+      const patchHead: number[] = [];
+      validation.forEach((im, i) => {
+        for (let p = 0; p < im.patchScores.length; p++) (patchPc.push(im.patchScores[p]!), patchHead.push(vLogits[i]![p]!));
+      });
+      return {
+        image: { pc: scoreStats(validation.map((im) => im.raw)), head: scoreStats(vLogits.map((l) => aggregateLogits(l, aggregation))), weight: h.weight },
+        pixel: { pc: scoreStats(patchPc), head: scoreStats(patchHead), weight: h.weight },
+      };
+    };
+    const fusedMap = (im: HeadImage, logits: Float32Array, part: Omit<FusionPart, 'threshold'>): Float32Array => {
+      const f = new Float32Array(im.patchScores.length);
+      for (let p = 0; p < f.length; p++) f[p] = fuse(im.patchScores[p]!, logits[p]!, part);
+      return patchScoresToMap(f, PATCH_GRID, { inputSize: INPUT_SIZE, sigma: patchcore.config.sigma, outHeight: im.height, outWidth: im.width });
+    };
+
+    // Out-of-fold fused scores of the labelled defects (and the validation goods under each fold's head):
+    // what the thresholds are set on, since the final head has seen every labelled defect.
+    const k = Math.min(h.folds, defectImages.length);
+    const goodScores: number[] = [];
+    const defectScores: number[] = [];
+    const goodMaxima: number[] = [];
+    const pixelParts: { scores: Float32Array; mask: string | undefined; w: number; h: number }[] = [];
+    if (k >= 2) {
+      const folds = groupKFold(defectImages.length, k, `hybrid-folds:${seed}`, (i) => defectImages[i]!.group);
+      folds.forEach((fold, f) => {
+        const inFold = new Set(fold);
+        const head = train([...negatives, ...defectImages.filter((_, i) => !inFold.has(i))], f + 1);
+        const fu = fusionOf(head.model);
+        for (const im of validation) {
+          const l = logitsOf(head.model, im);
+          goodScores.push(fuse(im.raw, aggregateLogits(l, aggregation), fu.image));
+          const map = fusedMap(im, l, fu.pixel);
+          let mx = -Infinity;
+          for (const v of map) if (v > mx) mx = v;
+          goodMaxima.push(mx);
+          if (f === 0) pixelParts.push({ scores: map, mask: undefined, w: im.width, h: im.height });
+        }
+        for (const i of fold) {
+          const im = defectImages[i]!;
+          const l = logitsOf(head.model, im);
+          defectScores.push(fuse(im.raw, aggregateLogits(l, aggregation), fu.image));
+          if (im.mask) pixelParts.push({ scores: fusedMap(im, l, fu.pixel), mask: im.mask, w: im.width, h: im.height });
+        }
+        checkAbort(o.signal);
+      });
+    }
+    const final = train([...negatives, ...defectImages], 0);
+    const fu = fusionOf(final.model);
+    if (k < 2) {
+      // One labelled defect: no out-of-fold score; the threshold is the quantile of the good fused scores.
+      warnings.push('only one labelled defect: the threshold is the 0.99 quantile of the held-out good images (give a few more defects for an F1-optimal one)');
+      for (const im of validation) {
+        const l = logitsOf(final.model, im);
+        goodScores.push(fuse(im.raw, aggregateLogits(l, aggregation), fu.image));
+        const map = fusedMap(im, l, fu.pixel);
+        let mx = -Infinity;
+        for (const v of map) if (v > mx) mx = v;
+        goodMaxima.push(mx);
+      }
+    }
+    let imageThreshold = defectScores.length > 0 ? f1OptimalThreshold([...goodScores, ...defectScores], [...goodScores.map(() => 0), ...defectScores.map(() => 1)]).threshold : quantile(goodScores, 0.99);
+    if (!Number.isFinite(imageThreshold)) imageThreshold = quantile(goodScores, 0.99);
+    let pixelThreshold = quantile(goodMaxima, 0.99);
+    if (pixelParts.some((p) => p.mask)) {
+      const size = pixelParts.reduce((a, p) => a + p.scores.length, 0);
+      const scores = new Float32Array(size);
+      const lab = new Uint8Array(size);
+      let off = 0;
+      for (const p of pixelParts) {
+        scores.set(p.scores, off);
+        if (p.mask) lab.set(await loadMask(p.mask, p.w, p.h), off);
+        off += p.scores.length;
+      }
+      const r = f1OptimalThresholdBinned(scores, lab);
+      if (Number.isFinite(r.threshold)) pixelThreshold = r.threshold;
+    }
+
+    // Defect types: softmax over the positive patches' projected head input, labelled by type.
+    const types = [...new Set(defectImages.map((im) => im.type!))].sort();
+    let typeState: DefectTypeState | null = null;
+    if (types.length >= 2) {
+      const rows: Float32Array[] = [];
+      const ys: number[] = [];
+      for (const im of defectImages) {
+        for (let p = 0; p < im.labels.length; p++) {
+          if (im.labels[p] !== LABEL_POSITIVE) continue;
+          rows.push(im.rows.subarray(p * dim, (p + 1) * dim));
+          ys.push(types.indexOf(im.type!));
+        }
+      }
+      const X = new Float32Array(rows.length * dim);
+      rows.forEach((r, i) => X.set(r, i * dim));
+      const m = trainSoftmax(X, rows.length, dim, Int32Array.from(ys), types.length, { seed, l2: h.l2, epochs: h.epochs });
+      typeState = {
+        classes: types,
+        projection,
+        softmax: { d: m.d, k: m.k, w: Array.from(m.w), b: Array.from(m.b), mean: Array.from(m.mean), std: Array.from(m.std) },
+        topK: TYPE_TOP_K,
+      };
+    }
+    const l = final.model;
+    state = {
+      format: HYBRID_FORMAT,
+      version: HYBRID_VERSION,
+      head: {
+        input,
+        head: {
+          inDim,
+          projection,
+          logistic: { d: l.d, b: l.b, w: Array.from(l.w), mean: Array.from(l.mean), std: Array.from(l.std) },
+          training: { positives: final.positives, negatives: final.negatives, images: negatives.length + defectImages.length },
+        },
+        aggregation,
+      },
+      fusion: { image: { ...fu.image, threshold: imageThreshold }, pixel: { ...fu.pixel, threshold: pixelThreshold } },
+      defectTypes: typeState,
+      defectLabels: types,
+      training: { goodImages: split.trainGood.length, defectImages: defectImages.length, maskedDefects: masked, positivePatches: final.positives, negativePatches: final.negatives },
+    };
+    if (masked < defectImages.length && h.labels !== 'image') {
+      warnings.push(`${defectImages.length - masked} of ${defectImages.length} labelled defects have no mask: their head patches are the memory bank's most unusual ones (image labels)`);
+    }
+  }
+  const tHead = performance.now();
+  checkAbort(o.signal);
+
+  // --- Model -------------------------------------------------------------------------------------
+  const trainFiles = [...split.trainGood, ...split.trainDefects].map((i) => i.path);
+  const trainHashes = await fileContentHashes(trainFiles);
+  const category = o.category ?? (root ? root.split(/[\\/]/).filter(Boolean).pop() : undefined);
+  const model: HybridModel = {
+    kind: 'hybrid',
+    method: HYBRID_METHOD,
+    patchcore,
+    hybrid: new HybridScorer(patchcore, state),
+    weightsHash: o.engine.weightsHash,
+    createdAt: new Date().toISOString(),
+    preprocessing: preprocessingRecord({ tile: patchcore.config.tile }),
+    trainHashes,
+    ...(category !== undefined ? { category } : {}),
+    ...(o.metrics !== undefined ? { metrics: o.metrics } : {}),
+    ...(o.extra !== undefined ? { extra: o.extra } : {}),
+  };
+
+  // --- Held-out evaluation -------------------------------------------------------------------------
+  const asLabelled = (i: HybridImage & { relPath: string }): LabelledImage => ({ path: i.path, label: i.label === goodLabel ? GOOD_LABEL : i.label, relPath: i.relPath, ...(i.maskPath ? { maskPath: i.maskPath } : {}) });
+  const test = split.test.map(asLabelled);
+  let heldOut: OneClassEvaluation | null = null;
+  let heldOutOneClass: OneClassEvaluation | null = null;
+  if (test.length > 0) {
+    const evalOpts = { batchSize: o.batchSize ?? 8, ...(o.signal ? { signal: o.signal } : {}), onProgress: (done: number, total: number) => progress?.({ stage: 'evaluate' as const, done, total }) };
+    const open = (m: HybridModel | OneClassModel): Promise<Inspector> => Inspector.open(m, { engine: o.engine, threads, ...(o.backend ? { backend: o.backend } : {}) });
+    heldOut = await evaluateOneClass(await open(model), test, evalOpts);
+    if ((o.compareOneClass ?? true) && state.head) {
+      const oc: OneClassModel = { kind: 'one-class', method: 'patchcore', patchcore, weightsHash: model.weightsHash, createdAt: model.createdAt, preprocessing: model.preprocessing, trainHashes: model.trainHashes };
+      heldOutOneClass = await evaluateOneClass(await open(oc), test, evalOpts);
+    } else if (!state.head) heldOutOneClass = heldOut;
+  }
+  const tEval = performance.now();
+  const s = (ms: number): number => Math.round(ms) / 1000;
+  const heldOutGood = split.test.filter((i) => i.label === goodLabel).length;
+  return {
+    model,
+    layout: dataset ? dataset.layout : 'files',
+    root,
+    goodLabel,
+    defectTypes,
+    counts: {
+      trainGood: split.trainGood.length,
+      bankImages: bankGood.length,
+      validationImages: valGood.length,
+      trainDefects: split.trainDefects.length,
+      maskedDefects: masked,
+      unusedDefects: split.unusedDefects.length,
+      heldOutGood,
+      heldOutDefects: split.test.length - heldOutGood,
+    },
+    split: { trainGood: split.trainGood.map(asLabelled), trainDefects: split.trainDefects.map(asLabelled), test, groupAware: split.groupAware },
+    heldOut,
+    heldOutOneClass,
+    warnings,
+    skipped: dataset?.skipped ?? [],
+    timings: { scanS: s(tScan - t0), bankS: s(tBank - tScan), headS: s(tHead - tBank), evaluateS: s(tEval - tHead), totalS: s(tEval - t0) },
+  };
+}

@@ -1,0 +1,324 @@
+// The quality experiments on cached features (see cache.ts): one change at a time against a baseline, for
+// every dev category and split seed, under the held-out protocol of hybrid models (hybridHoldOut: F of
+// test/good and of each defect type held out, group-aware with groups.csv, --shots N per type).
+import {
+  auroc,
+  holdOutValidation,
+  hybridHoldOut,
+  loadMask,
+  patchLabelsFromMask,
+  patchScoresToMap,
+  PixelMetricsAccumulator,
+  trainLogistic,
+  logisticLogits,
+  SparseRandomProjection,
+  type LogisticModel,
+} from '../../../packages/core/src/internal.js';
+import { bankScores, D, embed, log, native, P, type BankScores, type CategoryData, type FeatureConfig, type TapStore } from './cache.js';
+
+export interface Protocol {
+  split: number;
+  shots: number;
+  /** Good training images held out of the bank (validation for thresholds / fusion statistics). */
+  valFraction: number;
+}
+
+export interface SeedContext {
+  cat: CategoryData;
+  store: TapStore;
+  seed: number;
+  f: FeatureConfig;
+  bankItems: number[];
+  valItems: number[];
+  trainDefects: number[];
+  test: number[];
+  y: number[];
+  bs: BankScores;
+  /** The official protocol (train/good vs test/) instead of the hybrid hold-out. */
+  official: boolean;
+}
+
+export async function seedContext(
+  cat: CategoryData,
+  store: TapStore,
+  seed: number,
+  proto: Protocol,
+  f: FeatureConfig,
+  cacheRoot: string,
+  opts: { official?: boolean; key?: string; coresetSeed?: number; ratio?: number } = {},
+): Promise<SeedContext> {
+  const items = cat.items.map((it, i) => ({ ...it, i }));
+  let trainGood: typeof items;
+  let trainDefects: typeof items = [];
+  let test: typeof items;
+  if (opts.official) {
+    trainGood = items.filter((i) => i.mvtecSplit === 'train');
+    test = items.filter((i) => i.mvtecSplit === 'test');
+  } else {
+    const s = hybridHoldOut(items, { split: proto.split, shots: proto.shots, seed, ...(cat.groups ? { groups: cat.groups } : {}) });
+    trainGood = s.trainGood;
+    trainDefects = s.trainDefects;
+    test = s.test;
+  }
+  const { bank, validation } = holdOutValidation(trainGood, proto.valFraction, opts.official ? seed : 0);
+  const bankItems = bank.map((b) => b.i);
+  const key = `${opts.key ?? (opts.official ? 'official' : 'hybrid')}-s${seed}-v${proto.valFraction}`;
+  const bs = await bankScores(store, cat, bankItems, f, key, cacheRoot, { ...(opts.coresetSeed !== undefined ? { coresetSeed: opts.coresetSeed } : {}), ...(opts.ratio !== undefined ? { ratio: opts.ratio } : {}) });
+  return {
+    cat,
+    store,
+    seed,
+    f,
+    bankItems,
+    valItems: validation.map((v) => v.i),
+    trainDefects: trainDefects.map((d) => d.i),
+    test: test.map((t) => t.i),
+    y: test.map((t) => (t.label === 'good' ? 0 : 1)),
+    bs,
+    official: Boolean(opts.official),
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+// PatchCore image scores
+
+/** Patch scores of item i: mean of the first kk neighbour distances (kk = 1: the NN distance). */
+export function patchScores(ctx: SeedContext, i: number, kk = 1): Float32Array {
+  const { dist, k } = ctx.bs;
+  const d = dist[i]!;
+  const n = d.length / k;
+  const out = new Float32Array(n);
+  for (let p = 0; p < n; p++) {
+    let s = 0;
+    for (let j = 0; j < kk; j++) s += d[p * k + j]!;
+    out[p] = s / kk;
+  }
+  return out;
+}
+
+export function maxOf(x: ArrayLike<number>): number {
+  let m = -Infinity;
+  for (let i = 0; i < x.length; i++) if (x[i]! > m) m = x[i]!;
+  return m;
+}
+
+export function topMean(x: ArrayLike<number>, t: number): number {
+  const s = Array.from(x).sort((a, b) => b - a);
+  let sum = 0;
+  for (let i = 0; i < Math.min(t, s.length); i++) sum += s[i]!;
+  return sum / Math.min(t, s.length);
+}
+
+const supportCache = new WeakMap<BankScores, Promise<Int32Array>>();
+/** The b nearest bank rows of every bank row (reweighting). */
+function bankSupport(bs: BankScores, b: number): Promise<Int32Array> {
+  let p = supportCache.get(bs);
+  if (!p) {
+    p = (async () => {
+      const a = await native();
+      const ix = await a.createKnnIndex(bs.bank, bs.n, D, { threads: 2 });
+      return (await ix.search(bs.bank, bs.n, b)).idx;
+    })();
+    supportCache.set(bs, p);
+  }
+  return p;
+}
+
+/** PatchCore's reweighted image score (b = 9), from the cached NN and the image's embedding. */
+export async function reweighted(ctx: SeedContext, i: number, rows?: Float32Array): Promise<number> {
+  const b = 9;
+  const sup = await bankSupport(ctx.bs, b);
+  const ps = patchScores(ctx, i);
+  let pStar = 0;
+  for (let p = 1; p < ps.length; p++) if (ps[p]! > ps[pStar]!) pStar = p;
+  const m = ctx.bs.idx[i]![pStar * ctx.bs.k]!;
+  const x = (rows ?? embed(ctx.store, i, ctx.f)).subarray(pStar * D, (pStar + 1) * D);
+  const ds: number[] = [];
+  const support = [m, ...Array.from(sup.subarray(m * b, (m + 1) * b)).filter((r) => r !== m)].slice(0, b);
+  for (const r of support) {
+    let s = 0;
+    for (let c = 0; c < D; c++) {
+      const t = x[c]! - ctx.bs.bank[r * D + c]!;
+      s += t * t;
+    }
+    ds.push(Math.sqrt(s));
+  }
+  const mx = Math.max(...ds);
+  const e = ds.map((v) => Math.exp(v - mx));
+  const w = 1 - e[0]! / e.reduce((a, v) => a + v, 0);
+  return w * ps[pStar]!;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Maps and pixel metrics
+
+/** A patch score grid (one view, or 4 tiles of the 448 view stitched) as a 256x256 map. */
+export function toMap(ctx: SeedContext, patch: Float32Array, side = 256, sigma = 4): Float32Array {
+  if (ctx.store.views === 1) return patchScoresToMap(patch, 28, { inputSize: 224, sigma, outHeight: side, outWidth: side });
+  const g = new Float32Array(56 * 56);
+  for (let t = 0; t < 4; t++)
+    for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) g[((t >> 1) * 28 + y) * 56 + (t & 1) * 28 + x] = patch[t * P + y * 28 + x]!;
+  return patchScoresToMap(g, 56, { inputSize: 448, sigma: sigma * 2, outHeight: side, outWidth: side });
+}
+
+const maskCache = new Map<string, Uint8Array>();
+export async function mask256(path: string | undefined): Promise<Uint8Array | null> {
+  if (!path) return null;
+  let m = maskCache.get(path);
+  if (!m) {
+    m = await loadMask(path, 256, 256);
+    maskCache.set(path, m);
+  }
+  return m;
+}
+
+/** Pixel AUROC over the test images (good ones all-normal; defective ones with a non-empty mask). */
+export async function pixelAuroc(ctx: SeedContext, mapOf: (i: number) => Float32Array): Promise<number | null> {
+  const samples: { scores: Float32Array; mask: Uint8Array | null }[] = [];
+  for (const i of ctx.test) {
+    const it = ctx.cat.items[i]!;
+    if (it.label === 'good') samples.push({ scores: mapOf(i), mask: null });
+    else {
+      const m = await mask256(it.maskPath);
+      if (m && m.some((v) => v !== 0)) samples.push({ scores: mapOf(i), mask: m });
+    }
+  }
+  if (!samples.some((s) => s.mask)) return null;
+  let min = Infinity, max = -Infinity;
+  for (const s of samples) for (const v of s.scores) (v < min && (min = v), v > max && (max = v));
+  const acc = new PixelMetricsAccumulator({ min, max }, { bins: 16384, maxFpr: 0.3 });
+  for (const s of samples) acc.add({ scores: s.scores, mask: s.mask, width: 256, height: 256 });
+  return acc.result().pixelAuroc;
+}
+
+export function imageAuroc(ctx: SeedContext, score: (i: number) => number): number {
+  return auroc(ctx.test.map(score), ctx.y);
+}
+
+// ------------------------------------------------------------------------------------------------
+// The supervised head
+
+export interface HeadConfig {
+  /** Patch features: the embedding, its residual to the nearest bank row, both, + the NN distance. */
+  input: 'x' | 'r' | 'xr' | 'xd' | 'rd';
+  /** Projection of each part to this many dims (0 = none). */
+  proj: number;
+  /** Negatives: 'val' = validation goods (not in the bank), 'bank' = bank goods, 'all'. */
+  negatives: 'val' | 'bank' | 'all';
+  /** Images of negatives at most. */
+  negImages: number;
+  /** 'mask' or 'image' (top-4 PatchCore patches of each defect). */
+  labels: 'mask' | 'image';
+  l2: number;
+  epochs: number;
+  maxNegatives: number;
+  positiveFraction?: number;
+  ignoreRing?: number;
+}
+
+export const DEFAULT_HEAD: HeadConfig = { input: 'x', proj: 256, negatives: 'bank', negImages: 60, labels: 'mask', l2: 1e-2, epochs: 30, maxNegatives: 20000 };
+
+export class HeadFeatures {
+  private readonly proj: SparseRandomProjection | null;
+  readonly dim: number;
+  constructor(
+    private readonly ctx: SeedContext,
+    readonly cfg: HeadConfig,
+  ) {
+    this.proj = cfg.proj > 0 ? new SparseRandomProjection({ inDim: D, outDim: cfg.proj, seed: 1 }) : null;
+    const part = cfg.proj > 0 ? cfg.proj : D;
+    this.dim = cfg.input === 'xr' ? 2 * part : cfg.input === 'xd' || cfg.input === 'rd' ? part + 1 : part;
+  }
+
+  /** [views*784][dim] head features of item i. */
+  rows(i: number, emb?: Float32Array): Float32Array {
+    const x = emb ?? embed(this.ctx.store, i, this.ctx.f);
+    const n = x.length / D;
+    const { bank, idx, dist, k } = this.ctx.bs;
+    const part = this.proj ? this.cfg.proj : D;
+    const need = this.cfg.input !== 'x' && this.cfg.input !== 'xd';
+    let r: Float32Array | null = null;
+    if (need) {
+      r = new Float32Array(n * D);
+      for (let p = 0; p < n; p++) {
+        const j = idx[i]![p * k]!;
+        for (let c = 0; c < D; c++) r[p * D + c] = x[p * D + c]! - bank[j * D + c]!;
+      }
+    }
+    const px = this.cfg.input === 'r' || this.cfg.input === 'rd' ? null : this.proj ? this.proj.apply(x, n) : x;
+    const pr = r ? (this.proj ? this.proj.apply(r, n) : r) : null;
+    const out = new Float32Array(n * this.dim);
+    for (let p = 0; p < n; p++) {
+      let o = p * this.dim;
+      if (px) (out.set(px.subarray(p * part, (p + 1) * part), o), (o += part));
+      if (pr) (out.set(pr.subarray(p * part, (p + 1) * part), o), (o += part));
+      if (this.cfg.input === 'xd' || this.cfg.input === 'rd') out[o] = dist[i]![p * k]!;
+    }
+    return out;
+  }
+}
+
+export interface TrainedHead {
+  feats: HeadFeatures;
+  model: LogisticModel;
+}
+
+export async function trainHead(ctx: SeedContext, cfg: HeadConfig, seed = 0): Promise<TrainedHead | null> {
+  const feats = new HeadFeatures(ctx, cfg);
+  const negPool = cfg.negatives === 'val' ? ctx.valItems : cfg.negatives === 'bank' ? ctx.bankItems : [...ctx.bankItems, ...ctx.valItems];
+  const rng = (await import('./cache.js')).createRng(`head-neg:${ctx.seed}`);
+  const negImgs = rng.shuffle([...negPool]).slice(0, cfg.negImages);
+  const pos: Float32Array[] = [];
+  const neg: Float32Array[] = [];
+  const d = feats.dim;
+  for (const i of ctx.trainDefects) {
+    const it = ctx.cat.items[i]!;
+    const rows = feats.rows(i);
+    let labels: Int8Array;
+    const m = cfg.labels === 'mask' ? await mask256(it.maskPath) : null;
+    if (m && m.some((v) => v !== 0)) {
+      labels = patchLabelsFromMask(m, 256, 256, { ...(cfg.positiveFraction !== undefined ? { positiveFraction: cfg.positiveFraction } : {}), ...(cfg.ignoreRing !== undefined ? { ignoreRing: cfg.ignoreRing } : {}) });
+    } else {
+      const ps = patchScores(ctx, i);
+      const order = Array.from(ps.keys()).sort((a, b) => ps[b]! - ps[a]!);
+      labels = new Int8Array(ps.length).fill(-1);
+      for (const p of order.slice(0, 4)) labels[p] = 1;
+    }
+    for (let p = 0; p < labels.length; p++) {
+      if (labels[p] === 1) pos.push(rows.subarray(p * d, (p + 1) * d));
+      else if (labels[p] === 0) neg.push(rows.subarray(p * d, (p + 1) * d));
+    }
+  }
+  for (const i of negImgs) {
+    const rows = feats.rows(i);
+    for (let p = 0; p < rows.length / d; p++) neg.push(rows.subarray(p * d, (p + 1) * d));
+  }
+  if (pos.length === 0) return null;
+  const negKept = neg.length > cfg.maxNegatives ? rng.shuffle(neg).slice(0, cfg.maxNegatives) : neg;
+  const all = [...pos, ...negKept];
+  const X = new Float32Array(all.length * d);
+  all.forEach((r, j) => X.set(r, j * d));
+  const y = new Uint8Array(all.length);
+  y.fill(1, 0, pos.length);
+  const model = trainLogistic(X, all.length, d, y, { l2: cfg.l2, epochs: cfg.epochs, seed });
+  return { feats, model };
+}
+
+export function headPatchLogits(h: TrainedHead, i: number): Float32Array {
+  const rows = h.feats.rows(i);
+  return logisticLogits(h.model, rows, rows.length / h.feats.dim);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+export function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+}
+export function sd(xs: number[]): number {
+  const m = mean(xs);
+  return Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(1, xs.length - 1));
+}
+export function stats(xs: number[]): string {
+  return `${mean(xs).toFixed(4)} +- ${sd(xs).toFixed(4)}`;
+}
+export { log };
