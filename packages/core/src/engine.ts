@@ -1,7 +1,8 @@
 // The one wrapper around @loupe/native: loads the model once per weights file (shared by every
 // session and every Engine over it), makes sessions per backend/precision, runs tensor batches and
 // turns the addon's coded Errors into typed LoupeErrors.
-import type { BackendName, BuildInfo, NativeAddon, NativeModel, NativeSession, PrecisionName } from '@loupe/native';
+import type { BackendName, BuildInfo, Int8Calibration, NativeAddon, NativeModel, NativeSession, PrecisionName } from '@loupe/native';
+import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 
 import { EngineError, engineCodeOf, LoupeError, messageOf, WeightsError } from './errors.js';
@@ -11,7 +12,19 @@ import type { TensorBatch } from './preprocess.js';
 import { threadBudget } from './threads.js';
 import { resolveWeights, type ResolvedWeights } from './weights/resolve.js';
 
-export type { BackendName, BuildInfo, PrecisionName };
+export type { BackendName, BuildInfo, Int8Calibration, PrecisionName };
+
+/** The precision a session runs in unless asked otherwise (models trained in it, ImageNet commands). */
+export const DEFAULT_PRECISION: PrecisionName = 'fp32';
+
+/** Short digest of an INT8 calibration: names its sessions and its feature-cache entries. */
+export function int8CalibrationId(c: Int8Calibration): string {
+  const ranges = Object.keys(c.ranges)
+    .sort()
+    .map((k) => `${k}=${c.ranges[k]!}`)
+    .join(',');
+  return createHash('sha256').update(`${c.weightsHash}|${ranges}`).digest('hex').slice(0, 16);
+}
 
 let addonPromise: Promise<NativeAddon> | undefined;
 
@@ -72,8 +85,13 @@ function loadModelOnce(addon: NativeAddon, path: string): Promise<NativeModel> {
 export interface SessionConfig {
   /** 'auto' (default): CUDA when a GPU + cuDNN are usable, else the best CPU backend. */
   backend?: BackendName;
-  /** 'fp32' (default). Reduced precisions are CUDA only and move logits by ~1e-2. */
+  /**
+   * DEFAULT_PRECISION ('fp32') unless set. 'bf16'/'fp16': CUDA only, move logits by ~1e-2. 'int8': the oneDNN
+   * CPU backend, with int8Calibration (docs/benchmarks/int8.md has its accuracy against fp32).
+   */
   precision?: PrecisionName;
+  /** The activation ranges of 'int8' (required there, ignored otherwise): calibrateInt8() or a model file's. */
+  int8Calibration?: Int8Calibration;
   /** Engine compute threads; default: the process thread budget's engine share (see threads.ts). */
   threads?: number;
   /** Largest batch one native run sees; bigger batches are split. Default 32. */
@@ -99,17 +117,31 @@ export class EngineSession {
   readonly threads: number;
   readonly precision: PrecisionName;
   readonly maxBatch: number;
+  /** The activation ranges of an 'int8' session. */
+  readonly int8Calibration: Int8Calibration | undefined;
+  /**
+   * What besides the weights makes this session's features differ from another's: undefined for fp32,
+   * else e.g. "int8-<calibration id>" (feature caches key on it).
+   */
+  readonly featureVariant: string | undefined;
 
   /** @internal */
   constructor(
     private readonly native: NativeSession,
-    config: Required<Pick<SessionConfig, 'threads' | 'precision' | 'maxBatch'>>,
+    config: Required<Pick<SessionConfig, 'threads' | 'precision' | 'maxBatch'>> & Pick<SessionConfig, 'int8Calibration'>,
   ) {
     this.backend = native.backend;
     this.device = native.device;
     this.threads = config.threads;
     this.precision = config.precision;
     this.maxBatch = config.maxBatch;
+    this.int8Calibration = config.precision === 'int8' ? config.int8Calibration : undefined;
+    this.featureVariant = this.int8Calibration ? `int8-${int8CalibrationId(this.int8Calibration)}` : config.precision === 'fp32' ? undefined : config.precision;
+  }
+
+  /** The kernels its convolutions run on (oneDNN names, e.g. "int8 brgconv:avx512_core_vnni x16, ..."). */
+  kernelInfo(): Promise<string> {
+    return this.native.kernelInfo();
   }
 
   /**
@@ -180,16 +212,69 @@ function wrapRunError(err: unknown, batch: number): EngineError {
 export class Engine {
   /** The default session (backend/precision/threads from Engine.open). */
   readonly session: EngineSession;
-  private readonly sessions = new Map<string, EngineSession>();
 
   private constructor(
     private readonly addon: NativeAddon,
     private readonly model: NativeModel,
     /** Where the weights came from; undefined for seeded weights. */
     readonly weights: ResolvedWeights | undefined,
-    defaults: SessionConfig,
+    private readonly defaults: SessionConfig,
+    // Shared by every Engine derived from one (withSession): one native session per configuration.
+    private readonly sessions = new Map<string, EngineSession>(),
   ) {
     this.session = this.openSession(defaults);
+  }
+
+  /**
+   * This engine (same model, same session cache) with another default session, e.g. an int8 one: what
+   * trainings, evaluations and inspections of an int8 model run on (see engineForModel).
+   */
+  withSession(config: SessionConfig): Engine {
+    const merged: SessionConfig = { ...this.defaults, ...config };
+    if (config.precision !== undefined && config.precision !== 'int8') delete merged.int8Calibration;
+    return new Engine(this.addon, this.model, this.weights, merged, this.sessions);
+  }
+
+  /** The default session's precision. */
+  get precision(): PrecisionName {
+    return this.session.precision;
+  }
+  /** The default session's INT8 calibration (int8 engines). */
+  get int8Calibration(): Int8Calibration | undefined {
+    return this.session.int8Calibration;
+  }
+  /** See EngineSession.featureVariant. */
+  get featureVariant(): string | undefined {
+    return this.session.featureVariant;
+  }
+
+  /**
+   * An INT8 calibrator over this model's fp32 activations: add preprocessed batches (the same tensors as
+   * run()), then compute the ranges ('mse', the measured best, by default). Deterministic in the set of
+   * images, whatever their order or batching.
+   */
+  async createCalibrator(options: { threads?: number } = {}): Promise<{ add(batch: TensorBatch): Promise<void>; compute(method?: 'mse' | 'percentile' | 'max'): Promise<Int8Calibration>; readonly images: number }> {
+    let native: Awaited<ReturnType<NativeAddon['createCalibrator']>>;
+    try {
+      native = await this.addon.createCalibrator(this.model, { threads: options.threads ?? threadBudget().engineThreads });
+    } catch (err) {
+      throw new EngineError(engineCodeOf(err), `cannot calibrate INT8: ${messageOf(err)}`, { cause: err });
+    }
+    return {
+      get images() {
+        return native.images;
+      },
+      add: async (batch) => {
+        validateRun(batch, ['fc1000']);
+        await native.add(batch.data, batch.batch).catch((err: unknown) => {
+          throw wrapRunError(err, batch.batch);
+        });
+      },
+      compute: async (method) =>
+        native.compute(method !== undefined ? { method } : {}).catch((err: unknown) => {
+          throw new EngineError(engineCodeOf(err), `cannot compute the INT8 calibration: ${messageOf(err)}`, { cause: err });
+        }),
+    };
   }
 
   /** Loads the addon and the model (once per process per file) and opens the default session. */
@@ -224,15 +309,22 @@ export class Engine {
     return this.addon.buildInfo();
   }
 
-  /** A session with other settings over the same model; cached per (backend, precision, threads, maxBatch). */
+  /** A session with other settings over the same model; cached per (backend, precision, calibration, threads, maxBatch). */
   openSession(config: SessionConfig = {}): EngineSession {
+    const precision = config.precision ?? DEFAULT_PRECISION;
+    if (precision === 'int8' && !config.int8Calibration) {
+      throw new LoupeError('INVALID_ARGUMENT', "precision 'int8' needs an int8Calibration (calibrateInt8(), or the one a model file stores)");
+    }
     const resolved = {
-      backend: config.backend ?? 'auto',
-      precision: config.precision ?? 'fp32',
+      // INT8 runs on the oneDNN CPU backend only: 'auto' must not pick a GPU for it.
+      backend: config.backend ?? (precision === 'int8' ? 'cpu' : 'auto'),
+      precision,
       threads: config.threads ?? threadBudget().engineThreads,
       maxBatch: config.maxBatch ?? 32,
+      ...(precision === 'int8' ? { int8Calibration: config.int8Calibration! } : {}),
     } as const;
-    const key = `${resolved.backend}/${resolved.precision}/${resolved.threads}/${resolved.maxBatch}`;
+    const calibration = resolved.int8Calibration ? `/${int8CalibrationId(resolved.int8Calibration)}` : '';
+    const key = `${resolved.backend}/${resolved.precision}${calibration}/${resolved.threads}/${resolved.maxBatch}`;
     const cached = this.sessions.get(key);
     if (cached) return cached;
     let native: NativeSession;
@@ -253,12 +345,15 @@ export class Engine {
 
   /**
    * Writes this model as an ONNX graph (input "input": float32 NHWC [N,224,224,3], caffe-preprocessed,
-   * as `packBatch` makes it; outputs the named taps, default fc1000), for other runtimes. Atomic.
+   * as `packBatch` makes it; outputs the named taps, default fc1000), for other runtimes. Atomic. An int8
+   * engine (or int8Calibration) writes the quantized model as QDQ.
    */
-  async exportOnnx(path: string, options: { taps?: readonly TapName[]; opset?: number; dynamicBatch?: boolean } = {}): Promise<void> {
-    const { taps, ...rest } = options;
+  async exportOnnx(path: string, options: { taps?: readonly TapName[]; opset?: number; dynamicBatch?: boolean; int8Calibration?: Int8Calibration } = {}): Promise<void> {
+    const { taps, int8Calibration, ...rest } = options;
+    // An int8 engine exports what it runs: the same integers and scales as QDQ (onnxruntime fuses them).
+    const calibration = int8Calibration ?? this.int8Calibration;
     try {
-      await this.addon.exportOnnx(this.model, path, { ...rest, ...(taps !== undefined ? { taps: [...taps] } : {}) });
+      await this.addon.exportOnnx(this.model, path, { ...rest, ...(taps !== undefined ? { taps: [...taps] } : {}), ...(calibration ? { int8Calibration: calibration } : {}) });
     } catch (err) {
       throw new EngineError(engineCodeOf(err), `cannot export ONNX to ${path}: ${messageOf(err)}`, { cause: err });
     }

@@ -1,8 +1,9 @@
 // On-disk cache of per-image CNN features, so re-training on the same images skips the network.
 //
 // Key: sha256 of the image file's bytes + layer + CNN weights hash + preprocessing (fit mode, decoder
-// version). The content hash (not the path) is the identity: a renamed or copied image hits, an edited
-// one misses. Layout: <dir>/<weightsHash[0:16]>/<layer>.<fit>.d<DECODE_VERSION>/<sha[0:2]>/<sha>.f32,
+// version) + the session's feature variant (an int8 session's calibration; none for fp32). The content hash
+// (not the path) is the identity: a renamed or copied image hits, an edited one misses. Layout:
+// <dir>/<weightsHash[0:16]>/<layer>.<fit>.d<DECODE_VERSION>[.<variant>]/<sha[0:2]>/<sha>.f32,
 // one small file per image:
 //
 //   "LPFEAT01" | uint32 LE element count | uint32 0 | float32 LE x count | sha256(key | data) (32 bytes)
@@ -37,6 +38,8 @@ export interface FeatureCacheKey {
   readonly layer: TapName;
   /** How images are fitted to 224x224 (the only preprocessing choice). */
   readonly fit: FitMode;
+  /** EngineSession.featureVariant: features of an int8 session are not fp32's. */
+  readonly variant?: string | undefined;
 }
 
 export interface FeatureCacheOptions extends FeatureCacheKey {
@@ -68,9 +71,10 @@ export class FeatureCache {
     if (!/^[0-9a-f]{16,}$/i.test(opts.weightsHash)) throw new LoupeError('INVALID_ARGUMENT', `weightsHash must be a hex digest, got '${opts.weightsHash}'`);
     if (opts.fit !== 'squash' && opts.fit !== 'crop') throw new LoupeError('INVALID_ARGUMENT', `fit must be 'squash' or 'crop', got '${String(opts.fit)}'`);
     this.dir = opts.dir ?? featureCacheDir();
-    this.key = { weightsHash: opts.weightsHash.toLowerCase(), layer: opts.layer, fit: opts.fit };
+    if (opts.variant !== undefined && !/^[\w.-]+$/.test(opts.variant)) throw new LoupeError('INVALID_ARGUMENT', `variant must be a plain name, got '${opts.variant}'`);
+    this.key = { weightsHash: opts.weightsHash.toLowerCase(), layer: opts.layer, fit: opts.fit, variant: opts.variant };
     this.elements = tapElements(opts.layer);
-    this.root = join(this.dir, this.key.weightsHash.slice(0, 16), `${opts.layer}.${opts.fit}.d${DECODE_VERSION}`);
+    this.root = join(this.dir, this.key.weightsHash.slice(0, 16), `${opts.layer}.${opts.fit}.d${DECODE_VERSION}${opts.variant !== undefined ? `.${opts.variant}` : ''}`);
   }
 
   /** Where the entry of an image with this content hash lives. */
@@ -79,8 +83,8 @@ export class FeatureCache {
   }
 
   private digest(sha256: string, data: Uint8Array): Buffer {
-    const { weightsHash, layer, fit } = this.key;
-    return createHash('sha256').update(`${weightsHash}|${layer}|${fit}|d${DECODE_VERSION}|${sha256}|`).update(data).digest();
+    const { weightsHash, layer, fit, variant } = this.key;
+    return createHash('sha256').update(`${weightsHash}|${layer}|${fit}|d${DECODE_VERSION}|${variant !== undefined ? `${variant}|` : ''}${sha256}|`).update(data).digest();
   }
 
   /** The cached features, or undefined on a miss or an invalid entry (`corrupt` says which). */
@@ -179,7 +183,7 @@ export interface CachedExtractResult {
 export async function extractFeaturesCached(files: readonly string[], opts: CachedExtractOptions): Promise<CachedExtractResult> {
   const fit = opts.fit ?? 'squash';
   const batchSize = opts.batchSize ?? 32;
-  const cache = opts.cacheDir === false ? undefined : new FeatureCache({ weightsHash: opts.engine.weightsHash, layer: opts.layer, fit, ...(opts.cacheDir !== undefined ? { dir: opts.cacheDir } : {}) });
+  const cache = opts.cacheDir === false ? undefined : new FeatureCache({ weightsHash: opts.engine.weightsHash, layer: opts.layer, fit, variant: opts.engine.featureVariant, ...(opts.cacheDir !== undefined ? { dir: opts.cacheDir } : {}) });
   const total = files.length;
   const features: Float32Array[] = new Array(total);
   const hashes: string[] = new Array(total);

@@ -21,7 +21,7 @@ export { ModelFileError } from './modelfile/errors.js';
 export { DatasetError } from './datasets/errors.js';
 
 // --- The engine (ResNet-50 on oneDNN / cuDNN), its taps and the thread budget ----------------------------
-export { Engine, EngineSession, nativeBuildInfo, type BackendName, type BuildInfo, type EngineOptions, type PrecisionName, type SessionConfig, type TapOutputs } from './engine.js';
+export { DEFAULT_PRECISION, Engine, EngineSession, int8CalibrationId, nativeBuildInfo, type BackendName, type BuildInfo, type EngineOptions, type Int8Calibration, type PrecisionName, type SessionConfig, type TapOutputs } from './engine.js';
 export { INPUT_ELEMENTS, INPUT_SIZE, isTapName, TAP_NAMES, TAP_SHAPES, tapElements, type TapName } from './model.js';
 export { configureThreads, MAX_THREADS, recommendedUvThreadpoolSize, threadBudget, type ThreadBudget, type ThreadBudgetOptions } from './threads.js';
 
@@ -97,6 +97,19 @@ export { checkClassifierOptions, samplesByLabel, trainClassifier, type Classifie
 export { DEFAULT_HYBRID_HEAD, trainHybrid, type HybridHeadOptions, type HybridImage, type HybridTraining, type TrainHybridOptions } from './training/hybrid.js';
 export { calibrate, type CalibrateOptions, type Calibration, type CalibrationReport } from './training/calibrate.js';
 export type { ImageSet } from './training/images.js';
+export {
+  calibrateInt8,
+  checkModelPrecision,
+  DEFAULT_CALIBRATION_METHOD,
+  defaultInt8Calibration,
+  engineForModel,
+  MAX_CALIBRATION_IMAGES,
+  MODEL_PRECISIONS,
+  modelPrecision,
+  type Int8CalibrateOptions,
+  type Int8CalibrationMethod,
+  type ModelPrecision,
+} from './int8.js';
 export { SVM_DEFAULTS } from './classifier/svm.js';
 export type { CodingName, DecodingName } from './classifier/coding.js';
 

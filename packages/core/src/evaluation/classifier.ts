@@ -5,6 +5,7 @@ import type { Dataset, SkippedFile } from '../datasets/types.js';
 import { scanDataset, type VerifyLevel } from '../datasets/scan.js';
 import type { Engine } from '../engine.js';
 import { extractFeaturesCached } from '../features-cache.js';
+import { engineForModel } from '../int8.js';
 import { svmVerdicts, type SvmVerdict } from '../inspection/kinds.js';
 import { LoupeError } from '../errors.js';
 import { classificationMetrics, type ClassificationMetrics } from '../metrics/classification.js';
@@ -116,7 +117,8 @@ export async function evaluateClassifier(model: SvmModel, data: string | Dataset
     dataset = data;
     items = data.items;
   } else items = data;
-  const feats = await classifierFeatures(model, items.map((i) => i.path), o);
+  // The model's precision (an int8 model's own calibration): what it was trained and measured on.
+  const feats = await classifierFeatures(model, items.map((i) => i.path), { ...o, engine: engineForModel(o.engine, model) });
   // Hashes from the read that made the features, for lists that did not bring their own.
   const withHashes = items.map((it, i) => (it.sha256 !== undefined || !feats.hashes[i] ? it : { ...it, sha256: feats.hashes[i] }));
   const e = evaluateClassifierFeatures(model, withHashes, feats.features);

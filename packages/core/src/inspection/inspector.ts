@@ -7,6 +7,7 @@
 import { Engine, EngineSession, loadAddon } from '../engine.js';
 import { AbortError, LoupeError } from '../errors.js';
 import { sourceName, type ImageSource } from '../image/decode.js';
+import { engineForModel } from '../int8.js';
 import { checkModelWeights, loadModel, type LoupeModel } from '../modelfile/models.js';
 import { threadBudget } from '../threads.js';
 import { hybridHandler, oneClassHandler, svmHandler, type KindHandler, type Prepared } from './kinds.js';
@@ -15,7 +16,10 @@ import type { InspectionOutcome, InspectionResult, InspectManyOptions, InspectOp
 export interface OpenInspectorOptions {
   /** The CNN. The model must have been trained on its weights (checked, always). */
   engine: Engine;
-  /** The session images run on by default (another backend or precision of `engine`); default engine.session. */
+  /**
+   * The session images run on (another backend of `engine`); default: the model's precision on `engine`
+   * (an int8 model's own calibration, else fp32), i.e. what the model was evaluated on.
+   */
   session?: EngineSession;
   /** Where the one-class kNN search runs and how wide: default the engine's backend choice and the thread budget. */
   backend?: 'auto' | 'cpu' | 'cuda';
@@ -64,7 +68,12 @@ export class Inspector {
       await loaded.patchcore.knnIndex(native, knn);
       handler = loaded.kind === 'hybrid' ? hybridHandler(loaded, knn) : oneClassHandler(loaded, knn);
     }
-    return new Inspector(loaded, source, options.session ?? engine.session, handler);
+    return new Inspector(loaded, source, options.session ?? engineForModel(engine, loaded).session, handler);
+  }
+
+  /** What the model's images run on: its precision's session (see OpenInspectorOptions.session). */
+  get session(): TapRunner {
+    return this.runner;
   }
 
   get kind(): LoupeModel['kind'] {

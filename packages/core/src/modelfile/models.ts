@@ -7,6 +7,7 @@ import { HybridScorer, type HybridState } from '../anomaly/hybrid/model.js';
 import { PatchCoreModel, type PatchCoreHeader } from '../anomaly/patchcore/model.js';
 import { loadPatchCoreDecoded, savePatchCore } from '../anomaly/patchcore/model-file.js';
 import type { SvmClassifier } from '../classifier/svm.js';
+import type { Int8Calibration } from '../engine.js';
 import { type FitMode } from '../image/decode.js';
 import { CAFFE_MEAN_BGR } from '../preprocess.js';
 import { INPUT_SIZE, isTapName, tapElements, type TapName } from '../model.js';
@@ -46,6 +47,12 @@ export interface ModelMetadata {
   readonly metrics?: unknown;
   /** Any other JSON metadata. */
   readonly extra?: Readonly<Record<string, unknown>>;
+  /**
+   * Present when the model was trained in INT8: the activation ranges calibrated on its training images.
+   * The model then runs (is evaluated, inspected, served) on the int8 session made from them; without it,
+   * in fp32 (see int8.ts: engineForModel).
+   */
+  readonly int8Calibration?: Int8Calibration;
 }
 
 /** A multiclass linear SVM on one CNN tap (the paper's method), with its good class. */
@@ -99,6 +106,8 @@ export interface ModelSummary {
   readonly createdAt: string;
   readonly weightsHash: string;
   readonly category: string | undefined;
+  /** 'int8' for a model trained (and run) in INT8, else 'fp32'. */
+  readonly precision: 'fp32' | 'int8';
 }
 
 /** What the model file records as the image preprocessing. One place for the facts, for every kind. */
@@ -124,6 +133,23 @@ function stringList(v: unknown, file: string, field: string, pattern?: RegExp): 
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
+
+/** The header's int8Calibration, checked for shape (the engine checks the tensor names when it makes the session). */
+function int8CalibrationOf(h: Record<string, unknown>, file: string, weightsHash: string): { int8Calibration?: Int8Calibration } {
+  const c = h['int8Calibration'];
+  if (c === undefined) return {};
+  const field = 'int8Calibration';
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new ModelFileError('MODEL_CORRUPT', file, 'must be an object { weightsHash, method, ranges }', { field });
+  const o = c as Record<string, unknown>;
+  if (typeof o['weightsHash'] !== 'string' || typeof o['method'] !== 'string') throw new ModelFileError('MODEL_CORRUPT', file, 'weightsHash and method must be strings', { field });
+  if (o['weightsHash'] !== weightsHash) throw new ModelFileError('MODEL_CORRUPT', file, `calibrated on CNN weights ${String(o['weightsHash']).slice(0, 12)}..., not the model's ${weightsHash.slice(0, 12)}...`, { field: `${field}.weightsHash` });
+  const ranges = o['ranges'];
+  if (typeof ranges !== 'object' || ranges === null || Array.isArray(ranges) || Object.keys(ranges).length === 0) throw new ModelFileError('MODEL_CORRUPT', file, 'must map tensor names to ranges', { field: `${field}.ranges` });
+  for (const [name, r] of Object.entries(ranges)) {
+    if (typeof r !== 'number' || !Number.isFinite(r) || r <= 0) throw new ModelFileError('MODEL_CORRUPT', file, `range of ${name} must be a finite number > 0, got ${JSON.stringify(r)}`, { field: `${field}.ranges.${name}` });
+  }
+  return { int8Calibration: { weightsHash: o['weightsHash'], method: o['method'], ranges: { ...(ranges as Record<string, number>) } } };
+}
 
 function svmFromDecoded(decoded: DecodedModel, file: string): SvmModel {
   const loaded = svmModelFromDecoded(decoded, file);
@@ -167,6 +193,7 @@ function svmFromDecoded(decoded: DecodedModel, file: string): SvmModel {
     createdAt: h.createdAt,
     preprocessing: h.preprocessing,
     trainHashes,
+    ...int8CalibrationOf(h as unknown as Record<string, unknown>, file, h.weightsHash),
     ...(category !== undefined ? { category } : {}),
     ...(h.metrics !== undefined ? { metrics: h.metrics } : {}),
     ...(h.extra !== undefined ? { extra: h.extra } : {}),
@@ -189,6 +216,7 @@ function oneClassFromDecoded(decoded: DecodedModel, file: string): OneClassModel
     createdAt: String(h['createdAt']),
     preprocessing,
     trainHashes: loaded.trainHashes,
+    ...int8CalibrationOf(h, file, weightsHash),
     ...(loaded.category !== undefined ? { category: loaded.category } : {}),
     ...(loaded.fewShot ? { fewShot: loaded.fewShot } : {}),
     ...(h['metrics'] !== undefined ? { metrics: h['metrics'] } : {}),
@@ -221,6 +249,7 @@ function hybridFromDecoded(decoded: DecodedModel, file: string): HybridModel {
     createdAt: String(h['createdAt']),
     preprocessing,
     trainHashes: loaded.trainHashes,
+    ...int8CalibrationOf(h, file, weightsHash),
     ...(loaded.category !== undefined ? { category: loaded.category } : {}),
     ...(h['metrics'] !== undefined ? { metrics: h['metrics'] } : {}),
     ...(typeof h['extra'] === 'object' && h['extra'] !== null ? { extra: h['extra'] as Record<string, unknown> } : {}),
@@ -273,6 +302,7 @@ export async function saveModel(file: string, model: LoupeModel): Promise<{ byte
       goodClass: model.goodClass,
       threshold: model.threshold,
       trainHashes: model.trainHashes,
+      ...(model.int8Calibration !== undefined ? { int8Calibration: { ...model.int8Calibration } } : {}),
       ...(model.category !== undefined ? { category: model.category } : {}),
       ...(model.metrics !== undefined ? { metrics: model.metrics } : {}),
       ...(model.extra !== undefined ? { extra: model.extra } : {}),
@@ -288,7 +318,11 @@ export async function saveModel(file: string, model: LoupeModel): Promise<{ byte
     createdAt: model.createdAt,
     preprocessing: model.preprocessing,
     trainHashes: model.trainHashes,
-    ...(model.kind === 'hybrid' ? { kind: 'hybrid', method: HYBRID_METHOD, header: { hybrid: model.hybrid.state } } : {}),
+    ...(model.kind === 'hybrid' ? { kind: 'hybrid', method: HYBRID_METHOD } : {}),
+    header: {
+      ...(model.kind === 'hybrid' ? { hybrid: model.hybrid.state } : {}),
+      ...(model.int8Calibration !== undefined ? { int8Calibration: { ...model.int8Calibration } } : {}),
+    },
     ...(model.category !== undefined ? { category: model.category } : {}),
     ...(model.kind === 'one-class' && model.fewShot ? { fewShot: model.fewShot } : {}),
     ...(model.metrics !== undefined ? { metrics: model.metrics } : {}),
@@ -299,6 +333,7 @@ export async function saveModel(file: string, model: LoupeModel): Promise<{ byte
 /** The kind-independent summary of a header (see readModelSummary). */
 export function summarizeModelHeader(h: ModelHeaderBase): ModelSummary {
   const category = typeof h['category'] === 'string' ? h['category'] : undefined;
+  const precision = h['int8Calibration'] !== undefined ? 'int8' : 'fp32';
   if (h.kind === 'svm') {
     return {
       kind: 'svm',
@@ -308,15 +343,16 @@ export function summarizeModelHeader(h: ModelHeaderBase): ModelSummary {
       createdAt: h.createdAt,
       weightsHash: String(h['weightsHash'] ?? ''),
       category,
+      precision,
     };
   }
   if (h.kind === 'hybrid') {
     // The defect types a hybrid model was trained on (it names one when there are two or more).
     const state = h['hybrid'] as { defectLabels?: unknown } | undefined;
     const classes = Array.isArray(state?.defectLabels) ? state.defectLabels.map(String) : [];
-    return { kind: 'hybrid', method: String(h['method'] ?? ''), classes, layer: 'res3d,res4f', createdAt: h.createdAt, weightsHash: String(h['weightsHash'] ?? ''), category };
+    return { kind: 'hybrid', method: String(h['method'] ?? ''), classes, layer: 'res3d,res4f', createdAt: h.createdAt, weightsHash: String(h['weightsHash'] ?? ''), category, precision };
   }
-  return { kind: 'one-class', method: String(h['method'] ?? ''), classes: [], layer: 'res3d,res4f', createdAt: h.createdAt, weightsHash: String(h['weightsHash'] ?? ''), category };
+  return { kind: 'one-class', method: String(h['method'] ?? ''), classes: [], layer: 'res3d,res4f', createdAt: h.createdAt, weightsHash: String(h['weightsHash'] ?? ''), category, precision };
 }
 
 /** A model file's summary from its header line alone (the payload is neither read nor checked). */

@@ -23,6 +23,8 @@ export interface SvmModelMeta {
   readonly threshold?: number;
   /** sha256 of every training image's file, so evaluation can say which it has seen. */
   readonly trainHashes?: readonly string[];
+  /** The INT8 activation ranges of a model trained in int8 (it then always runs in int8). */
+  readonly int8Calibration?: Readonly<Record<string, unknown>>;
   /** What the images were (the dataset folder's name). */
   readonly category?: string;
 }
@@ -82,6 +84,7 @@ export async function saveSvmModel(file: string, model: SvmClassifier, meta: Svm
     ...(meta.goodClass !== undefined ? { goodClass: meta.goodClass } : {}),
     ...(meta.threshold !== undefined ? { threshold: meta.threshold } : {}),
     ...(meta.trainHashes !== undefined ? { trainHashes: [...meta.trainHashes] } : {}),
+    ...(meta.int8Calibration !== undefined ? { int8Calibration: meta.int8Calibration } : {}),
     ...(meta.category !== undefined ? { category: meta.category } : {}),
     ...(meta.metrics !== undefined ? { metrics: meta.metrics } : {}),
     ...(meta.extra !== undefined ? { extra: meta.extra } : {}),

@@ -16,6 +16,7 @@ import { LoupeError } from '../errors.js';
 import type { FitMode } from '../image/decode.js';
 import { classificationMetrics, type ClassificationMetrics } from '../metrics/classification.js';
 import { findGoodClass, GOOD_LABEL, preprocessingRecord, SVM_LAYERS, type SvmLayer, type SvmModel } from '../modelfile/models.js';
+import { trainingEngine, type Int8CalibrationMethod, type ModelPrecision } from '../int8.js';
 import { threadBudget } from '../threads.js';
 import { classificationFigures, classifierFeatures, evaluateClassifierFeatures, r6, type ClassifierEvaluation, type LabelledImage } from '../evaluation/classifier.js';
 import type { TrainingProgress } from './one-class.js';
@@ -56,6 +57,13 @@ export interface TrainClassifierOptions {
   backend?: 'auto' | 'cpu' | 'cuda';
   signal?: AbortSignal;
   onProgress?: (p: TrainingProgress) => void;
+  /**
+   * 'fp32' (DEFAULT_PRECISION) or 'int8': INT8 features, with activation ranges calibrated on the images the
+   * trainer is given (labels unused) and stored in the model file, so it is evaluated, inspected and served in INT8 too.
+   */
+  precision?: ModelPrecision;
+  /** The range method of an int8 calibration; default DEFAULT_CALIBRATION_METHOD. */
+  calibrationMethod?: Int8CalibrationMethod;
   /** What the images are; default the dataset folder's name. */
   category?: string;
   /** Keep a few training image paths per label in the model (for the montage of evaluation reports); default true. */
@@ -159,8 +167,9 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<Classi
   const fit: FitMode = o.fit ?? 'squash';
 
   const t1 = performance.now();
+  const { engine, int8Calibration } = await trainingEngine(o.engine, o.precision, items.map((i) => i.path), { ...(o.calibrationMethod ? { method: o.calibrationMethod } : {}), fit, ...(o.signal ? { signal: o.signal } : {}) });
   const feats = await classifierFeatures({ layer, fit }, items.map((i) => i.path), {
-    engine: o.engine,
+    engine,
     ...(o.cache !== undefined ? { cache: o.cache } : {}),
     ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}),
     ...(o.signal !== undefined ? { signal: o.signal } : {}),
@@ -208,6 +217,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<Classi
     createdAt: new Date().toISOString(),
     preprocessing: preprocessingRecord({ fit }),
     trainHashes: trainPart.map((i) => i.sha256).filter((h): h is string => typeof h === 'string' && h !== ''),
+    ...(int8Calibration ? { int8Calibration } : {}),
     ...(o.category !== undefined ? { category: o.category } : root ? { category: basename(root) } : {}),
     ...(metrics !== undefined ? { metrics } : {}),
     extra: {

@@ -19,6 +19,7 @@ import { DatasetError } from '../datasets/errors.js';
 import type { Dataset, SkippedFile } from '../datasets/types.js';
 import type { Engine } from '../engine.js';
 import { loadAddon } from '../engine.js';
+import { trainingEngine, type Int8CalibrationMethod, type ModelPrecision } from '../int8.js';
 import { AbortError, LoupeError } from '../errors.js';
 import { fileContentHashes } from '../features-cache.js';
 import { loadMask } from '../image/mask.js';
@@ -88,6 +89,13 @@ export interface HybridHeadOptions {
 
 export interface TrainHybridOptions {
   engine: Engine;
+  /**
+   * 'fp32' (DEFAULT_PRECISION) or 'int8': INT8 features, with activation ranges calibrated on the good
+   * training images and stored in the model file, so it is evaluated, inspected and served in INT8 too.
+   */
+  precision?: ModelPrecision;
+  /** The range method of an int8 calibration; default DEFAULT_CALIBRATION_METHOD. */
+  calibrationMethod?: Int8CalibrationMethod;
   /** A folder (an MVTec category, or <label>/ folders with a good one), a scanned Dataset, or labelled images. */
   data: string | Dataset | readonly HybridImage[];
   /** The label of good parts; default 'good' (or ok, normal, pass, no_defect). */
@@ -249,8 +257,9 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
   });
   const run = { knn, batchSize: o.batchSize ?? 8, threads, ...(o.backend !== undefined ? { backend: o.backend } : {}), ...(o.signal !== undefined ? { signal: o.signal } : {}) };
   const goodFiles = split.trainGood.map((i) => i.path);
+  const { engine, int8Calibration } = await trainingEngine(o.engine, o.precision, goodFiles, { ...(o.calibrationMethod ? { method: o.calibrationMethod } : {}), ...(o.signal ? { signal: o.signal } : {}) });
   const stageOf: Record<string, TrainingProgress['stage']> = { 'embed-train': 'features', coreset: 'coreset', embed: 'thresholds' };
-  const patchcore = await PatchCoreModel.train(o.engine, goodFiles, {
+  const patchcore = await PatchCoreModel.train(engine, goodFiles, {
     config,
     ...run,
     onProgress: (s, done, total) => progress?.({ stage: stageOf[s] ?? 'features', done, total }),
@@ -297,7 +306,7 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
     const headImages = async (list: readonly (HybridImage & { relPath: string })[], kind: 'negative' | 'validation' | 'defect'): Promise<HeadImage[]> => {
       const out: HeadImage[] = [];
       let k = 0;
-      for await (const r of patchcore.scoreIter(o.engine, list.map((i) => i.path), { ...run, keepEmbeddings: true })) {
+      for await (const r of patchcore.scoreIter(engine, list.map((i) => i.path), { ...run, keepEmbeddings: true })) {
         const it = list[k++]!;
         const rows = headInputRows(r.embeddings!, r.nnIdx!, r.patchScores!, patchcore.bank, input);
         const projected = proj ? proj.apply(rows, r.patchScores!.length) : rows.slice();
@@ -491,6 +500,7 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
     createdAt: new Date().toISOString(),
     preprocessing: preprocessingRecord({ tile: patchcore.config.tile }),
     trainHashes,
+    ...(int8Calibration ? { int8Calibration } : {}),
     ...(category !== undefined ? { category } : {}),
     ...(o.metrics !== undefined ? { metrics: o.metrics } : {}),
     ...(o.extra !== undefined ? { extra: o.extra } : {}),
@@ -506,7 +516,7 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
     const open = (m: HybridModel | OneClassModel): Promise<Inspector> => Inspector.open(m, { engine: o.engine, threads, ...(o.backend ? { backend: o.backend } : {}) });
     heldOut = await evaluateOneClass(await open(model), test, evalOpts);
     if ((o.compareOneClass ?? true) && state.head) {
-      const oc: OneClassModel = { kind: 'one-class', method: 'patchcore', patchcore, weightsHash: model.weightsHash, createdAt: model.createdAt, preprocessing: model.preprocessing, trainHashes: model.trainHashes };
+      const oc: OneClassModel = { kind: 'one-class', method: 'patchcore', patchcore, weightsHash: model.weightsHash, createdAt: model.createdAt, preprocessing: model.preprocessing, trainHashes: model.trainHashes, ...(int8Calibration ? { int8Calibration } : {}) };
       heldOutOneClass = await evaluateOneClass(await open(oc), test, evalOpts);
     } else if (!state.head) heldOutOneClass = heldOut;
   }

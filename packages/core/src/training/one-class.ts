@@ -9,6 +9,7 @@ import { LoupeError } from '../errors.js';
 import { loadAddon } from '../engine.js';
 import { preprocessingRecord, type OneClassModel } from '../modelfile/models.js';
 import type { SkippedFile } from '../datasets/types.js';
+import { trainingEngine, type Int8CalibrationMethod, type ModelPrecision } from '../int8.js';
 import { threadBudget } from '../threads.js';
 import { resolveImageSet, type ImageSet } from './images.js';
 
@@ -52,6 +53,13 @@ export interface TrainOneClassOptions {
   validationFraction?: number;
   /** Quantile of the held-out good scores used as the threshold without defects; default 0.99. */
   thresholdQuantile?: number;
+  /**
+   * 'fp32' (DEFAULT_PRECISION) or 'int8': INT8 features, with activation ranges calibrated on the training
+   * images and stored in the model file, so it is evaluated, inspected and served in INT8 too.
+   */
+  precision?: ModelPrecision;
+  /** The range method of an int8 calibration; default DEFAULT_CALIBRATION_METHOD. */
+  calibrationMethod?: Int8CalibrationMethod;
   /** What the images are; default the folder's name. */
   category?: string;
   /** Views per engine run; default 8. */
@@ -86,7 +94,7 @@ export interface OneClassTraining {
 const STAGE_OF: Record<string, TrainingStage> = { 'embed-train': 'features', coreset: 'coreset', embed: 'thresholds' };
 
 /** The PatchCore config these options ask for (defaults from DEFAULT_PATCHCORE_CONFIG). */
-export function oneClassConfig(o: Omit<TrainOneClassOptions, 'engine' | 'good'>): Partial<PatchCoreConfig> {
+export function oneClassConfig(o: Omit<TrainOneClassOptions, 'engine' | 'good' | 'precision'>): Partial<PatchCoreConfig> {
   const c: Partial<PatchCoreConfig> = {};
   if (o.coresetRatio !== undefined) c.coresetRatio = o.coresetRatio;
   if (o.projectionDim !== undefined) c.projectionDim = o.projectionDim;
@@ -118,7 +126,8 @@ export async function trainOneClass(options: TrainOneClassOptions): Promise<OneC
   const tScan = performance.now();
   const marks = new Map<TrainingStage, number>();
   const threads = options.threads ?? threadBudget().engineThreads;
-  const patchcore = await PatchCoreModel.train(options.engine, good.files, {
+  const { engine, int8Calibration } = await trainingEngine(options.engine, options.precision, good.files, { ...(options.calibrationMethod ? { method: options.calibrationMethod } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+  const patchcore = await PatchCoreModel.train(engine, good.files, {
     config,
     knn: await loadAddon(),
     batchSize: options.batchSize ?? 8,
@@ -144,6 +153,7 @@ export async function trainOneClass(options: TrainOneClassOptions): Promise<OneC
     createdAt: new Date().toISOString(),
     preprocessing: preprocessingRecord({ tile: patchcore.config.tile }),
     trainHashes,
+    ...(int8Calibration ? { int8Calibration } : {}),
     ...(category !== undefined ? { category } : {}),
     ...(options.metrics !== undefined ? { metrics: options.metrics } : {}),
     ...(options.extra !== undefined ? { extra: options.extra } : {}),
