@@ -1,9 +1,12 @@
 // What every command shares: the global options, the thread budget, opening the engine, output.
 import { access, constants, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 
 import {
   configureThreads,
+  DEFAULT_PRECISION,
+  defaultInt8Calibration,
   Engine,
   setWeightsFetchHint,
   type BackendName,
@@ -46,21 +49,38 @@ export function applyThreadBudget(threads: number | undefined): ThreadBudget {
   return budget;
 }
 
-/** Opens the engine with the global options; the session's threads come from the budget. */
+/** The bundled sample image: with core's synthetic set, the ImageNet commands' default INT8 calibration. */
+export const SAMPLE_IMAGE = fileURLToPath(new URL('../assets/sample.png', import.meta.url));
+
+/**
+ * Opens the engine with the global options; the session's threads come from the budget. An int8 request
+ * opens fp32 here: a model brings its own calibration (core's Inspector and trainers apply it), the
+ * ImageNet commands take imagenetEngine's.
+ */
 export function openEngine(ctx: RunContext): Promise<Engine> {
   const { opts, budget } = ctx;
   return Engine.open({
     backend: opts.backend,
-    precision: opts.precision,
+    precision: opts.precision === 'int8' ? DEFAULT_PRECISION : opts.precision,
     threads: budget.engineThreads,
     maxBatch: opts.batchSize,
     ...(opts.weights !== undefined ? { weights: opts.weights } : {}),
   });
 }
 
-/** What core's long calls (training, calibration) take from the global options: batch, threads, backend, Ctrl-C. */
-export function runOptions(ctx: RunContext): { batchSize: number; threads: number; backend: BackendName; signal: AbortSignal } {
-  return { batchSize: ctx.opts.batchSize, threads: ctx.budget.engineThreads, backend: ctx.opts.backend, signal: ctx.signal };
+/** The engine of the ImageNet commands (no model of their own): with --precision int8, core's default calibration. */
+export async function imagenetEngine(ctx: RunContext): Promise<Engine> {
+  const engine = await openEngine(ctx);
+  if (ctx.opts.precision !== 'int8') return engine;
+  return engine.withSession({ precision: 'int8', int8Calibration: await defaultInt8Calibration(engine, [SAMPLE_IMAGE]) });
+}
+
+/**
+ * What core's long calls (training, calibration) take from the global options: batch, threads, backend,
+ * Ctrl-C, and --precision int8 (a trainer then calibrates on the training images and stores it).
+ */
+export function runOptions(ctx: RunContext): { batchSize: number; threads: number; backend: BackendName; signal: AbortSignal; precision?: 'int8' } {
+  return { batchSize: ctx.opts.batchSize, threads: ctx.budget.engineThreads, backend: ctx.opts.backend, signal: ctx.signal, ...(ctx.opts.precision === 'int8' ? { precision: 'int8' as const } : {}) };
 }
 
 /**

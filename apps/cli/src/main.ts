@@ -110,7 +110,11 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
         .argParser(intInRange('--threads', 1, MAX_THREADS)),
     )
     .addOption(new Option('--backend <name>', 'inference backend').choices(['auto', 'cpu', 'cuda']).default('auto'))
-    .addOption(new Option('--precision <p>', 'inference precision (bf16/fp16: CUDA only)').choices(['fp32', 'bf16', 'fp16']).default('fp32'))
+    .addOption(
+      new Option('--precision <p>', "inference precision. int8 (oneDNN CPU): `train` calibrates on the training images and stores it in the model; evaluate/predict/calibrate always run a model in the precision it was trained in; ImageNet commands use the built-in calibration. bf16/fp16: CUDA only")
+        .choices(['fp32', 'bf16', 'fp16', 'int8'])
+        .default('fp32'),
+    )
     .addOption(new Option('--weights <path>', 'weights directory, model.json or .lwts file (default: $LOUPE_WEIGHTS or the cache in $LOUPE_HOME)'))
     .addOption(new Option('--batch-size <n>', 'images per engine run').argParser(intInRange('--batch-size', 1, 1024)).default(32))
     .option('--no-progress', 'no progress bar on stderr (it is only drawn on a terminal anyway)')

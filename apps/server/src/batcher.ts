@@ -32,6 +32,8 @@ export interface RunInfo {
 }
 
 interface Job {
+  /** The session it runs on: int8 models run on their own calibration's session, never batched with others. */
+  engine: BatchEngine;
   data: Float32Array;
   views: number;
   taps: readonly TapName[];
@@ -58,6 +60,8 @@ export interface BatcherOptions {
 /** What runs a batch: core's EngineSession (or anything with its run()). */
 export type BatchEngine = Pick<EngineSession, 'run'>;
 
+let nextEngineId = 1;
+
 export class DynamicBatcher {
   private readonly groups = new Map<string, Job[]>();
   private inflight = 0;
@@ -65,6 +69,8 @@ export class DynamicBatcher {
   private timerAt = 0;
   private pendingViews = 0;
   private closed = false;
+  // Batches group jobs by session (then taps); sessions are told apart by a number.
+  private readonly engineIds = new WeakMap<BatchEngine, number>();
   batches = 0;
   views = 0;
   jobs = 0;
@@ -88,13 +94,19 @@ export class DynamicBatcher {
    * Queues `input` (one or more 224x224 views) for the next batch with the same taps; resolves with
    * this job's slice of the outputs. Rejects with AbortError if `signal` fires before the batch starts.
    */
-  submit<T extends TapName>(input: TensorBatch, taps: readonly T[], signal?: AbortSignal, contentKey?: string): Promise<{ out: TapOutputs<T>; info: RunInfo }> {
+  submit<T extends TapName>(input: TensorBatch, taps: readonly T[], signal?: AbortSignal, contentKey?: string, engine: BatchEngine = this.engine): Promise<{ out: TapOutputs<T>; info: RunInfo }> {
     if (this.closed) return Promise.reject(new AbortError(new Error('the server is shutting down')));
     if (signal?.aborted) return Promise.reject(new AbortError(signal.reason));
     const sorted = [...new Set(taps)].sort();
-    const key = sorted.join(',');
+    let id = this.engineIds.get(engine);
+    if (id === undefined) {
+      id = nextEngineId++;
+      this.engineIds.set(engine, id);
+    }
+    const key = `${id}|${sorted.join(',')}`;
     return new Promise((resolve, reject) => {
       const job: Job = {
+        engine,
         data: input.data,
         views: input.batch,
         taps: sorted,
@@ -123,12 +135,12 @@ export class DynamicBatcher {
   }
 
   /** A PatchTapRunner-compatible view of the batcher bound to one job's signal; records RunInfo. */
-  runner(signal?: AbortSignal, onInfo?: (info: RunInfo) => void, contentKey?: string): { run<T extends TapName>(input: TensorBatch, taps: readonly T[]): Promise<TapOutputs<T>> } {
+  runner(signal?: AbortSignal, onInfo?: (info: RunInfo) => void, contentKey?: string, engine?: BatchEngine): { run<T extends TapName>(input: TensorBatch, taps: readonly T[]): Promise<TapOutputs<T>> } {
     let calls = 0;
     return {
       run: async <T extends TapName>(input: TensorBatch, taps: readonly T[]): Promise<TapOutputs<T>> => {
         const key = contentKey === undefined ? undefined : `${contentKey}#${calls++}`;
-        const { out, info } = await this.submit(input, taps, signal, key);
+        const { out, info } = await this.submit(input, taps, signal, key, engine);
         onInfo?.(info);
         return out;
       },
@@ -222,7 +234,7 @@ export class DynamicBatcher {
     }
     this.inflight++;
     const started = performance.now();
-    this.engine.run({ data, batch: views }, taps).then(
+    jobs[0]!.engine.run({ data, batch: views }, taps).then(
       (out: Record<string, Float32Array>) => {
         const ms = performance.now() - started;
         this.finish(views, jobs.length, ms, taps);

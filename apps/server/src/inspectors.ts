@@ -77,7 +77,8 @@ export class ModelInspector {
     const key = input.contentKey === undefined ? undefined : `${input.contentKey}|${this.viewKey}`;
     const source = { name: input.name, data: input.image };
     const r = await this.core.inspect(source, {
-      runner: batcher.runner(input.signal, (i) => (info = i), key),
+      // The model's own session (an int8 model's calibration, else the server's fp32 one).
+      runner: batcher.runner(input.signal, (i) => (info = i), key, this.core.session),
       heatmap: input.wantHeatmap,
       limitInputPixels: input.maxImagePixels,
       signal: input.signal,

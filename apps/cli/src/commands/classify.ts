@@ -1,7 +1,7 @@
 // loupe classify-imagenet IMG|DIR... : ImageNet top-k per image.
 import { classifyImageNet, type LoupeError } from '@loupe/core';
 
-import { openEngine, write, type RunContext } from '../context.js';
+import { imagenetEngine, write, type RunContext } from '../context.js';
 import { EXIT_OK, EXIT_SOME_FAILED } from '../errors.js';
 import { float32ToString, formatProbability, formatRate, formatSeconds, printable } from '../format.js';
 import { ProgressBar } from '../progress.js';
@@ -16,7 +16,7 @@ export interface ClassifyCommandOptions {
 export async function classifyCommand(inputs: readonly string[], o: ClassifyCommandOptions, ctx: RunContext): Promise<number> {
   const files = (await expandInputs(inputs)).map((i) => i.file);
   const t0 = performance.now();
-  const engine = await openEngine(ctx);
+  const engine = await imagenetEngine(ctx);
   const loadMs = performance.now() - t0;
 
   const bar = new ProgressBar('classify', files.length, ctx.stderr, ctx.opts.progress && files.length > 1 && Boolean(ctx.stderr.isTTY));

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 
 import { AbortError, type TapName } from '@loupe/core';
 
-import { openEngine, write, type RunContext } from '../context.js';
+import { imagenetEngine, write, type RunContext } from '../context.js';
 
 export interface ExportCommandOptions {
   onnx: string;
@@ -17,7 +17,7 @@ export interface ExportCommandOptions {
 
 export async function exportCommand(o: ExportCommandOptions, ctx: RunContext): Promise<number> {
   const out = resolve(o.onnx);
-  const engine = await openEngine(ctx);
+  const engine = await imagenetEngine(ctx);
   // The export itself is one short native call that cannot stop halfway: an interrupt during the engine
   // load must stop here, before the file is replaced.
   if (ctx.signal.aborted) throw new AbortError(ctx.signal.reason);

@@ -1,7 +1,7 @@
 // loupe features IMG... --layers a,b : the engine's taps per image, as JSON lines or a summary.
 import { streamFeatures, TAP_SHAPES, type TapName } from '@loupe/core';
 
-import { checkReadable, openEngine, write, type RunContext } from '../context.js';
+import { checkReadable, imagenetEngine, write, type RunContext } from '../context.js';
 import { float32ArrayJson, formatRate, formatSeconds, shapeText, stats } from '../format.js';
 import { ProgressBar } from '../progress.js';
 
@@ -14,7 +14,7 @@ export interface FeaturesCommandOptions {
 export async function featuresCommand(files: readonly string[], o: FeaturesCommandOptions, ctx: RunContext): Promise<number> {
   await checkReadable(files);
   const t0 = performance.now();
-  const engine = await openEngine(ctx);
+  const engine = await imagenetEngine(ctx);
   const loadMs = performance.now() - t0;
 
   const layers = [...new Set(o.layers)];

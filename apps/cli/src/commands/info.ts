@@ -90,6 +90,10 @@ function humanInfo(r: InfoReport): string {
   if (r.build) {
     lines.push(`engine:   oneDNN ${yesNo(r.build.onednn)}, CUDA compiled in ${yesNo(r.build.cuda)}, CUDA usable ${yesNo(r.build.cudaUsable)}` +
       (r.build.cudaDetail ? ` (${r.build.cudaDetail})` : ''));
+    // Which oneDNN kernels an int8 / fp32 session runs on here (VNNI where the CPU has it).
+    if (r.build.onednn) {
+      lines.push(`oneDNN:   ${r.build.onednnVersion}, ISA ${r.build.onednnIsa}; int8 convolutions on ${r.build.onednnInt8Kernel || '?'}, fp32 on ${r.build.onednnFp32Kernel || '?'}`);
+    }
   } else {
     lines.push(`engine:   not available: ${r.buildError ?? 'unknown error'}`);
   }
