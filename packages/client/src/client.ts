@@ -425,23 +425,26 @@ export class LoupeClient {
         .finally(() => opts.signal?.removeEventListener('abort', onAbort));
     };
 
+    const finish = async (status: grpc.status, details: string): Promise<InspectManySummary> => {
+      // An input left unread is closed (a generator's finally blocks run), as for await would.
+      if (!exhausted) await source.return?.();
+      return { sent: taken, answered, resent, resumes, status, details };
+    };
     let backoff = resume?.initialBackoffMs ?? 0;
     let fruitless = 0;
     for (let replay: InspectItem[] = []; ; ) {
       const st = await stream(replay);
       const done = st.status === grpc.status.OK && exhausted && unanswered.size === 0;
-      if (done || !resume || aborted || st.status !== grpc.status.UNAVAILABLE) {
-        return { sent: taken, answered, resent, resumes, status: st.status, details: st.details };
-      }
+      if (done || !resume || aborted || st.status !== grpc.status.UNAVAILABLE) return finish(st.status, st.details);
       fruitless = st.progressed ? 1 : fruitless + 1;
       if (st.progressed) backoff = resume.initialBackoffMs;
       if (fruitless >= resume.maxAttempts) {
-        return { sent: taken, answered, resent, resumes, status: st.status, details: `${st.details} (gave up after ${fruitless} attempts without an answer; ${unanswered.size} images unanswered)` };
+        return finish(st.status, `${st.details} (gave up after ${fruitless} attempts without an answer; ${unanswered.size} images unanswered)`);
       }
       opts.onResume?.({ attempt: resumes + 1, status: st.status, details: st.details, unanswered: unanswered.size });
       await new Promise((r) => setTimeout(r, backoff));
       backoff = Math.min(resume.maxBackoffMs, backoff * 2);
-      if (aborted) return { sent: taken, answered, resent, resumes, status: grpc.status.CANCELLED, details: 'cancelled' };
+      if (aborted) return finish(grpc.status.CANCELLED, 'cancelled');
       replay = [...unanswered.values()];
       resent += replay.length;
       resumes++;

@@ -8,7 +8,7 @@
 //       real servers (round robin), one is killed -9 mid-stream, and every image is answered exactly once.
 // The sizes and ldd figures of docs/packaging.md come from this file (PACK_REPORT=FILE writes them).
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -192,6 +192,46 @@ describe('(a) an app on the installed @loupe/core, without the system oneDNN', (
     expect(got.score).toBeCloseTo(want.score, 5);
     expect(got.backend).toMatch(/onednn/i);
     report['inspectHidden'] = { image: relative(sharedDir(), image), ...got };
+  });
+});
+
+describe('(a) load failures of the installed addon', () => {
+  const app = (): string => join(work, 'app');
+  const importNative = (hide: string[]): { status: number | null; stderr: string } => {
+    const script = [...hide.map((p) => `mount --bind /dev/null '${p}'`), `exec node --input-type=module -e "await import('@loupe/native')"`].join('\n');
+    const r = spawnSync('unshare', ['-rm', 'sh', '-c', script], { cwd: app(), encoding: 'utf8' });
+    return { status: r.status, stderr: r.stderr };
+  };
+
+  it('a library missing beside the addon is named, with where it should be and the command that fixes it', () => {
+    const dir = join(app(), 'node_modules', '@loupe', `native-${PLATFORM}`);
+    const lib = join(dir, 'libdnnl.so.2');
+    // The bundled copy moved away and the system's hidden: nothing provides libdnnl.so.2.
+    const system = realpathSync(parseLdd(run('ldd', [join(ROOT, 'native', 'build', 'Release', 'loupe_native.node')], ROOT)).get('libdnnl.so.2')!);
+    renameSync(lib, `${lib}.away`);
+    try {
+      const r = importNative([system]);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain('ERR_LOUPE_NATIVE_LOAD');
+      expect(r.stderr).toContain(`libdnnl.so.2 should be in ${dir} beside the addon`);
+      expect(r.stderr).toContain(`npm install --force @loupe/native-${PLATFORM}`);
+    } finally {
+      renameSync(`${lib}.away`, lib);
+    }
+  });
+
+  it('a platform package that is not installed is named, with the command that installs it', () => {
+    const dir = join(app(), 'node_modules', '@loupe', `native-${PLATFORM}`);
+    renameSync(dir, `${dir}.away`);
+    try {
+      const r = importNative([]);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain('ERR_LOUPE_NATIVE_NOT_BUILT');
+      expect(r.stderr).toContain(`the platform package @loupe/native-${PLATFORM} is not installed`);
+      expect(r.stderr).toContain(`npm install @loupe/native-${PLATFORM}`);
+    } finally {
+      renameSync(`${dir}.away`, dir);
+    }
   });
 });
 
