@@ -120,7 +120,7 @@ interface CategoryReport {
   category: string;
   dataset: string;
   variant: string | null;
-  config: TrainOptionsConfig;
+  config: TrainOptionsConfig & { seed: number };
   train: { bank: number; validation: number };
   test: { good: number; defect: number; pixelImages: number; skippedEmptyMasks: number };
   bank: { rows: number; dim: number; storage: string; mb: number; sourcePatches: number };
@@ -368,7 +368,7 @@ async function runCategory(engine: Engine, root: string, datasetsRoot: string, c
     category: basename(root),
     dataset: name,
     variant: flags.variant,
-    config,
+    config: { ...config, seed },
     train: { bank: model.training.images, validation: model.training.validationImages },
     test: {
       good: evaluation.good,

@@ -1,7 +1,8 @@
 // Detection quality of one-class and hybrid (few-shot) models on the dev categories, measured honestly:
 //
 //   npx vite-node tools/eval/quality.ts -- explore EXPERIMENT[,EXPERIMENT...] [options]
-//   npx vite-node tools/eval/quality.ts -- table [options]
+//   npx vite-node tools/eval/quality.ts -- table [options]      (then renders)
+//   npx vite-node tools/eval/quality.ts -- render                (quality.md from the two JSON files)
 //
 // explore: one change at a time on cached CNN taps (cache.ts; $LOUPE_HOME/quality-cache or --cache), under
 //   the held-out protocol of hybrid models; prints and records (docs/benchmarks/quality-explore.json) mean +-
@@ -10,7 +11,10 @@
 //   `loupe train DIR --mode hybrid --split F --shots N --seed S --json` runs) for every category and seed.
 //
 // Options: --datasets DIR --categories a,b --seeds 0,1,2,3,4 --split 0.5 --shots 10 --cache DIR --threads 2
+//   --out FILE (explore results; default docs/benchmarks/quality-explore.json) --keep (table: keep the other
+//   categories' rows of quality.json)
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -18,6 +22,8 @@ import { parseArgs } from 'node:util';
 import { Engine, loupeHome } from '../../packages/core/src/internal.js';
 import { loadCategory, log, TapStore, type CategoryData, type ViewName } from './quality/cache.js';
 import { EXPERIMENTS } from './quality/experiments.js';
+import { renderQuality, type TableMeta } from './quality/render.js';
+import { runTable, type CategoryRows } from './quality/table.js';
 import { findCategories, findDatasets } from './datasets.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -35,8 +41,16 @@ const { values: args, positionals } = parseArgs({
     cache: { type: 'string' },
     threads: { type: 'string', default: '2' },
     out: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+    variants: { type: 'string' },
   },
 });
+
+/** The command that produced quality-explore.json (every experiment, every category). */
+const EXPLORE_COMMAND = 'npx vite-node tools/eval/quality.ts -- explore gap,aggregation,baseline,head,fusion,head2';
+
+/** What the experiments showed (written from quality-explore.json; kept here so the page regenerates). */
+const FINDINGS: string[] = [];
 
 export interface Env {
   engine: Engine;
@@ -45,12 +59,14 @@ export interface Env {
   split: number;
   shots: number;
   cacheRoot: string;
-  store(cat: CategoryData, view?: ViewName): Promise<TapStore>;
+  store(cat: CategoryData, view?: ViewName, only?: readonly number[]): Promise<TapStore>;
   record(experiment: string, category: string, variant: string, values: Record<string, number[]>): void;
+  /** --variants: only these variants of an experiment (all when undefined). */
+  variants: string[] | undefined;
 }
 
 async function main(): Promise<void> {
-  const [command, what] = positionals;
+  let [command, what] = positionals;
   const datasetsRoot = findDatasets(repo, args.datasets);
   let roots = findCategories(datasetsRoot);
   if (args.categories) {
@@ -71,10 +87,11 @@ async function main(): Promise<void> {
     split: Number(args.split),
     shots: Number(args.shots),
     cacheRoot,
-    store(cat, view = 'base') {
-      const key = `${cat.name}:${view}`;
+    variants: args.variants ? args.variants.split(',') : undefined,
+    store(cat, view = 'base', only) {
+      const key = `${cat.name}:${view}:${only ? 'some' : 'all'}`;
       let s = stores.get(key);
-      if (!s) stores.set(key, (s = TapStore.open(engine, cat, view, cacheRoot)));
+      if (!s) stores.set(key, (s = TapStore.open(engine, cat, view, cacheRoot, only)));
       return s;
     },
     record(experiment, category, variant, values) {
@@ -92,7 +109,47 @@ async function main(): Promise<void> {
     }
     return;
   }
-  throw new Error('usage: quality.ts explore NAME[,NAME] | table');
+  const tableFile = join(repo, 'docs', 'benchmarks', 'quality.json');
+  if (command === 'table') {
+    const loadStart = (loadavg()[0] ?? 0).toFixed(1);
+    const saved: { meta: TableMeta; table: CategoryRows[] } = existsSync(tableFile) && args.keep ? JSON.parse(readFileSync(tableFile, 'utf8')) : { meta: {} as TableMeta, table: [] };
+    const meta: TableMeta = {
+      date: new Date().toISOString().slice(0, 10),
+      command: `npx vite-node tools/eval/quality.ts -- ${process.argv.slice(2).filter((a) => a !== '--').join(' ')}`.trim(),
+      exploreCommand: EXPLORE_COMMAND,
+      cpu: cpus()[0]?.model ?? 'unknown CPU',
+      cores: cpus().length,
+      memGb: Math.round(totalmem() / 2 ** 30),
+      backend: engine.backend,
+      device: engine.device,
+      threads: Number(args.threads),
+      split: env.split,
+      shots: env.shots,
+      seeds: env.seeds,
+      loadStart,
+      loadEnd: loadStart,
+      weightsHash: engine.weightsHash,
+    };
+    // A table built in parts (--categories ... --keep) lists every command that made it.
+    meta.commands = [...(args.keep ? (saved.meta.commands ?? (saved.meta.command ? [saved.meta.command] : [])) : []), meta.command];
+    if (args.keep && saved.meta.loadStart) meta.loadStart = saved.meta.loadStart;
+    const table = saved.table.filter((c) => !cats.some((x) => x.name === c.category));
+    await runTable(engine, cats, { seeds: env.seeds, split: env.split, shots: env.shots, threads: Number(args.threads) }, (c) => {
+      table.push(c);
+      table.sort((a, b) => a.category.localeCompare(b.category));
+      meta.loadEnd = (loadavg()[0] ?? 0).toFixed(1);
+      writeFileSync(tableFile, JSON.stringify({ meta, table }, null, 1) + '\n');
+    });
+    command = 'render';
+  }
+  if (command === 'render') {
+    const { meta, table } = JSON.parse(readFileSync(tableFile, 'utf8')) as { meta: TableMeta; table: CategoryRows[] };
+    const md = renderQuality(meta, table, results, FINDINGS);
+    writeFileSync(join(repo, 'docs', 'benchmarks', 'quality.md'), md);
+    log('wrote docs/benchmarks/quality.md');
+    return;
+  }
+  throw new Error('usage: quality.ts explore NAME[,NAME] | table | render');
 }
 
 main().catch((err: unknown) => {

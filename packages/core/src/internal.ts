@@ -26,3 +26,4 @@ export * from './report/index.js';
 export * from './synthetic/index.js';
 export * from './inspection/kinds.js';
 export * from './training/images.js';
+export { balancedThreshold } from './training/hybrid.js';

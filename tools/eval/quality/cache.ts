@@ -109,17 +109,26 @@ export class TapStore {
     readonly n: number,
     readonly views: number,
     private readonly bits: Uint16Array,
+    /** Item index -> row (a store of some items only); undefined: row = item index. */
+    private readonly rowOf?: Map<number, number>,
   ) {}
 
-  static async open(engine: Engine, cat: CategoryData, view: ViewName, cacheRoot: string): Promise<TapStore> {
-    const dir = join(cacheRoot, cat.name.replace(/[\\/]/g, '_'), `taps-${view}`);
+  /** Whether item i is in the store. */
+  has(i: number): boolean {
+    return this.rowOf ? this.rowOf.has(i) : i < this.n;
+  }
+
+  static async open(engine: Engine, cat: CategoryData, view: ViewName, cacheRoot: string, only?: readonly number[]): Promise<TapStore> {
+    const dir = join(cacheRoot, cat.name.replace(/[\\/]/g, '_'), `taps-${view}${only ? '-defects' : ''}`);
     const file = join(dir, 'taps.f16');
     const index = join(dir, 'index.json');
-    const rels = cat.items.map((i) => i.relPath);
+    const picked = only ? [...only] : cat.items.map((_, i) => i);
+    const rels = picked.map((i) => cat.items[i]!.relPath);
     const views = viewsPerImage(view);
+    const rowOf = only ? new Map(picked.map((i, r) => [i, r])) : undefined;
     if (existsSync(file) && existsSync(index) && JSON.stringify(JSON.parse(readFileSync(index, 'utf8')).rels) === JSON.stringify(rels)) {
       const buf = readFileSync(file);
-      return new TapStore(rels.length, views, new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength / 2));
+      return new TapStore(rels.length, views, new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength / 2), rowOf);
     }
     mkdirSync(dir, { recursive: true });
     const per = views * TAPS_PER_VIEW;
@@ -128,7 +137,7 @@ export class TapStore {
     const t0 = performance.now();
     for (let s = 0; s < rels.length; s += batch) {
       const e = Math.min(rels.length, s + batch);
-      const tensors = await Promise.all(cat.items.slice(s, e).map((i) => viewTensor(i.path, view)));
+      const tensors = await Promise.all(picked.slice(s, e).map((i) => viewTensor(cat.items[i]!.path, view)));
       const data = new Float32Array(tensors.reduce((a, t) => a + t.length, 0));
       let off = 0;
       for (const t of tensors) (data.set(t, off), (off += t.length));
@@ -142,11 +151,13 @@ export class TapStore {
     }
     writeFileSync(file, new Uint8Array(bits.buffer));
     writeFileSync(index, JSON.stringify({ rels }));
-    return new TapStore(rels.length, views, bits);
+    return new TapStore(rels.length, views, bits, rowOf);
   }
 
   /** res3d and res4f of image i's views (float32, views concatenated). */
-  taps(i: number): { res3d: Float32Array; res4f: Float32Array } {
+  taps(item: number): { res3d: Float32Array; res4f: Float32Array } {
+    const i = this.rowOf ? this.rowOf.get(item)! : item;
+    if (i === undefined) throw new Error(`item ${item} is not in this tap store`);
     const per = this.views * TAPS_PER_VIEW;
     const res3d = new Float32Array(this.views * RES3D);
     const res4f = new Float32Array(this.views * RES4F);

@@ -225,3 +225,183 @@ EXPERIMENTS['head'] = (env) =>
     smooth1: { head: DEFAULT_HEAD, agg: { topK: 1, sigma: 1 } },
     imageLabels: { head: { ...DEFAULT_HEAD, labels: 'image' } },
   });
+
+/** One-class image-score aggregation on the same banks: reweighted max (PatchCore), plain max, top-k mean, k-NN mean. */
+EXPERIMENTS['aggregation'] = async (env) => {
+  for (const cat of env.cats) {
+    const store = await env.store(cat);
+    const v: Values = {};
+    for (const seed of env.seeds) {
+      const ctx = await seedContext(cat, store, seed, proto(env), {}, env.cacheRoot);
+      const pc = await pcScores(ctx, ctx.test);
+      push(v, 'reweighted', imageAuroc(ctx, (i) => pc.get(i)!));
+      push(v, 'max', imageAuroc(ctx, (i) => maxOf(patchScores(ctx, i))));
+      for (const t of [3, 10]) push(v, `top${t}mean`, imageAuroc(ctx, (i) => topMean(patchScores(ctx, i), t)));
+      for (const kk of [3, 9]) push(v, `knn${kk}max`, imageAuroc(ctx, (i) => maxOf(patchScores(ctx, i, kk))));
+      push(v, 'mapMax', imageAuroc(ctx, (i) => maxOf(toMap(ctx, patchScores(ctx, i)))));
+      for (const kk of [3]) push(v, `pixel-knn${kk}`, await pixelAuroc(ctx, (i) => toMap(ctx, patchScores(ctx, i, kk))));
+      push(v, 'pixel', await pixelAuroc(ctx, (i) => toMap(ctx, patchScores(ctx, i))));
+    }
+    report(env, 'aggregation', cat.name, 'bank 90% of the good training images, coreset 1%', v);
+  }
+};
+
+// ------------------------------------------------------------------------------------------------
+// Fusion: out-of-fold (k-fold over the labelled defects) choice of the head's weight and of the threshold.
+
+import { auroc, balancedThreshold, f1OptimalThreshold, groupKFold } from '../../../packages/core/src/internal.js';
+import { HeadFeatures } from './explore.js';
+
+const WEIGHTS = [0.5, 1, 2, 4];
+
+export interface FusionMetrics {
+  [k: string]: number | null;
+}
+
+export async function fusionVariant(ctx: SeedContext, head: HeadConfig, agg: AggConfig = { topK: 1, sigma: 0 }): Promise<FusionMetrics> {
+  const out: FusionMetrics = {};
+  const pc = await pcScores(ctx, [...ctx.test, ...ctx.valItems, ...ctx.trainDefects]);
+  out['oneClass'] = imageAuroc(ctx, (i) => pc.get(i)!);
+  const feats = new HeadFeatures(ctx, head);
+  const hScore = (h: NonNullable<Awaited<ReturnType<typeof trainHead>>>, i: number): number => topMean(smoothGrid(headPatchLogits(h, i), agg.sigma), agg.topK);
+  const defects = ctx.trainDefects;
+  const k = Math.min(5, defects.length);
+  const pooledGood: number[][] = WEIGHTS.map(() => []);
+  const pooledDef: number[][] = WEIGHTS.map(() => []);
+  // Out-of-fold z-scores of the labelled defects: each part's (z_pc, z_head).
+  const oofZ: [number, number][] = [];
+  if (k >= 2) {
+    const folds = groupKFold(defects.length, k, `explore-folds:${ctx.seed}`, (j) => ctx.cat.groups?.get(ctx.cat.items[defects[j]!]!.relPath));
+    for (const [f, fold] of folds.entries()) {
+      const inFold = new Set(fold);
+      const h = await trainHead(ctx, head, f + 1, { defects: defects.filter((_, j) => !inFold.has(j)), feats });
+      if (!h) continue;
+      const vh = ctx.valItems.map((i) => hScore(h, i));
+      WEIGHTS.forEach((w, wi) => {
+        const fu = zFuse(ctx.valItems.map((i) => pc.get(i)!), vh, w);
+        ctx.valItems.forEach((i, j) => pooledGood[wi]!.push(fu(pc.get(i)!, vh[j]!)));
+        for (const j of fold) pooledDef[wi]!.push(fu(pc.get(defects[j]!)!, hScore(h, defects[j]!)));
+      });
+      const zp = zFuse(ctx.valItems.map((i) => pc.get(i)!), vh, 0);
+      const z1 = zFuse(ctx.valItems.map((i) => pc.get(i)!), vh, 1);
+      for (const j of fold) {
+        const a = pc.get(defects[j]!)!, b = hScore(h, defects[j]!);
+        oofZ.push([zp(a, 0), z1(a, b) - zp(a, 0)]);
+      }
+    }
+  }
+  const h = await trainHead(ctx, head, 0, { feats });
+  if (!h) return out;
+  const hs = new Map<number, number>();
+  for (const i of [...ctx.test, ...ctx.valItems]) hs.set(i, hScore(h, i));
+  out['head'] = imageAuroc(ctx, (i) => hs.get(i)!);
+  const vh = ctx.valItems.map((i) => hs.get(i)!);
+  const fusers = WEIGHTS.map((w) => zFuse(ctx.valItems.map((i) => pc.get(i)!), vh, w));
+  WEIGHTS.forEach((w, wi) => (out[`fusedW${w}`] = imageAuroc(ctx, (i) => fusers[wi]!(pc.get(i)!, hs.get(i)!))));
+  // max(z_pc, z_head): whichever part is more surprised (z-scores from the weight-1 fuser's statistics).
+  {
+    const zPc = zFuse(ctx.valItems.map((i) => pc.get(i)!), vh, 0);
+    const zH = (i: number): number => fusers[WEIGHTS.indexOf(1)]!(pc.get(i)!, hs.get(i)!) - zPc(pc.get(i)!, 0);
+    out['fusedMax'] = imageAuroc(ctx, (i) => Math.max(zPc(pc.get(i)!, 0), zH(i)));
+  }
+  // The weight with the best out-of-fold AUROC (ties: the first, i.e. the smallest).
+  let best = WEIGHTS.indexOf(1);
+  if (pooledDef[0]!.length > 0) {
+    let bestA = -1;
+    WEIGHTS.forEach((_, wi) => {
+      const a = auroc([...pooledGood[wi]!, ...pooledDef[wi]!], [...pooledGood[wi]!.map(() => 0), ...pooledDef[wi]!.map(() => 1)]);
+      if (a > bestA + 1e-9) ((bestA = a), (best = wi));
+    });
+  }
+  // Per defect type (against all held-out good images), weight 1.
+  const types = [...new Set(ctx.test.map((i) => ctx.cat.items[i]!.label).filter((l) => l !== 'good'))].sort();
+  if (types.length > 1) {
+    for (const type of types) {
+      const sub = ctx.test.filter((i) => ['good', type].includes(ctx.cat.items[i]!.label));
+      const y = sub.map((i) => (ctx.cat.items[i]!.label === 'good' ? 0 : 1));
+      const f1w = fusers[WEIGHTS.indexOf(1)]!;
+      out[`${type}:oneClass`] = auroc(sub.map((i) => pc.get(i)!), y);
+      out[`${type}:head`] = auroc(sub.map((i) => hs.get(i)!), y);
+      out[`${type}:fusedW1`] = auroc(sub.map((i) => f1w(pc.get(i)!, hs.get(i)!)), y);
+    }
+  }
+  // The weight from the out-of-fold defects' median z-scores: w = median z_head / median z_pc (the direction
+  // that separates them from the good images, whose z-scores are standardised), clamped to [0.25, 8].
+  if (oofZ.length > 0) {
+    const med = (xs: number[]): number => {
+      const t = [...xs].sort((a, b) => a - b);
+      return (t[(t.length - 1) >> 1]! + t[t.length >> 1]!) / 2;
+    };
+    const mp = Math.max(med(oofZ.map((z) => z[0])), 1e-3);
+    const mh = Math.max(med(oofZ.map((z) => z[1])), 1e-3);
+    const w = Math.min(8, Math.max(0.25, mh / mp));
+    out['ratioW'] = w;
+    const fr = zFuse(ctx.valItems.map((i) => pc.get(i)!), vh, w);
+    out['fusedRatio'] = imageAuroc(ctx, (i) => fr(pc.get(i)!, hs.get(i)!));
+  }
+  out['autoW'] = WEIGHTS[best]!;
+  const fu = fusers[best]!;
+  out['fusedAuto'] = imageAuroc(ctx, (i) => fu(pc.get(i)!, hs.get(i)!));
+  // Balanced accuracy on the test images at thresholds set without them.
+  const test = ctx.test.map((i) => fu(pc.get(i)!, hs.get(i)!));
+  const bal = (t: number): number => {
+    let tp = 0, tn = 0, p = 0, n = 0;
+    test.forEach((s, j) => (ctx.y[j] ? (p++, s >= t && tp++) : (n++, s < t && tn++)));
+    return (tp / Math.max(1, p) + tn / Math.max(1, n)) / 2;
+  };
+  const g = pooledGood[best]!, dd = pooledDef[best]!;
+  if (dd.length > 0) {
+    out['balAccF1'] = bal(f1OptimalThreshold([...g, ...dd], [...g.map(() => 0), ...dd.map(() => 1)]).threshold);
+    // Youden: the threshold maximising TPR - FPR on the out-of-fold scores (core's rule).
+    out['balAccYouden'] = bal(balancedThreshold(g, dd));
+  }
+  const q = [...ctx.valItems.map((i) => fu(pc.get(i)!, hs.get(i)!))].sort((a, b) => a - b);
+  out['balAccQ99'] = bal(q[Math.min(q.length - 1, Math.floor(0.99 * (q.length - 1) + 0.5))]!);
+  return out;
+}
+
+async function runFusionVariants(env: Env, exp: string, variants: Record<string, { head: HeadConfig; agg?: AggConfig; augment?: ('hflip' | 'vflip')[] }>): Promise<void> {
+  for (const cat of env.cats) {
+    const store = await env.store(cat);
+    const vals: Record<string, Values> = {};
+    for (const seed of env.seeds) {
+      const ctx = await seedContext(cat, store, seed, proto(env), {}, env.cacheRoot);
+      for (const [name, v] of Object.entries(variants)) {
+        if (env.variants && !env.variants.includes(name)) continue;
+        if (v.augment) {
+          ctx.augment = {};
+          const defects = cat.items.map((it, i) => (it.label !== 'good' ? i : -1)).filter((i) => i >= 0);
+          for (const a of v.augment) ctx.augment[a] = await env.store(cat, a, defects);
+        }
+        const t0 = performance.now();
+        const m = await fusionVariant(ctx, v.augment ? { ...v.head, augment: v.augment } : v.head, v.agg);
+        for (const [k, x] of Object.entries(m)) push((vals[name] ??= {}), k, x);
+        log(`${exp} ${cat.name} seed ${seed} ${name}: ${Object.entries(m).map(([k, x]) => `${k} ${x?.toFixed(4)}`).join(' ')} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+      }
+    }
+    for (const [name, v] of Object.entries(vals)) report(env, exp, cat.name, name, v);
+  }
+}
+
+const NEG200: HeadConfig = { ...DEFAULT_HEAD, negImages: 200, maxNegatives: 60000 };
+
+EXPERIMENTS['fusion'] = (env) => runFusionVariants(env, 'fusion', { neg200: { head: NEG200 } });
+EXPERIMENTS['head2'] = (env) =>
+  runFusionVariants(env, 'head2', {
+    neg200: { head: NEG200 },
+    hard16: { head: { ...NEG200, hardPerImage: 16 } },
+    l2x10: { head: { ...NEG200, l2: 1e-1 } },
+    l2div10: { head: { ...NEG200, l2: 1e-3 } },
+    flips: { head: NEG200, augment: ['hflip', 'vflip'] },
+  });
+
+/** Negatives from every bank image (random patches of each), the full 1536 dims, and flips, on the fusion protocol. */
+const NEG_ALL: HeadConfig = { ...DEFAULT_HEAD, patchesPerImage: 64, maxNegatives: 60000 };
+EXPERIMENTS['head3'] = (env) =>
+  runFusionVariants(env, 'head3', {
+    default: { head: DEFAULT_HEAD },
+    negAll: { head: NEG_ALL },
+    negAllFull: { head: { ...NEG_ALL, proj: 0 } },
+    negAllXd: { head: { ...NEG_ALL, input: 'xd' } },
+    negAllFlips: { head: NEG_ALL, augment: ['hflip', 'vflip'] },
+  });

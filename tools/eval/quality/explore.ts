@@ -34,6 +34,9 @@ export interface SeedContext {
   test: number[];
   y: number[];
   bs: BankScores;
+  bankSet: Set<number>;
+  /** Flipped views of the defects (flip augmentation), when loaded. */
+  augment?: Partial<Record<'hflip' | 'vflip', TapStore>>;
   /** The official protocol (train/good vs test/) instead of the hybrid hold-out. */
   official: boolean;
 }
@@ -75,6 +78,7 @@ export async function seedContext(
     test: test.map((t) => t.i),
     y: test.map((t) => (t.label === 'good' ? 0 : 1)),
     bs,
+    bankSet: new Set(bankItems),
     official: Boolean(opts.official),
   };
 }
@@ -88,12 +92,44 @@ export function patchScores(ctx: SeedContext, i: number, kk = 1): Float32Array {
   const d = dist[i]!;
   const n = d.length / k;
   const out = new Float32Array(n);
+  const first = looFirst(ctx, i);
   for (let p = 0; p < n; p++) {
     let s = 0;
-    for (let j = 0; j < kk; j++) s += d[p * k + j]!;
+    const f = first ? first[p]! : 0;
+    for (let j = 0; j < kk; j++) s += d[p * k + Math.min(k - 1, f + j)]!;
     out[p] = s / kk;
   }
   return out;
+}
+
+const looCache = new WeakMap<SeedContext, Map<number, Int8Array | null>>();
+/**
+ * For a bank image: per patch, the rank of its first neighbour from ANOTHER image (leave-own-image-out:
+ * what the patch would see were the image not in the bank); null for images not in the bank.
+ */
+export function looFirst(ctx: SeedContext, i: number): Int8Array | null {
+  let m = looCache.get(ctx);
+  if (!m) looCache.set(ctx, (m = new Map()));
+  if (m.has(i)) return m.get(i)!;
+  let out: Int8Array | null = null;
+  if (ctx.bankSet.has(i)) {
+    const { idx, k, rowImage } = ctx.bs;
+    const n = idx[i]!.length / k;
+    out = new Int8Array(n);
+    for (let p = 0; p < n; p++) {
+      let j = 0;
+      while (j < k - 1 && rowImage[idx[i]![p * k + j]!] === i) j++;
+      out[p] = j;
+    }
+  }
+  m.set(i, out);
+  return out;
+}
+
+/** The nearest bank row of patch p of item i (leave-own-image-out for bank images). */
+export function nnRow(ctx: SeedContext, i: number, p: number): number {
+  const f = looFirst(ctx, i);
+  return ctx.bs.idx[i]![p * ctx.bs.k + (f ? f[p]! : 0)]!;
 }
 
 export function maxOf(x: ArrayLike<number>): number {
@@ -131,7 +167,7 @@ export async function reweighted(ctx: SeedContext, i: number, rows?: Float32Arra
   const ps = patchScores(ctx, i);
   let pStar = 0;
   for (let p = 1; p < ps.length; p++) if (ps[p]! > ps[pStar]!) pStar = p;
-  const m = ctx.bs.idx[i]![pStar * ctx.bs.k]!;
+  const m = nnRow(ctx, i, pStar);
   const x = (rows ?? embed(ctx.store, i, ctx.f)).subarray(pStar * D, (pStar + 1) * D);
   const ds: number[] = [];
   const support = [m, ...Array.from(sup.subarray(m * b, (m + 1) * b)).filter((r) => r !== m)].slice(0, b);
@@ -214,6 +250,12 @@ export interface HeadConfig {
   maxNegatives: number;
   positiveFraction?: number;
   ignoreRing?: number;
+  /** Hard negatives: the top `hardPerImage` patches (by leave-own-image-out distance) of every bank image. */
+  hardPerImage?: number;
+  /** Flipped copies of the labelled defects as more positives (their taps in ctx.augment). */
+  augment?: ('hflip' | 'vflip')[];
+  /** Negatives: this many random patches of EVERY negative-pool image (instead of all patches of negImages). */
+  patchesPerImage?: number;
 }
 
 export const DEFAULT_HEAD: HeadConfig = { input: 'x', proj: 256, negatives: 'bank', negImages: 60, labels: 'mask', l2: 1e-2, epochs: 30, maxNegatives: 20000 };
@@ -230,18 +272,41 @@ export class HeadFeatures {
     this.dim = cfg.input === 'xr' ? 2 * part : cfg.input === 'xd' || cfg.input === 'rd' ? part + 1 : part;
   }
 
-  /** [views*784][dim] head features of item i. */
-  rows(i: number, emb?: Float32Array): Float32Array {
+  private readonly cache = new Map<number, Float32Array>();
+
+  /** [views*784][dim] head features of item i (cached). */
+  rows(i: number): Float32Array {
+    let r = this.cache.get(i);
+    if (!r) {
+      r = this.compute(i);
+      this.cache.set(i, r);
+    }
+    return r;
+  }
+
+  rowsUncached(i: number): Float32Array {
+    return this.cache.get(i) ?? this.compute(i);
+  }
+
+  /** Head features of a flipped view of item i (embedding only). */
+  flippedRows(i: number, store: TapStore): Float32Array {
+    if (this.cfg.input !== 'x') throw new Error('flip augmentation needs the embedding-only head');
+    const x = embed(store, i, this.ctx.f);
+    return this.proj ? this.proj.apply(x, x.length / D) : x;
+  }
+
+  private compute(i: number, emb?: Float32Array): Float32Array {
     const x = emb ?? embed(this.ctx.store, i, this.ctx.f);
     const n = x.length / D;
-    const { bank, idx, dist, k } = this.ctx.bs;
+    const { bank } = this.ctx.bs;
+    const dist1 = this.cfg.input === 'xd' || this.cfg.input === 'rd' ? patchScores(this.ctx, i) : null;
     const part = this.proj ? this.cfg.proj : D;
     const need = this.cfg.input !== 'x' && this.cfg.input !== 'xd';
     let r: Float32Array | null = null;
     if (need) {
       r = new Float32Array(n * D);
       for (let p = 0; p < n; p++) {
-        const j = idx[i]![p * k]!;
+        const j = nnRow(this.ctx, i, p);
         for (let c = 0; c < D; c++) r[p * D + c] = x[p * D + c]! - bank[j * D + c]!;
       }
     }
@@ -252,7 +317,7 @@ export class HeadFeatures {
       let o = p * this.dim;
       if (px) (out.set(px.subarray(p * part, (p + 1) * part), o), (o += part));
       if (pr) (out.set(pr.subarray(p * part, (p + 1) * part), o), (o += part));
-      if (this.cfg.input === 'xd' || this.cfg.input === 'rd') out[o] = dist[i]![p * k]!;
+      if (dist1) out[o] = dist1[p]!;
     }
     return out;
   }
@@ -263,35 +328,71 @@ export interface TrainedHead {
   model: LogisticModel;
 }
 
-export async function trainHead(ctx: SeedContext, cfg: HeadConfig, seed = 0): Promise<TrainedHead | null> {
-  const feats = new HeadFeatures(ctx, cfg);
+function flipMask(m: Uint8Array, how: 'hflip' | 'vflip'): Uint8Array {
+  const out = new Uint8Array(m.length);
+  for (let y = 0; y < 256; y++) for (let x = 0; x < 256; x++) out[y * 256 + x] = m[(how === 'vflip' ? 255 - y : y) * 256 + (how === 'hflip' ? 255 - x : x)]!;
+  return out;
+}
+
+export async function trainHead(ctx: SeedContext, cfg: HeadConfig, seed = 0, opts: { defects?: readonly number[]; feats?: HeadFeatures } = {}): Promise<TrainedHead | null> {
+  const feats = opts.feats ?? new HeadFeatures(ctx, cfg);
   const negPool = cfg.negatives === 'val' ? ctx.valItems : cfg.negatives === 'bank' ? ctx.bankItems : [...ctx.bankItems, ...ctx.valItems];
   const rng = (await import('./cache.js')).createRng(`head-neg:${ctx.seed}`);
   const negImgs = rng.shuffle([...negPool]).slice(0, cfg.negImages);
   const pos: Float32Array[] = [];
   const neg: Float32Array[] = [];
   const d = feats.dim;
-  for (const i of ctx.trainDefects) {
+  const labelsOf = async (i: number, flip?: 'hflip' | 'vflip'): Promise<Int8Array> => {
     const it = ctx.cat.items[i]!;
-    const rows = feats.rows(i);
-    let labels: Int8Array;
-    const m = cfg.labels === 'mask' ? await mask256(it.maskPath) : null;
+    let m = cfg.labels === 'mask' ? await mask256(it.maskPath) : null;
     if (m && m.some((v) => v !== 0)) {
-      labels = patchLabelsFromMask(m, 256, 256, { ...(cfg.positiveFraction !== undefined ? { positiveFraction: cfg.positiveFraction } : {}), ...(cfg.ignoreRing !== undefined ? { ignoreRing: cfg.ignoreRing } : {}) });
-    } else {
-      const ps = patchScores(ctx, i);
-      const order = Array.from(ps.keys()).sort((a, b) => ps[b]! - ps[a]!);
-      labels = new Int8Array(ps.length).fill(-1);
-      for (const p of order.slice(0, 4)) labels[p] = 1;
+      if (flip) m = flipMask(m, flip);
+      return patchLabelsFromMask(m, 256, 256, { ...(cfg.positiveFraction !== undefined ? { positiveFraction: cfg.positiveFraction } : {}), ...(cfg.ignoreRing !== undefined ? { ignoreRing: cfg.ignoreRing } : {}) });
     }
+    if (flip) return new Int8Array(784).fill(-1);
+    const ps = patchScores(ctx, i);
+    const order = Array.from(ps.keys()).sort((a, b) => ps[b]! - ps[a]!);
+    const labels = new Int8Array(ps.length).fill(-1);
+    for (const p of order.slice(0, 4)) labels[p] = 1;
+    return labels;
+  };
+  const take = (rows: Float32Array, labels: Int8Array): void => {
     for (let p = 0; p < labels.length; p++) {
       if (labels[p] === 1) pos.push(rows.subarray(p * d, (p + 1) * d));
       else if (labels[p] === 0) neg.push(rows.subarray(p * d, (p + 1) * d));
     }
+  };
+  for (const i of opts.defects ?? ctx.trainDefects) {
+    take(feats.rows(i), await labelsOf(i));
+    for (const a of cfg.augment ?? []) {
+      const store = ctx.augment?.[a];
+      if (!store || !store.has(i)) throw new Error(`no ${a} taps for item ${i}`);
+      take(feats.flippedRows(i, store), await labelsOf(i, a));
+    }
   }
-  for (const i of negImgs) {
-    const rows = feats.rows(i);
-    for (let p = 0; p < rows.length / d; p++) neg.push(rows.subarray(p * d, (p + 1) * d));
+  if (cfg.patchesPerImage) {
+    // Every image of the pool, a few random patches each (all lighting conditions, a bounded count).
+    for (const i of negPool) {
+      const rows = feats.rowsUncached(i);
+      const n = rows.length / d;
+      const pick = rng.shuffle(Array.from({ length: n }, (_, p) => p)).slice(0, cfg.patchesPerImage);
+      for (const p of pick) neg.push(rows.slice(p * d, (p + 1) * d));
+    }
+  } else
+    for (const i of negImgs) {
+      const rows = feats.rows(i);
+      for (let p = 0; p < rows.length / d; p++) neg.push(rows.subarray(p * d, (p + 1) * d));
+    }
+  if (cfg.hardPerImage) {
+    const chosen = new Set(negImgs);
+    for (const i of ctx.bankItems) {
+      if (chosen.has(i)) continue;
+      const ps = patchScores(ctx, i);
+      const order = Array.from(ps.keys()).sort((a, b) => ps[b]! - ps[a]!).slice(0, cfg.hardPerImage);
+      // Not cached: one image's rows at a time.
+      const rows = feats.rowsUncached(i);
+      for (const p of order) neg.push(rows.slice(p * d, (p + 1) * d));
+    }
   }
   if (pos.length === 0) return null;
   const negKept = neg.length > cfg.maxNegatives ? rng.shuffle(neg).slice(0, cfg.maxNegatives) : neg;

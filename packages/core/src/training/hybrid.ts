@@ -9,7 +9,8 @@
 //         evaluateOneClass, the hybrid model and (compareOneClass) its memory bank alone.
 //   Good training images: a seeded fraction (validationFraction) never enters the bank; they standardise
 //   the two scores (fusion) and, with out-of-fold head scores of the labelled defects (k-fold over them,
-//   group-aware), set the fused thresholds (F1-optimal, image and pixel).
+//   group-aware), set the head's weight (the ratio of the defects' median z-scores) and the fused thresholds
+//   (image: the best balanced accuracy; pixel: F1-optimal).
 // Without labelled defects the model has no head and answers as its memory bank (a warning says so).
 import { createRng } from '../datasets/random.js';
 import { loadGroups } from '../datasets/groups.js';
@@ -32,10 +33,10 @@ import { groupKFold } from '../anomaly/fewshot/kfold.js';
 import { trainLogistic, logisticLogits, type LogisticModel } from '../anomaly/fewshot/logistic.js';
 import { scoreStats } from '../anomaly/fewshot/head.js';
 import { LABEL_NEGATIVE, LABEL_POSITIVE, patchLabelsFromMask, patchLabelsFromScores } from '../anomaly/fewshot/patch-labels.js';
-import { f1OptimalThreshold, f1OptimalThresholdBinned, quantile } from '../anomaly/patchcore/threshold.js';
+import { f1OptimalThresholdBinned, quantile } from '../anomaly/patchcore/threshold.js';
 import { patchScoresToMap } from '../anomaly/patchcore/anomaly-map.js';
-import { holdOutValidation, PatchCoreModel, type AnomalyResult } from '../anomaly/patchcore/model.js';
-import { PATCH_GRID, SparseRandomProjection, type ProjectionSpec } from '../anomaly/patchcore/feature-extractor.js';
+import { DEFAULT_PATCHCORE_CONFIG, holdOutValidation, PatchCoreModel } from '../anomaly/patchcore/model.js';
+import { EMBEDDING_DIM, PATCH_GRID, PATCHES_PER_IMAGE, SparseRandomProjection, type ProjectionSpec } from '../anomaly/patchcore/feature-extractor.js';
 import {
   aggregateLogits,
   fuse,
@@ -71,15 +72,24 @@ export interface HybridHeadOptions {
   input?: Partial<HeadInput>;
   /** Seeded sparse projection of the head input; default 256 (0 = none). */
   projectionDim?: number;
-  /** Good bank images whose patches are the head's negatives; default 60. */
+  /**
+   * The head's negatives: at least this many random patches of every bank image (all the good parts'
+   * conditions, taken during the bank's own CNN pass; more per image when the bank is small, up to
+   * maxNegatives in all); default 64. 0: every patch of `negativeImages` bank images.
+   */
+  negativePatchesPerImage?: number;
+  /** With negativePatchesPerImage 0: the bank images whose patches are all negatives; default 60. */
   negativeImages?: number;
   /** Cap on negative patches (seeded subsample); default 20000. */
   maxNegatives?: number;
   l2?: number;
   epochs?: number;
   aggregation?: Partial<HeadAggregation>;
-  /** Weight of the head in the fusion; default 1. */
-  weight?: number;
+  /**
+   * Weight of the head in the fusion; default 'auto': the ratio of the labelled defects' median out-of-fold
+   * z-scores, head over PatchCore, clamped to [0.25, 8] (2 with a single labelled defect).
+   */
+  weight?: number | 'auto';
   /** 'auto' (default): masks where given, else image labels (the PatchCore-top patches). */
   labels?: 'auto' | 'mask' | 'image';
   /** Folds of the out-of-fold head scores that set the thresholds; default 5 (at most the defect count). */
@@ -150,18 +160,29 @@ export interface HybridTraining {
 export const DEFAULT_HYBRID_HEAD = {
   input: { embedding: true, residual: false, distance: false },
   projectionDim: 256,
+  negativePatchesPerImage: 64,
   negativeImages: 60,
-  maxNegatives: 20000,
+  maxNegatives: 60000,
   l2: 1e-2,
   epochs: 30,
   aggregation: { topK: 1, sigma: 0 },
-  weight: 1,
+  weight: 'auto' as number | 'auto',
   labels: 'auto' as const,
   folds: 5,
 } as const;
 
 /** Patches whose class probabilities name the defect type. */
 const TYPE_TOP_K = 8;
+
+/** The automatic head weight's range, and its value without out-of-fold scores (one labelled defect). */
+const MIN_WEIGHT = 0.25;
+const MAX_WEIGHT = 8;
+const FALLBACK_WEIGHT = 2;
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2;
+}
 
 function checkAbort(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new AbortError(signal.reason);
@@ -200,6 +221,37 @@ async function labelledItems(o: TrainHybridOptions): Promise<{ items: (HybridIma
   return { items, dataset };
 }
 
+/**
+ * The threshold with the best balanced accuracy (TPR - FPR, Youden's J) separating `good` from `defects`
+ * (defect = score >= threshold), halfway between two adjacent scores; among equally good ones, the middle.
+ */
+export function balancedThreshold(good: readonly number[], defects: readonly number[]): number {
+  if (good.length === 0 || defects.length === 0) throw new LoupeError('INVALID_ARGUMENT', 'a balanced threshold needs good and defective scores');
+  const values = [...new Set([...good, ...defects])].sort((a, b) => a - b);
+  // Candidates: below everything, between each pair of adjacent values, above everything.
+  const cands = [values[0]! - 1, ...values.slice(1).map((v, i) => (values[i]! + v) / 2), values[values.length - 1]! + 1];
+  const gs = [...good].sort((a, b) => a - b);
+  const ds = [...defects].sort((a, b) => a - b);
+  const atOrAbove = (sorted: number[], t: number): number => {
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (sorted[mid]! < t) lo = mid + 1;
+      else hi = mid;
+    }
+    return sorted.length - lo;
+  };
+  let best = -Infinity;
+  let at: number[] = [];
+  for (let i = 0; i < cands.length; i++) {
+    const j = atOrAbove(ds, cands[i]!) / ds.length - atOrAbove(gs, cands[i]!) / gs.length;
+    if (j > best + 1e-12) ((best = j), (at = [i]));
+    else if (Math.abs(j - best) <= 1e-12) at.push(i);
+  }
+  return cands[at[at.length >> 1]!]!;
+}
+
 /** Trains a hybrid model (see the file header); save it with saveModel. */
 export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining> {
   const t0 = performance.now();
@@ -211,7 +263,7 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
   if (o.split !== undefined && !(o.split === 0 || (o.split > 0 && o.split < 1))) throw new LoupeError('INVALID_ARGUMENT', `split must be in (0, 1) (or 0: none), got ${o.split}`);
   if (o.shots !== undefined && !(Number.isInteger(o.shots) && o.shots >= 1)) throw new LoupeError('INVALID_ARGUMENT', `shots must be an integer >= 1, got ${o.shots}`);
   if (!(Number.isInteger(h.projectionDim) && h.projectionDim >= 0)) throw new LoupeError('INVALID_ARGUMENT', `head projectionDim must be an integer >= 0, got ${h.projectionDim}`);
-  if (!(h.weight >= 0 && Number.isFinite(h.weight))) throw new LoupeError('INVALID_ARGUMENT', `head weight must be >= 0, got ${h.weight}`);
+  if (h.weight !== 'auto' && !(h.weight >= 0 && Number.isFinite(h.weight))) throw new LoupeError('INVALID_ARGUMENT', `head weight must be 'auto' or a number >= 0, got ${String(h.weight)}`);
   if (headInputDim(input, 1) === 0) throw new LoupeError('INVALID_ARGUMENT', 'the head must read some patch feature (embedding, residual or distance)');
 
   // --- Data and split ----------------------------------------------------------------------------
@@ -250,10 +302,36 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
   const run = { knn, batchSize: o.batchSize ?? 8, threads, ...(o.backend !== undefined ? { backend: o.backend } : {}), ...(o.signal !== undefined ? { signal: o.signal } : {}) };
   const goodFiles = split.trainGood.map((i) => i.path);
   const stageOf: Record<string, TrainingProgress['stage']> = { 'embed-train': 'features', coreset: 'coreset', embed: 'thresholds' };
+  // The head's negatives from every bank image, while the bank is built (the head reads the embedding only).
+  const bankDim = config.projectionDim && config.projectionDim > 0 ? config.projectionDim : EMBEDDING_DIM;
+  const inDim = headInputDim(input, bankDim);
+  const projection: ProjectionSpec | null = h.projectionDim > 0 && h.projectionDim < inDim ? { inDim, outDim: h.projectionDim, seed: seed + 1 } : null;
+  const proj = projection ? new SparseRandomProjection(projection) : null;
+  const dim = projection ? projection.outDim : inDim;
+  const embeddingOnly = input.embedding && !input.residual && !input.distance;
+  const sampleBank = embeddingOnly && h.negativePatchesPerImage > 0 && items.some((i) => i.label !== goodLabel);
+  const bankNegatives: Float32Array[] = [];
+  // At least negativePatchesPerImage patches of each bank image, more when the bank is small (up to maxNegatives in all).
+  const nBank = holdOutValidation(goodFiles, config.validationFraction ?? DEFAULT_PATCHCORE_CONFIG.validationFraction, seed).bank.length;
+  const negativesPerImage = Math.min(PATCHES_PER_IMAGE, Math.max(h.negativePatchesPerImage, Math.floor(h.maxNegatives / Math.max(1, nBank))));
+  const patchRng = createRng(`hybrid-negative-patches:${seed}`);
   const patchcore = await PatchCoreModel.train(o.engine, goodFiles, {
     config,
     ...run,
     onProgress: (s, done, total) => progress?.({ stage: stageOf[s] ?? 'features', done, total }),
+    ...(sampleBank
+      ? {
+          onBankRows: (rows: Float32Array, _first: number, images: number): void => {
+            const per = negativesPerImage;
+            for (let k = 0; k < images; k++) {
+              const pick = patchRng.shuffle(Array.from({ length: PATCHES_PER_IMAGE }, (_, p) => p)).slice(0, per);
+              const sel = new Float32Array(per * bankDim);
+              pick.forEach((p, j) => sel.set(rows.subarray((k * PATCHES_PER_IMAGE + p) * bankDim, (k * PATCHES_PER_IMAGE + p + 1) * bankDim), j * bankDim));
+              bankNegatives.push(proj ? proj.apply(sel, per) : sel);
+            }
+          },
+        }
+      : {}),
   });
   const vf = patchcore.config.validationFraction;
   const { bank: bankGood, validation: valGood } = holdOutValidation(split.trainGood, vf, patchcore.config.seed);
@@ -282,16 +360,15 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
     };
   } else {
     if (valGood.length === 0) throw new LoupeError('INVALID_ARGUMENT', `${where}: the head's fusion needs good images kept out of the bank; give more good images or a larger validationFraction`);
-    const d = patchcore.bank.d;
-    const inDim = headInputDim(input, d);
-    const projection: ProjectionSpec | null = h.projectionDim > 0 && h.projectionDim < inDim ? { inDim, outDim: h.projectionDim, seed: seed + 1 } : null;
-    const proj = projection ? new SparseRandomProjection(projection) : null;
-    const dim = projection ? projection.outDim : inDim;
-    const negPick = createRng(`hybrid-negatives:${seed}`)
-      .shuffle(bankGood.map((_, i) => i))
-      .slice(0, Math.min(h.negativeImages, bankGood.length))
-      .sort((a, b) => a - b)
-      .map((i) => bankGood[i]!);
+    // Without bank samples (a head that reads more than the embedding): all patches of a few bank images,
+    // scored through the bank (their own patches are near it: residuals and distances are biased low).
+    const negPick = sampleBank
+      ? []
+      : createRng(`hybrid-negatives:${seed}`)
+          .shuffle(bankGood.map((_, i) => i))
+          .slice(0, Math.min(h.negativeImages, bankGood.length))
+          .sort((a, b) => a - b)
+          .map((i) => bankGood[i]!);
     const total = negPick.length + valGood.length + defects.length;
     let done = 0;
     const headImages = async (list: readonly (HybridImage & { relPath: string })[], kind: 'negative' | 'validation' | 'defect'): Promise<HeadImage[]> => {
@@ -325,12 +402,16 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
       }
       return out;
     };
-    const negatives = await headImages(negPick, 'negative');
+    const negatives: { rows: Float32Array; labels: Int8Array }[] = [
+      ...bankNegatives.map((rows) => ({ rows, labels: new Int8Array(rows.length / dim).fill(LABEL_NEGATIVE) })),
+      ...(await headImages(negPick, 'negative')),
+    ];
+    bankNegatives.length = 0;
     const validation = await headImages(valGood, 'validation');
     const defectImages = await headImages(defects, 'defect');
     checkAbort(o.signal);
 
-    const train = (imgs: readonly HeadImage[], foldSeed: number): { model: LogisticModel; positives: number; negatives: number } => {
+    const train = (imgs: readonly Pick<HeadImage, 'rows' | 'labels'>[], foldSeed: number): { model: LogisticModel; positives: number; negatives: number } => {
       const pos: Float32Array[] = [];
       const neg: Float32Array[] = [];
       for (const im of imgs) {
@@ -349,7 +430,7 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
       return { model: trainLogistic(X, all.length, dim, y, { l2: h.l2, epochs: h.epochs, seed: seed + foldSeed }), positives: pos.length, negatives: negKept.length };
     };
     const logitsOf = (m: LogisticModel, im: HeadImage): Float32Array => logisticLogits(m, im.rows, im.labels.length);
-    const fusionOf = (m: LogisticModel): { image: Omit<FusionPart, 'threshold'>; pixel: Omit<FusionPart, 'threshold'> } => {
+    const fusionOf = (m: LogisticModel, weight: number): { image: Omit<FusionPart, 'threshold'>; pixel: Omit<FusionPart, 'threshold'> } => {
       const vLogits = validation.map((im) => logitsOf(m, im));
       const patchPc: number[] = [];
       const patchHead: number[] = [];
@@ -357,8 +438,8 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
         for (let p = 0; p < im.patchScores.length; p++) (patchPc.push(im.patchScores[p]!), patchHead.push(vLogits[i]![p]!));
       });
       return {
-        image: { pc: scoreStats(validation.map((im) => im.raw)), head: scoreStats(vLogits.map((l) => aggregateLogits(l, aggregation))), weight: h.weight },
-        pixel: { pc: scoreStats(patchPc), head: scoreStats(patchHead), weight: h.weight },
+        image: { pc: scoreStats(validation.map((im) => im.raw)), head: scoreStats(vLogits.map((l) => aggregateLogits(l, aggregation))), weight },
+        pixel: { pc: scoreStats(patchPc), head: scoreStats(patchHead), weight },
       };
     };
     const fusedMap = (im: HeadImage, logits: Float32Array, part: Omit<FusionPart, 'threshold'>): Float32Array => {
@@ -367,52 +448,75 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
       return patchScoresToMap(f, PATCH_GRID, { inputSize: INPUT_SIZE, sigma: patchcore.config.sigma, outHeight: im.height, outWidth: im.width });
     };
 
-    // Out-of-fold fused scores of the labelled defects (and the validation goods under each fold's head):
-    // what the thresholds are set on, since the final head has seen every labelled defect.
+    // Out-of-fold scores of the labelled defects (and of the validation goods under each fold's head):
+    // what the weight and the thresholds are set on, since the final head has seen every labelled defect.
     const k = Math.min(h.folds, defectImages.length);
+    const folds: { fu: ReturnType<typeof fusionOf>; vLogits: Float32Array[]; defects: { im: HeadImage; logits: Float32Array }[] }[] = [];
+    if (k >= 2) {
+      const parts = groupKFold(defectImages.length, k, `hybrid-folds:${seed}`, (i) => defectImages[i]!.group);
+      parts.forEach((fold, f) => {
+        const inFold = new Set(fold);
+        const head = train([...negatives, ...defectImages.filter((_, i) => !inFold.has(i))], f + 1);
+        folds.push({
+          fu: fusionOf(head.model, 1),
+          vLogits: validation.map((im) => logitsOf(head.model, im)),
+          defects: fold.map((i) => ({ im: defectImages[i]!, logits: logitsOf(head.model, defectImages[i]!) })),
+        });
+        checkAbort(o.signal);
+      });
+    }
+    // The head's weight: given, or the ratio of the out-of-fold defects' median z-scores (head over PatchCore):
+    // how much further from the good images the head puts them, the good images being standardised.
+    let weight: number;
+    if (typeof h.weight === 'number') weight = h.weight;
+    else if (folds.length === 0) weight = FALLBACK_WEIGHT;
+    else {
+      const zPc: number[] = [];
+      const zHead: number[] = [];
+      for (const fd of folds) {
+        for (const { im, logits } of fd.defects) {
+          zPc.push((im.raw - fd.fu.image.pc.mean) / fd.fu.image.pc.std);
+          zHead.push((aggregateLogits(logits, aggregation) - fd.fu.image.head.mean) / fd.fu.image.head.std);
+        }
+      }
+      weight = Math.min(MAX_WEIGHT, Math.max(MIN_WEIGHT, Math.max(median(zHead), 1e-3) / Math.max(median(zPc), 1e-3)));
+    }
     const goodScores: number[] = [];
     const defectScores: number[] = [];
     const goodMaxima: number[] = [];
     const pixelParts: { scores: Float32Array; mask: string | undefined; w: number; h: number }[] = [];
-    if (k >= 2) {
-      const folds = groupKFold(defectImages.length, k, `hybrid-folds:${seed}`, (i) => defectImages[i]!.group);
-      folds.forEach((fold, f) => {
-        const inFold = new Set(fold);
-        const head = train([...negatives, ...defectImages.filter((_, i) => !inFold.has(i))], f + 1);
-        const fu = fusionOf(head.model);
-        for (const im of validation) {
-          const l = logitsOf(head.model, im);
-          goodScores.push(fuse(im.raw, aggregateLogits(l, aggregation), fu.image));
-          const map = fusedMap(im, l, fu.pixel);
-          let mx = -Infinity;
-          for (const v of map) if (v > mx) mx = v;
-          goodMaxima.push(mx);
-          if (f === 0) pixelParts.push({ scores: map, mask: undefined, w: im.width, h: im.height });
-        }
-        for (const i of fold) {
-          const im = defectImages[i]!;
-          const l = logitsOf(head.model, im);
-          defectScores.push(fuse(im.raw, aggregateLogits(l, aggregation), fu.image));
-          if (im.mask) pixelParts.push({ scores: fusedMap(im, l, fu.pixel), mask: im.mask, w: im.width, h: im.height });
-        }
-        checkAbort(o.signal);
+    const maxOf = (map: Float32Array): number => {
+      let mx = -Infinity;
+      for (const v of map) if (v > mx) mx = v;
+      return mx;
+    };
+    folds.forEach((fd, f) => {
+      const image = { ...fd.fu.image, weight };
+      const pixel = { ...fd.fu.pixel, weight };
+      validation.forEach((im, j) => {
+        const l = fd.vLogits[j]!;
+        goodScores.push(fuse(im.raw, aggregateLogits(l, aggregation), image));
+        const map = fusedMap(im, l, pixel);
+        goodMaxima.push(maxOf(map));
+        if (f === 0) pixelParts.push({ scores: map, mask: undefined, w: im.width, h: im.height });
       });
-    }
+      for (const { im, logits } of fd.defects) {
+        defectScores.push(fuse(im.raw, aggregateLogits(logits, aggregation), image));
+        if (im.mask) pixelParts.push({ scores: fusedMap(im, logits, pixel), mask: im.mask, w: im.width, h: im.height });
+      }
+    });
     const final = train([...negatives, ...defectImages], 0);
-    const fu = fusionOf(final.model);
+    const fu = fusionOf(final.model, weight);
     if (k < 2) {
       // One labelled defect: no out-of-fold score; the threshold is the quantile of the good fused scores.
-      warnings.push('only one labelled defect: the threshold is the 0.99 quantile of the held-out good images (give a few more defects for an F1-optimal one)');
+      warnings.push('only one labelled defect: the threshold is the 0.99 quantile of the held-out good images (give a few more defects for one set on defects too)');
       for (const im of validation) {
         const l = logitsOf(final.model, im);
         goodScores.push(fuse(im.raw, aggregateLogits(l, aggregation), fu.image));
-        const map = fusedMap(im, l, fu.pixel);
-        let mx = -Infinity;
-        for (const v of map) if (v > mx) mx = v;
-        goodMaxima.push(mx);
+        goodMaxima.push(maxOf(fusedMap(im, l, fu.pixel)));
       }
     }
-    let imageThreshold = defectScores.length > 0 ? f1OptimalThreshold([...goodScores, ...defectScores], [...goodScores.map(() => 0), ...defectScores.map(() => 1)]).threshold : quantile(goodScores, 0.99);
+    let imageThreshold = defectScores.length > 0 ? balancedThreshold(goodScores, defectScores) : quantile(goodScores, 0.99);
     if (!Number.isFinite(imageThreshold)) imageThreshold = quantile(goodScores, 0.99);
     let pixelThreshold = quantile(goodMaxima, 0.99);
     if (pixelParts.some((p) => p.mask)) {

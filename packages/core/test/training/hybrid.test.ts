@@ -178,7 +178,7 @@ describe.skipIf(!!skip)('hybrid models (memory bank + supervised head)', () => {
 
   it('evaluateOneClass measures a hybrid inspector by the same protocol (balanced accuracy, type accuracy), and calibrate moves its fused thresholds', async () => {
     const inspector = await Inspector.open(t.model, { engine });
-    const test: LabelledImage[] = t.split.test;
+    const test: readonly LabelledImage[] = t.split.test;
     const e = await evaluateOneClass(inspector, test);
     expect(e.imageAuroc).toBeCloseTo(t.heldOut!.imageAuroc!, 6);
     expect(e.balancedAccuracy).toBeCloseTo(t.heldOut!.balancedAccuracy!, 6);

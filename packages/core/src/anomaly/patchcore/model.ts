@@ -99,6 +99,12 @@ export interface TrainOptions extends RunOptions {
   validation?: ImageSource[];
   /** Labelled defective images: thresholds become F1-optimal (image; pixel too when masks are given). */
   defects?: LabelledDefect[];
+  /**
+   * Sees the patch rows of every bank image as they are computed (whole-image mode): `rows` holds `images`
+   * images' [784][dim] rows, the first being bank image `first`, and is reused afterwards (copy what you
+   * keep). A hybrid model's trainer takes its head's negatives here, without a second CNN pass.
+   */
+  onBankRows?: (rows: Float32Array, first: number, images: number) => void;
 }
 
 export interface StageTimings {
@@ -390,6 +396,7 @@ export class PatchCoreModel {
       let off = 0;
       for await (const b of viewBatches(engine, bankImages, config, embedOpts)) {
         const rows = extractor.fromTaps(b.res3d, b.res4f, b.views, true);
+        options.onBankRows?.(rows, off / (PATCHES_PER_IMAGE * d), b.views);
         features.set(rows, off);
         off += rows.length;
       }
