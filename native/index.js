@@ -52,8 +52,9 @@ function notFound() {
 function loadFailed(found, cause) {
   const message = String(cause?.message ?? cause);
   const dir = dirname(found.path);
-  // "libdnnl.so.2: cannot open shared object file": name the library and where it was expected.
-  const lib = /([\w.+-]+\.so[\w.]*): cannot open shared object file/.exec(message)?.[1];
+  // "libdnnl.so.2: cannot open shared object file" (absent), "/usr/lib/.../libdnnl.so.2: file too short"
+  // (a damaged or emptied copy): name the library and where it was expected.
+  const lib = /(?:^|[\s/])([\w.+-]+\.so(?:\.\d+)*): (?:cannot open shared object file|file too short)/.exec(message)?.[1];
   let hint;
   if (lib && found.from === platformPackage) {
     const present = readdirSync(dir).filter((f) => /\.so(\.|$)/.test(f));
