@@ -1,6 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
-// Real components, no mocks: the proto check runs the real generator; the stream tests a real server.
+// Real components, no mocks: the proto check runs the real generator. The resumable stream is tested
+// against two real servers, from the installed package, in tools/pack-check.
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
