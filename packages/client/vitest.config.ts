@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+// Real components, no mocks: the proto check runs the real generator. The resumable stream is tested
+// against two real servers, from the installed package, in tools/pack-check.
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    environment: 'node',
+    pool: 'forks',
+    fileParallelism: false,
+    testTimeout: 120_000,
+    hookTimeout: 300_000,
+    reporters: ['default'],
+  },
+});
