@@ -2,7 +2,7 @@
 // Entry: bin/loupe.cjs (sets UV_THREADPOOL_SIZE before any ES module loads, then calls run()).
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 
-import { isTapName, MAX_THREADS, SVM_DEFAULTS, TAP_NAMES, type TapName } from '@loupe/core';
+import { DEFAULT_PRECISION, isTapName, MAX_THREADS, SVM_DEFAULTS, TAP_NAMES, type TapName } from '@loupe/core';
 
 import { classifyCommand, type ClassifyCommandOptions } from './commands/classify.js';
 import { datasetStatsCommand, type DatasetStatsOptions } from './commands/dataset.js';
@@ -113,7 +113,7 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .addOption(
       new Option('--precision <p>', "inference precision. int8 (oneDNN CPU): `train` calibrates on the training images and stores it in the model; evaluate/predict/calibrate always run a model in the precision it was trained in; ImageNet commands use the built-in calibration. bf16/fp16: CUDA only")
         .choices(['fp32', 'bf16', 'fp16', 'int8'])
-        .default('fp32'),
+        .default(DEFAULT_PRECISION),
     )
     .addOption(new Option('--weights <path>', 'weights directory, model.json or .lwts file (default: $LOUPE_WEIGHTS or the cache in $LOUPE_HOME)'))
     .addOption(new Option('--batch-size <n>', 'images per engine run').argParser(intInRange('--batch-size', 1, 1024)).default(32))

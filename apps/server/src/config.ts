@@ -4,6 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
+import { DEFAULT_PRECISION } from '@loupe/core';
+
 import { isLogLevel, type LogLevel } from './log.js';
 
 export type StoreImages = 'none' | 'anomalous' | 'all';
@@ -113,7 +115,7 @@ export const DEFAULTS: Omit<ServerConfig, 'modelsDir' | 'db'> & { db: Omit<Serve
   flow: { maxInFlightPerStream: 32, maxQueue: 2048, maxQueueBytes: 256 * 1024 * 1024, maxActive: 0 },
   limits: { maxMessageBytes: 16 * 1024 * 1024, maxImageBytes: 16 * 1024 * 1024 - 1024, maxImagePixels: 50_000_000 },
   keepalive: { timeMs: 30_000, timeoutMs: 10_000, minPingIntervalMs: 10_000 },
-  engine: { backend: 'auto', precision: 'fp32' },
+  engine: { backend: 'auto', precision: DEFAULT_PRECISION },
   db: { storeImages: 'none', retentionDays: 90, maxRows: 10_000_000, synchronous: 'NORMAL' },
   training: { maxConcurrent: 1, threads: 1, maxImages: 5000 },
   shutdownGraceMs: 30_000,

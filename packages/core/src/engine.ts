@@ -15,7 +15,7 @@ import { resolveWeights, type ResolvedWeights } from './weights/resolve.js';
 export type { BackendName, BuildInfo, Int8Calibration, PrecisionName };
 
 /** The precision a session runs in unless asked otherwise (models trained in it, ImageNet commands). */
-export const DEFAULT_PRECISION: PrecisionName = 'fp32';
+export const DEFAULT_PRECISION = 'fp32' satisfies PrecisionName;
 
 /** Short digest of an INT8 calibration: names its sessions and its feature-cache entries. */
 export function int8CalibrationId(c: Int8Calibration): string {
