@@ -155,19 +155,27 @@ export function oneClassResult(model: OneClassModel, r: Omit<AnomalyResult, 'tim
   };
 }
 
+/** The PatchCore-based kinds' (one-class, hybrid) view(s) of an image: whole, or tiles with `tile`. */
+async function prepareViews(tile: OneClassModel['patchcore']['config']['tile'], source: ImageSource, options: { limitInputPixels?: number }): Promise<PreparedViews> {
+  const t0 = performance.now();
+  const image = await prepareImage(source, { tile, ...(options.limitInputPixels !== undefined ? { limitInputPixels: options.limitInputPixels } : {}) });
+  return { name: image.name, tensor: image.tensor, views: image.views, decodeMs: performance.now() - t0, image };
+}
+
+function patchTaps(outputs: TapOutputs<TapName>, kind: string): { res3d: Float32Array; res4f: Float32Array } {
+  const res3d = outputs['res3d'];
+  const res4f = outputs['res4f'];
+  if (!res3d || !res4f) throw new LoupeError('ENGINE', `the engine returned no res3d/res4f for a ${kind} model`);
+  return { res3d, res4f };
+}
+
 export function oneClassHandler(model: OneClassModel, knn: { native: KnnNative; threads?: number; backend?: 'auto' | 'cpu' | 'cuda' }): KindHandler<PreparedViews> {
   const pc = model.patchcore;
   return {
     taps: PATCHCORE_TAPS,
-    async prepare(source, options) {
-      const t0 = performance.now();
-      const image = await prepareImage(source, { tile: pc.config.tile, ...(options.limitInputPixels !== undefined ? { limitInputPixels: options.limitInputPixels } : {}) });
-      return { name: image.name, tensor: image.tensor, views: image.views, decodeMs: performance.now() - t0, image };
-    },
+    prepare: (source, options) => prepareViews(pc.config.tile, source, options),
     async finish(items, outputs, o) {
-      const res3d = outputs['res3d'];
-      const res4f = outputs['res4f'];
-      if (!res3d || !res4f) throw new LoupeError('ENGINE', 'the engine returned no res3d/res4f for a one-class model');
+      const { res3d, res4f } = patchTaps(outputs, 'one-class');
       const results = await pc.scoreViews(
         items.map((p) => p.image),
         { res3d, res4f },
@@ -211,15 +219,9 @@ export function hybridHandler(model: HybridModel, knn: { native: KnnNative; thre
   const pc = model.patchcore;
   return {
     taps: PATCHCORE_TAPS,
-    async prepare(source, options) {
-      const t0 = performance.now();
-      const image = await prepareImage(source, { tile: pc.config.tile, ...(options.limitInputPixels !== undefined ? { limitInputPixels: options.limitInputPixels } : {}) });
-      return { name: image.name, tensor: image.tensor, views: image.views, decodeMs: performance.now() - t0, image };
-    },
+    prepare: (source, options) => prepareViews(pc.config.tile, source, options),
     async finish(items, outputs, o) {
-      const res3d = outputs['res3d'];
-      const res4f = outputs['res4f'];
-      if (!res3d || !res4f) throw new LoupeError('ENGINE', 'the engine returned no res3d/res4f for a hybrid model');
+      const { res3d, res4f } = patchTaps(outputs, 'hybrid');
       const t0 = performance.now();
       const results = await model.hybrid.scoreViews(
         items.map((p) => p.image),
