@@ -9,6 +9,7 @@ export { ModelRegistry, validModelName } from './registry.js';
 export { REASON_METADATA_KEY } from './service.js';
 export { flagsToOverrides, parseServeArgs, serve, SERVE_USAGE, type ServeFlags, type ServeOptions } from './serve.js';
 export { LoupeServer, startServer, type StartOptions } from './server.js';
-export { InspectionStore, type InspectionRow, type StoredInspection } from './store.js';
+export { InspectionStore, type InspectionLog, type InspectionRow, type StoredInspection } from './store.js';
+export { PgInspectionStore } from './store-pg.js';
 export * as proto from './gen/loupe/v1/inspection.js';
 export * as healthProto from './gen/grpc/health/v1/health.js';
