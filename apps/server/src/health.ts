@@ -12,7 +12,7 @@ import {
   HealthListResponse,
   type HealthListRequest,
   type HealthServer,
-} from './gen/grpc/health/v1/health.js';
+} from '@loupe/client/gen/grpc/health/v1/health';
 import type { TokenCheck } from './interceptors.js';
 import type { ModelRegistry } from './registry.js';
 

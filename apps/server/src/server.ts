@@ -11,9 +11,9 @@ import { configureThreads, Engine } from '@loupe/core';
 
 import { DynamicBatcher } from './batcher.js';
 import { redactConfig, type ServerConfig } from './config.js';
-import { DESCRIPTOR_SET_BASE64 } from './gen/descriptor-set.js';
-import { HealthService } from './gen/grpc/health/v1/health.js';
-import { InspectionService } from './gen/loupe/v1/inspection.js';
+import { DESCRIPTOR_SET_BASE64 } from '@loupe/client/gen/descriptor-set';
+import { HealthService } from '@loupe/client/gen/grpc/health/v1/health';
+import { InspectionService } from '@loupe/client/gen/loupe/v1/inspection';
 import { HealthState } from './health.js';
 import { authInterceptor, metricsInterceptor, tokenCheck } from './interceptors.js';
 import { createLogger, type Logger } from './log.js';

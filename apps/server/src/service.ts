@@ -44,7 +44,7 @@ import {
   type LoadModelRequest,
   type TrainRequest,
   type UnloadModelRequest,
-} from './gen/loupe/v1/inspection.js';
+} from '@loupe/client/gen/loupe/v1/inspection';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { ItemFailure, type InspectionPipeline, type ItemResult, type WorkItem } from './pipeline.js';

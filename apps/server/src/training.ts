@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { status as Status } from '@grpc/grpc-js';
 import { checkClassifierOptions, checkOneClassOptions, findGoodClass, SVM_LAYERS, writeFileAtomic, type SvmLayer } from '@loupe/core';
 
-import { ModelKind, type TrainRequest } from './gen/loupe/v1/inspection.js';
+import { ModelKind, type TrainRequest } from '@loupe/client/gen/loupe/v1/inspection';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { clip, FIELD_LIMITS, fieldTooLong } from './limits.js';

@@ -1,6 +1,5 @@
-// Configuration (defaults < --config file < LOUPE_SERVER_* environment < flags), its errors, and the
-// generated gRPC code being in step with protos/ (no engine needed).
-import { spawnSync } from 'node:child_process';
+// Configuration (defaults < --config file < LOUPE_SERVER_* environment < flags) and its errors (no engine
+// needed). The generated gRPC code's check is in @loupe/client.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +8,6 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { ConfigError, loadConfig, LoupeServer } from '../dist/index.js';
 import { flagsToOverrides, parseServeArgs } from '../dist/serve.js';
-import { SERVER_DIR } from './fixtures.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'loupe-config-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -54,14 +52,7 @@ describe('server configuration', () => {
   });
 });
 
-describe('generated code', () => {
-  it('src/gen matches protos/ (npm run proto:check)', () => {
-    const r = spawnSync(process.execPath, [join(SERVER_DIR, 'scripts', 'gen-proto.mjs'), '--check'], { encoding: 'utf8' });
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/4 generated files match/);
-  });
-
+describe('start-up checks', () => {
   it('a file given as the models folder fails the start at once, naming it (before the engine loads)', async () => {
     const file = join(tmp, 'not-a-folder.loupe');
     writeFileSync(file, 'x');

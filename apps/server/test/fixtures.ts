@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Engine, saveModel, trainClassifier, trainOneClass } from '@loupe/core';
 
 import { loadConfig, LoupeClient, LoupeServer, silentLogger, type InspectItem, type InspectManySummary, type ServerConfig } from '../dist/index.js';
-import type { InspectResponse } from '../dist/gen/loupe/v1/inspection.js';
+import type { InspectResponse } from '@loupe/client/gen/loupe/v1/inspection';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const SERVER_DIR = resolve(here, '..');

@@ -1,12 +1,15 @@
 // Remote mode: `loupe serve` runs the inspection server in the foreground; with `--server HOST:PORT`
-// the other commands here talk to one (inspect, models, inspections, stats) through @loupe/server's
-// client. @loupe/server (gRPC, SQLite) is imported lazily, so the local commands never load it.
+// the other commands here talk to one (inspect, models, inspections, stats) through @loupe/client.
+// Both are imported lazily, so the local commands never load gRPC; @loupe/server (SQLite, the engine) is an
+// optional peer dependency: a plant PC that only talks to servers does not install it.
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { basename, relative, resolve } from 'node:path';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 
-import type { LoupeClient, ServeFlags } from '@loupe/server';
+import { isMultiServerTarget, resolveTarget } from '@loupe/client/address';
+import type { LoupeClient } from '@loupe/client';
+import type { ServeFlags } from '@loupe/server';
 
 import { intInRange, nonEmptyPath } from '../args.js';
 import { write } from '../context.js';
@@ -48,8 +51,13 @@ function fraction(name: string) {
   };
 }
 
+// The address rule is the client's (resolveTarget): checked here so a bad --server is a usage error.
 function serverAddress(value: string): string {
-  if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):\d{1,5}$/.test(value.trim())) throw new InvalidArgumentError(`--server must be HOST:PORT, got '${value}'`);
+  try {
+    resolveTarget(value);
+  } catch (err) {
+    throw new InvalidArgumentError(`--server must be HOST:PORT, dns:///HOST:PORT or IP:PORT,IP:PORT,...: ${errorText(err)}`);
+  }
   return value.trim();
 }
 
@@ -71,9 +79,9 @@ function requireServer(cmd: Command): RemoteGlobalOptions {
 async function connect(cmd: Command): Promise<{ client: LoupeClient; address: string; opts: RemoteGlobalOptions }> {
   const opts = requireServer(cmd);
   if (!opts.server) throw new UsageError('no --server');
-  const server = await import('@loupe/server');
-  const { LoupeClient } = server;
-  statusName = server.statusName;
+  const client_ = await import('@loupe/client');
+  const { LoupeClient } = client_;
+  statusName = client_.statusName;
   const tls = opts.tls || opts.ca || opts.clientCert ? { ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.clientCert ? { cert: opts.clientCert } : {}), ...(opts.clientKey ? { key: opts.clientKey } : {}) } : undefined;
   const token = opts.token ?? process.env['LOUPE_TOKEN'];
   let client: LoupeClient;
@@ -95,7 +103,7 @@ async function connect(cmd: Command): Promise<{ client: LoupeClient; address: st
 const CONNECT_TIMEOUT_MS = 10_000;
 
 /** gRPC errors as one line naming the server: "server 127.0.0.1:50051: UNAVAILABLE: ...". */
-// gRPC status names, from @loupe/server once a command has loaded it (it is imported lazily: local
+// gRPC status names, from @loupe/client once a command has loaded it (it is imported lazily: local
 // commands do not pay for loading gRPC).
 let statusName: (code: number) => string = (code) => `code ${code}`;
 
@@ -150,7 +158,7 @@ export async function remotePredict(model: string, inputs: string[], o: RemotePr
   if (o.heatmaps !== undefined) await checkOutputDir(o.heatmaps, '--heatmaps', inputs);
   const images = await expandInputs(inputs);
   const { client, address, opts } = await connect(cmd);
-  const { Verdict } = (await import('@loupe/server')).proto;
+  const { Verdict } = (await import('@loupe/client')).proto;
   const heatmaps = o.heatmaps !== undefined ? new HeatmapFolder(o.heatmaps) : undefined;
   if (o.heatmaps !== undefined) await mkdir(o.heatmaps, { recursive: true });
   const bar = new ProgressBar(`inspect ${model}`, images.length, process.stderr, opts.progress !== false && images.length > 1 && Boolean(process.stderr.isTTY));
@@ -220,6 +228,8 @@ export async function remotePredict(model: string, inputs: string[], o: RemotePr
   try {
     summary = await client.inspectMany(items(), {
       window: o.window,
+      // Several servers: a stream cut by one's death is resumed on another (unanswered images resent).
+      resume: isMultiServerTarget(client.target),
       signal: deps.signal,
       onResponse: (r) => {
         const i = pendingById.get(r.id)?.shift();
@@ -278,7 +288,7 @@ export async function remotePredict(model: string, inputs: string[], o: RemotePr
 type ModelInfoLike = Awaited<ReturnType<LoupeClient['getModel']>>;
 
 async function modelJson(m: ModelInfoLike): Promise<Record<string, unknown>> {
-  const { ModelKind, ModelState } = (await import('@loupe/server')).proto;
+  const { ModelKind, ModelState } = (await import('@loupe/client')).proto;
   return {
     name: m.name,
     version: m.version,
@@ -356,7 +366,7 @@ async function trainRemote(name: string, inputs: string[], o: TrainRemoteOptions
     throw new UsageError(`an SVM needs images of at least 2 classes: give a folder of <label>/ folders (found ${[...new Set(images.map((i) => i.label))].join(', ') || 'none'})`);
   }
   const { client, opts } = await connect(cmd);
-  const { ModelKind } = (await import('@loupe/server')).proto;
+  const { ModelKind } = (await import('@loupe/client')).proto;
   const tty = opts.progress !== false && Boolean(process.stderr.isTTY);
   let stage = '';
   let bar: ProgressBar | undefined;
@@ -441,14 +451,20 @@ async function serveCommand(o: ServeCommandOptions, cmd: Command): Promise<numbe
   set('weights', g.weights);
   // the global --backend defaults to auto; only pass it when the user chose one
   if (cmd.getOptionValueSourceWithGlobals?.('backend') === 'cli') set('backend', g.backend);
-  const { serve } = await import('@loupe/server');
-  return serve({ flags });
+  let server: typeof import('@loupe/server');
+  try {
+    server = await import('@loupe/server');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND' || !String((err as Error).message).includes("'@loupe/server'")) throw err;
+    throw new UsageError("'loupe serve' needs the server package, which is not installed: npm install @loupe/server");
+  }
+  return server.serve({ flags });
 }
 
 /** Adds the remote-mode global options and commands to the program. */
 export function registerRemoteCommands(program: Command, deps: RemoteDeps): void {
   program
-    .addOption(new Option('--server <host:port>', 'a Loupe server to use (inspect, models, inspections, stats)').argParser(serverAddress))
+    .addOption(new Option('--server <host:port>', 'a Loupe server to use (inspect, models, inspections, stats); several: dns:///HOST:PORT or IP:PORT,IP:PORT (round robin, a cut stream resumed on another)').argParser(serverAddress))
     .addOption(new Option('--tls', 'connect to the server over TLS (system roots unless --ca)'))
     .addOption(new Option('--ca <file>', 'PEM CA bundle to trust for the server (implies --tls)'))
     .addOption(new Option('--client-cert <file>', 'PEM client certificate for mutual TLS (with --client-key; implies --tls)'))
@@ -572,7 +588,7 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
     .action(
       action(deps, async (o: { since?: Date; until?: Date; model?: string; verdict?: string; id?: string; limit: number; oldestFirst?: boolean; json?: boolean }, cmd: Command) => {
         const { client } = await connect(cmd);
-        const { Verdict } = (await import('@loupe/server')).proto;
+        const { Verdict } = (await import('@loupe/client')).proto;
         let token = '';
         let n = 0;
         try {
