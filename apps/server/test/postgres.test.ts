@@ -104,8 +104,8 @@ describe.skipIf(!pgBin.dir)('PostgreSQL inspection log', () => {
       } while (token);
       expect(seen).toHaveLength(600);
       expect(new Set(seen).size).toBe(600);
-      const [{ n }] = await pg.query<{ n: string }>('SELECT count(DISTINCT inspection_id) AS n FROM inspections');
-      expect(Number(n)).toBe(600);
+      const counted = await pg.query<{ n: string }>('SELECT count(DISTINCT inspection_id) AS n FROM inspections');
+      expect(Number(counted[0]?.n)).toBe(600);
     } finally {
       await Promise.all([a.close(), b.close()]);
     }
