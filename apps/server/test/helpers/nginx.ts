@@ -11,6 +11,8 @@ import { REPO_ROOT } from '../fixtures.js';
 
 export interface TestNginx {
   port: number;
+  /** nginx's one process (master_process off). */
+  pid: number;
   /** What nginx wrote to its error log. */
   errors(): string;
   stop(): Promise<void>;
@@ -79,6 +81,7 @@ ${nginxConfig(upstreams, port)}
   }
   return {
     port,
+    pid: child.pid!,
     errors: () => (existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : ''),
     async stop() {
       if (child.exitCode === null) {

@@ -14,6 +14,8 @@ export interface TestPostgres {
   /** postgres://loupe:loupe@127.0.0.1:PORT/loupe */
   url: string;
   port: number;
+  /** The postmaster's pid (its backends are its children), while it runs. */
+  readonly pid: number | undefined;
   /** Stops the server (fast shutdown; 'immediate' = crash-like). */
   stop(mode?: 'fast' | 'immediate'): Promise<void>;
   /** Starts it again on the same port and data. */
@@ -118,6 +120,9 @@ export async function startPostgres(): Promise<TestPostgres> {
   return {
     url,
     port,
+    get pid() {
+      return child?.pid;
+    },
     stop,
     start,
     async query<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {
