@@ -106,7 +106,7 @@ it('fleet capacity', async () => {
           nginxCpuMsPerImage: proxy ? ((cpu1.nginx - cpu0.nginx) * 1000) / IMAGES : null,
           postgresCpuMsPerImage: log === 'postgres' ? ((cpu1.pg - cpu0.pg) * 1000) / IMAGES : null,
         });
-        process.stderr.write(`[scale] ${setup}: ${(IMAGES / seconds).toFixed(1)} img/s\n`);
+        process.stderr.write(`[scale] ${JSON.stringify(rows[rows.length - 1])}\n`);
       } finally {
         client.close();
         await proxy?.stop();

@@ -649,7 +649,10 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
         const client = new LoupeClient(opts.server!, { ...(tls ? { tls } : {}), ...(token ? { token } : {}) });
         try {
           // No connect-then-ask: a server that does not answer in time is as unhealthy as one that says so.
-          const status = await client.checkHealth(o.service, o.timeoutMs).catch((err: unknown) => `UNREACHABLE (${errorText(err)})`);
+          // Health.Check answers NOT_FOUND (5) for a service it does not know (grpc.health.v1).
+          const status = await client
+            .checkHealth(o.service, o.timeoutMs)
+            .catch((err: unknown) => ((err as { code?: unknown }).code === 5 ? 'SERVICE_UNKNOWN' : `UNREACHABLE (${errorText(err)})`));
           await write(process.stdout, `${status}\n`);
           return status === 'SERVING' ? EXIT_OK : EXIT_FAILURE;
         } finally {
