@@ -2,7 +2,8 @@
 // (@loupe/client over a static list), one replica on SQLite vs PostgreSQL, and the CPU each process spent
 // per image (server replicas, nginx, PostgreSQL: utime+stime from /proc), all in one run on the same
 // images. Every replica runs with one engine thread, so 1 -> 2 replicas adds a core and 3 replicas on a
-// 2-core machine shows what oversubscription costs. Prints a markdown table and a JSON line.
+// 2-core machine shows what oversubscription costs. Dedupe is off (every image costs an engine view).
+// Prints a markdown table and a JSON line.
 //   cd apps/server && npx vitest run -c vitest.bench.config.ts        (LOUPE_SCALE_IMAGES=N, default 480)
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -20,18 +21,21 @@ const IMAGES = Number(process.env['LOUPE_SCALE_IMAGES'] ?? 480);
 const STREAMS = 16;
 const TICK = 100; // clock ticks per second (Linux USER_HZ)
 
-/** CPU seconds (user + system) of a process and, with children, of its direct children. */
+/**
+ * CPU seconds (user + system) of a process; with `children`, also of its children: the live ones, and
+ * those that exited and were reaped (cutime + cstime: PostgreSQL's backends come and go with connections).
+ */
 function cpuSeconds(pid: number, children = false): number {
-  const one = (p: number): number => {
+  const one = (p: number, reaped = false): number => {
     try {
       const f = readFileSync(`/proc/${p}/stat`, 'utf8');
       const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / TICK;
+      return (Number(fields[11]) + Number(fields[12]) + (reaped ? Number(fields[13]) + Number(fields[14]) : 0)) / TICK;
     } catch {
       return 0;
     }
   };
-  let total = one(pid);
+  let total = one(pid, children);
   if (children) {
     for (const d of readdirSync('/proc')) {
       if (!/^\d+$/.test(d)) continue;
@@ -73,7 +77,9 @@ it('fleet capacity', async () => {
       const servers: ChildServer[] = [];
       for (let i = 0; i < replicas; i++) {
         const args = ['--models', dir, '--port', '0', '--threads', '1'];
-        servers.push(await spawnServer(log === 'sqlite' ? [...args, '--db', join(dir, `bench-${i}.db`)] : args, log === 'postgres' ? { LOUPE_SERVER_DB_URL: pg.url } : {}));
+        // Dedupe off: the 83 test images repeat over the run, and shared engine views would hide the cost.
+        const env = { LOUPE_SERVER_DEDUPE: 'false', ...(log === 'postgres' ? { LOUPE_SERVER_DB_URL: pg.url } : {}) };
+        servers.push(await spawnServer(log === 'sqlite' ? [...args, '--db', join(dir, `bench-${i}.db`)] : args, env));
       }
       const proxy = via === 'nginx' ? await startNginx(servers.map((s) => `127.0.0.1:${s.port}`)) : null;
       const target = proxy ? `127.0.0.1:${proxy.port}` : servers.map((s) => `127.0.0.1:${s.port}`);
