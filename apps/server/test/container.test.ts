@@ -66,7 +66,7 @@ describe.skipIf(!fixtures || !hasSharedData() || why !== '')('container image (p
   });
 
   it('runs as a non-root user, passes its health check, answers every bottle test image once through the published port, and drains on podman stop', async () => {
-    // No network but the published port's: the weights are inside, nothing is fetched at start.
+    // The weights are inside the image: the server starts without fetching anything.
     await run('podman', [...PODMAN, 'run', '-d', '--name', NAME, ...ULIMITS, '-p', `127.0.0.1:${port}:50051`, '-v', `${models}:/var/lib/loupe/models`, '-e', 'LOUPE_SERVER_THREADS=2', TAG]);
     const client = new LoupeClient(`127.0.0.1:${port}`);
     try {
