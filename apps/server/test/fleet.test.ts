@@ -4,13 +4,13 @@
 // answered exactly once (by id) and every answered result is in PostgreSQL exactly once. A replica stopped
 // with SIGTERM says NOT_SERVING, finishes its work and leaves; the streams started after go to the others.
 // A model version written into the shared folder is loaded by every replica (rescan).
-import { cpSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { LoupeClient, proto, type InspectItem } from '@loupe/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { BOTTLE, hasSharedData, modelDirWithFixtures, smallImage, spawnServer, SVM_MODEL, type ChildServer } from './fixtures.js';
+import { BOTTLE, bottleImages, hasSharedData, modelDirWithFixtures, smallImage, spawnServer, SVM_MODEL, type ChildServer } from './fixtures.js';
 import { nginxBinary, startNginx, type TestNginx } from './helpers/nginx.js';
 import { postgresBinDir, startPostgres, type TestPostgres } from './helpers/postgres.js';
 
@@ -163,6 +163,24 @@ describe.skipIf(!fixtures || missing.length > 0 || !hasSharedData())('fleet: rep
     expect(afterRun.errors).toEqual([]);
     expect([...afterRun.answers.values()].filter((l) => l.length !== 1)).toEqual([]);
     expect(afterRun.answers.size).toBe(images.length);
+  });
+
+  it('two replicas training one model name at once publish two versions, neither over the other', async () => {
+    const live = replicas.filter((r) => r.child.exitCode === null && r.child.signalCode === null).slice(0, 2);
+    expect(live).toHaveLength(2);
+    const images = [
+      ...bottleImages('train/good', 3, 20).map((f) => ({ image: readFileSync(f), label: 'good', name: f })),
+      ...bottleImages('test/broken_large', 3, 10).map((f) => ({ image: readFileSync(f), label: 'broken', name: f })),
+    ];
+    const clients = live.map((r) => new LoupeClient(`127.0.0.1:${r.port}`));
+    try {
+      // each replica reserves version 1 in its own memory: the second to publish must take version 2
+      const models = await Promise.all(clients.map((c) => c.train({ name: 'race', kind: proto.ModelKind.MODEL_KIND_SVM, images, svm: { layer: 'avg_pool', lambda: 0, epochs: 0, seed: 0 } })));
+      expect(models.map((m) => m.version).sort()).toEqual(['1', '2']);
+      expect(readdirSync(join(dir, 'race')).filter((f) => f.endsWith('.loupe')).sort()).toEqual(['1.loupe', '2.loupe']);
+    } finally {
+      for (const c of clients) c.close();
+    }
   });
 
   it('a version written into the shared models folder is loaded by every replica', async () => {
