@@ -35,7 +35,14 @@ done
 # The runtime dependency tree of the server and the CLI, as npm itself resolves it (no dev tools).
 npm ls --omit=dev --all --parseable -w @loupe/server -w @loupe/cli 2>/dev/null | sort -u | while read -r p; do
   rel=${p#"$root"/}
-  [[ $rel == node_modules/* ]] && copy "$rel"
+  [[ $rel == node_modules/* ]] || continue
+  copy "$rel"
+  # A workspace link (node_modules/@loupe/x -> ../../path): its target travels too. The workspaces above
+  # are already there (their build output only); another one (a per-platform addon package) goes whole.
+  if [[ -L $rel ]]; then
+    target=$(realpath --relative-to="$root" "$rel")
+    [[ -e $out/app/$target ]] || copy "$target"
+  fi
 done
 cp -a "$weights" "$out/home/"
 du -sh "$out" >&2
