@@ -64,7 +64,12 @@ ${nginxConfig(upstreams, port)}
 }
 `;
   writeFileSync(join(dir, 'nginx.conf'), conf);
-  execFileSync(bin, ['-t', '-q', '-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: 'pipe' });
+  try {
+    execFileSync(bin, ['-t', '-q', '-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: 'pipe' });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const child: ChildProcess = spawn(bin, ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
   const end = Date.now() + 10_000;
   for (;;) {
@@ -76,7 +81,12 @@ ${nginxConfig(upstreams, port)}
       s.on('error', () => r(false));
     });
     if (ok) break;
-    if (child.exitCode !== null || Date.now() > end) throw new Error(`nginx did not start: ${readFileSync(join(dir, 'error.log'), 'utf8')}`);
+    if (child.exitCode !== null || Date.now() > end) {
+      child.kill('SIGKILL');
+      const log = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '';
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`nginx did not start: ${log}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   return {

@@ -96,7 +96,11 @@ export async function startPostgres(): Promise<TestPostgres> {
         return;
       } catch {
         await c.end().catch(() => undefined);
-        if (child.exitCode !== null || Date.now() > end) throw new Error(`PostgreSQL did not start:\n${logs.join('')}`);
+        if (child.exitCode !== null || Date.now() > end) {
+          // a server that started but never answered must not outlive the test
+          child.kill('SIGQUIT');
+          throw new Error(`PostgreSQL did not start:\n${logs.join('')}`);
+        }
         await new Promise((r) => setTimeout(r, 100));
       }
     }
@@ -109,7 +113,12 @@ export async function startPostgres(): Promise<TestPostgres> {
     await exited;
     child = null;
   };
-  await start();
+  try {
+    await start();
+  } catch (err) {
+    rmSync(base, { recursive: true, force: true });
+    throw err;
+  }
   // initdb made the `postgres` database; the tests use their own.
   {
     const c = new pg.Client({ connectionString: adminUrl });
