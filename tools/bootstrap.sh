@@ -23,6 +23,10 @@ export ONNXRUNTIME_NODE_INSTALL=skip  # onnxruntime-node's CPU binary ships in t
 # tests, in native/build-test) reuse the objects of native:build (the addon, in native/build).
 # CUDA is optional (compiled in when nvcc exists).
 APT_PACKAGES=(cmake g++ make ninja-build ccache pkg-config libdnnl-dev zlib1g-dev)
+# The fleet tests (apps/server/test/{postgres,fleet,container}.test.ts) run real components: PostgreSQL,
+# nginx as the gRPC load balancer, podman with runc (crun fails in VMs with hybrid cgroups) and mmdebstrap
+# for the image's base. They are tools of the tests and of deploy/, not of the product.
+APT_PACKAGES+=(postgresql nginx-light podman runc mmdebstrap uidmap)
 if [[ "${LOUPE_SKIP_APT:-0}" != 1 ]]; then
   if command -v dpkg-query >/dev/null 2>&1; then
     missing=()

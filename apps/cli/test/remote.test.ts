@@ -156,6 +156,15 @@ describe.skipIf(!haveWeights || !haveData)('loupe serve + loupe --server', () =>
     expect(jsonLines(unknown.stdout)[0]!['error']).toMatchObject({ code: 'NOT_FOUND' });
   });
 
+  it('health: SERVING and exit 0; a model it does not have: SERVICE_UNKNOWN and exit 1 (the container health check)', async () => {
+    const ok = await remote('health');
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toBe('SERVING\n');
+    const unknown = await remote('health', '--service', 'no-such-model');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stdout).toBe('SERVICE_UNKNOWN\n');
+  });
+
   it('stats --json: every GetStats field', async () => {
     const r = await remote('stats', '--json');
     expect(r.code, r.stderr).toBe(0);
@@ -318,6 +327,9 @@ describe.skipIf(!haveData)('loupe --server against what is not a Loupe server', 
       expect(Date.now() - t0).toBeLessThan(30_000);
       silent.close();
       await new Promise((r) => setTimeout(r, 100));
+      const down = await loupe(['--server', `127.0.0.1:${port}`, 'health', '--timeout-ms', '2000']);
+      expect(down.code).toBe(1);
+      expect(down.stdout).toMatch(/^UNREACHABLE \(/);
       const refused = await loupe(['--server', `127.0.0.1:${port}`, 'models', 'list']);
       expect(refused.code).toBe(1);
       expect(refused.stderr).toMatch(/UNAVAILABLE: .*ECONNREFUSED/);

@@ -28,6 +28,11 @@ export interface ServerConfig {
   modelsDir: string;
   /** Load the newest version of every model at start. */
   autoload: boolean;
+  /**
+   * Rescan the models folder this often (ms; 0 = only when asked): a replica of a fleet sees versions that
+   * another one trained or an operator copied into the shared folder, and (with autoload) loads them.
+   */
+  rescanMs: number;
   metrics: {
     /** '' (default) = the gRPC `host`: a server bound to loopback does not publish its metrics to the network. */
     host: string;
@@ -77,8 +82,10 @@ export interface ServerConfig {
   keepalive: { timeMs: number; timeoutMs: number; minPingIntervalMs: number };
   engine: { weights?: string; backend: 'auto' | 'cpu' | 'cuda'; precision: 'fp32' | 'bf16' | 'fp16'; threads?: number };
   db: {
-    /** SQLite file; default <modelsDir>/inspections.db. */
+    /** SQLite file; default <modelsDir>/inspections.db. Ignored when `url` is set. */
     path: string;
+    /** postgres://user:password@host:port/db: the log a fleet of servers shares (instead of the SQLite file). */
+    url?: string;
     storeImages: StoreImages;
     /** Delete results older than this many days (0 = keep). */
     retentionDays: number;
@@ -108,6 +115,7 @@ export const DEFAULTS: Omit<ServerConfig, 'modelsDir' | 'db'> & { db: Omit<Serve
   host: '0.0.0.0',
   port: 50051,
   autoload: true,
+  rescanMs: 0,
   metrics: { host: '', port: null },
   tls: null,
   auth: { tokens: [], openHealth: false },
@@ -158,6 +166,7 @@ export const ENV_VARS: Record<string, [string, Kind]> = {
   LOUPE_SERVER_PORT: ['port', 'int'],
   LOUPE_SERVER_MODELS: ['modelsDir', 'path'],
   LOUPE_SERVER_AUTOLOAD: ['autoload', 'bool'],
+  LOUPE_SERVER_RESCAN_MS: ['rescanMs', 'int'],
   LOUPE_SERVER_METRICS_HOST: ['metrics.host', 'str'],
   LOUPE_SERVER_METRICS_PORT: ['metrics.port', 'int'],
   LOUPE_SERVER_TLS_CERT: ['tls.cert', 'path'],
@@ -174,6 +183,7 @@ export const ENV_VARS: Record<string, [string, Kind]> = {
   LOUPE_SERVER_MAX_QUEUE: ['flow.maxQueue', 'int'],
   LOUPE_SERVER_MAX_MESSAGE_BYTES: ['limits.maxMessageBytes', 'int'],
   LOUPE_SERVER_DB: ['db.path', 'path'],
+  LOUPE_SERVER_DB_URL: ['db.url', 'str'],
   LOUPE_SERVER_STORE_IMAGES: ['db.storeImages', 'str'],
   LOUPE_SERVER_RETENTION_DAYS: ['db.retentionDays', 'num'],
   LOUPE_SERVER_DB_SYNCHRONOUS: ['db.synchronous', 'str'],
@@ -272,6 +282,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): ServerConfig {
   c.modelsDir = resolve(c.modelsDir);
   if (c.metrics && (c.metrics.host === '' || c.metrics.host === undefined)) c.metrics = { ...c.metrics, host: c.host };
   if (!c.db || typeof c.db.path !== 'string' || c.db.path === '') c.db = { ...c.db, path: join(c.modelsDir, 'inspections.db') };
+  check(nonNegInt(c.rescanMs), 'rescanMs must be a non-negative integer (ms; 0 = off)');
   check(typeof c.host === 'string' && c.host !== '', 'host must be a non-empty string');
   check(port(c.port), `port must be an integer in [0, 65535], got ${String(c.port)}`);
   check(c.metrics.port === null || port(c.metrics.port), `metrics.port must be null or an integer in [0, 65535], got ${String(c.metrics.port)}`);
@@ -299,6 +310,8 @@ export function loadConfig(opts: LoadConfigOptions = {}): ServerConfig {
   check(typeof c.db.retentionDays === 'number' && c.db.retentionDays >= 0, 'db.retentionDays must be >= 0');
   check(nonNegInt(c.db.maxRows), 'db.maxRows must be a non-negative integer');
   check(['NORMAL', 'FULL'].includes(c.db.synchronous), 'db.synchronous must be NORMAL or FULL');
+  if (c.db.url === '') delete c.db.url;
+  check(c.db.url === undefined || (typeof c.db.url === 'string' && /^postgres(ql)?:\/\/./i.test(c.db.url)), `db.url must be a postgres://user:password@host:port/database URL (it starts with '${String(c.db.url).slice(0, 12)}')`);
   check(posInt(c.training.maxConcurrent) && posInt(c.training.threads) && posInt(c.training.maxImages), 'training.maxConcurrent, threads and maxImages must be positive integers');
   check(nonNegInt(c.shutdownGraceMs), 'shutdownGraceMs must be a non-negative integer');
   check(typeof c.reflection === 'boolean', 'reflection must be true or false');
@@ -317,7 +330,18 @@ export function loadConfig(opts: LoadConfigOptions = {}): ServerConfig {
   return c;
 }
 
+/** A postgres:// URL without its password, for logs and messages. */
+export function redactDbUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://(unparsable URL)';
+  }
+}
+
 /** The config as it may be logged: secrets replaced. */
 export function redactConfig(c: ServerConfig): Record<string, unknown> {
-  return { ...c, auth: { tokens: `${c.auth.tokens.length} token(s)`, tokensFile: c.auth.tokensFile, openHealth: c.auth.openHealth } };
+  return { ...c, db: c.db.url ? { ...c.db, url: redactDbUrl(c.db.url) } : c.db, auth: { tokens: `${c.auth.tokens.length} token(s)`, tokensFile: c.auth.tokensFile, openHealth: c.auth.openHealth } };
 }

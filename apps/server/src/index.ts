@@ -10,5 +10,6 @@ export { ModelRegistry, validModelName } from './registry.js';
 export { REASON_METADATA_KEY } from './service.js';
 export { flagsToOverrides, parseServeArgs, serve, SERVE_USAGE, type ServeFlags, type ServeOptions } from './serve.js';
 export { LoupeServer, startServer, type StartOptions } from './server.js';
-export { InspectionStore, type InspectionRow, type StoredInspection } from './store.js';
+export { InspectionStore, type InspectionLog, type InspectionRow, type StoredInspection } from './store.js';
+export { PgInspectionStore } from './store-pg.js';
 export { proto, healthProto } from '@loupe/client';

@@ -15,7 +15,7 @@ import type { ModelInspector, Outcome } from './inspectors.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { RegistryError, type ModelEntry, type ModelRegistry } from './registry.js';
-import { LogWriteError, type InspectionStore, type VerdictName } from './store.js';
+import { LogWriteError, type InspectionLog, type VerdictName } from './store.js';
 
 /**
  * A per-image failure: its gRPC status code and, for programs, its reason: the LoupeError code when
@@ -114,7 +114,7 @@ export class InspectionPipeline {
     private readonly opts: PipelineOptions,
     private readonly registry: ModelRegistry,
     private readonly batcher: DynamicBatcher,
-    private readonly store: InspectionStore,
+    private readonly store: InspectionLog,
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {}

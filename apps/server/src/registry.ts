@@ -404,7 +404,8 @@ export class ModelRegistry extends EventEmitter {
     for (const name of this.names()) {
       const versions = this.list({ name }).filter((e) => e.header);
       const newest = versions[versions.length - 1];
-      if (!newest) continue;
+      // A version that failed is not retried until its file changes (a rescan would reload it every time).
+      if (!newest || newest.state === 'failed') continue;
       try {
         await this.load(name, newest.version);
       } catch {

@@ -18,6 +18,9 @@ Options (flags > LOUPE_SERVER_* environment > --config file > defaults):
   --port N               gRPC port (default 50051; 0 = any free port)
   --metrics-port M       Prometheus /metrics on this port (default: off)
   --db FILE              SQLite inspection log (default <models>/inspections.db)
+  --db-url URL           PostgreSQL inspection log shared by a fleet (postgres://...; prefer
+                         $LOUPE_SERVER_DB_URL: a flag's password shows in the process list)
+  --rescan-ms MS         rescan the models folder this often and load new versions (fleet; default 0 = off)
   --tls-cert FILE        server certificate (PEM); with --tls-key enables TLS
   --tls-key FILE         server private key (PEM)
   --tls-client-ca FILE   require client certificates signed by this CA (mutual TLS)
@@ -39,6 +42,8 @@ const OPTIONS = {
   port: { type: 'string' },
   'metrics-port': { type: 'string' },
   db: { type: 'string' },
+  'db-url': { type: 'string' },
+  'rescan-ms': { type: 'string' },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
   'tls-client-ca': { type: 'string' },
@@ -61,6 +66,8 @@ export interface ServeFlags {
   port?: number;
   metricsPort?: number;
   db?: string;
+  dbUrl?: string;
+  rescanMs?: number;
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
@@ -100,6 +107,8 @@ export function parseServeArgs(argv: readonly string[]): ServeFlags & { help?: b
     port: int('port', v.port),
     metricsPort: int('metrics-port', v['metrics-port']),
     db: v.db,
+    dbUrl: v['db-url'],
+    rescanMs: int('rescan-ms', v['rescan-ms']),
     tlsCert: v['tls-cert'],
     tlsKey: v['tls-key'],
     tlsClientCa: v['tls-client-ca'],
@@ -129,6 +138,8 @@ export function flagsToOverrides(f: ServeFlags): Record<string, unknown> {
   set('port', f.port);
   set('metrics.port', f.metricsPort);
   set('db.path', f.db);
+  set('db.url', f.dbUrl);
+  set('rescanMs', f.rescanMs);
   set('tls.cert', f.tlsCert);
   set('tls.key', f.tlsKey);
   set('tls.clientCa', f.tlsClientCa);

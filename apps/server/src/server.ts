@@ -22,7 +22,8 @@ import { clampTimeoutHeader } from './limits.js';
 import { InspectionPipeline } from './pipeline.js';
 import { ModelRegistry } from './registry.js';
 import { inspectionService, type InspectStream, type ServiceContext } from './service.js';
-import { InspectionStore } from './store.js';
+import { InspectionStore, type InspectionLog } from './store.js';
+import { PgInspectionStore } from './store-pg.js';
 import { sweepTrainingLeftovers, Trainer } from './training.js';
 
 /**
@@ -125,6 +126,7 @@ export interface StartOptions {
 export class LoupeServer {
   private stopping: Promise<void> | undefined;
   private retentionTimer: NodeJS.Timeout | undefined;
+  private rescanTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly config: ServerConfig,
@@ -170,12 +172,11 @@ export class LoupeServer {
 
     const metrics = new Metrics();
     // Throws LogWriteError naming the file (a folder it cannot make, a full disk) when it cannot be opened.
-    const store = new InspectionStore(config.db.path, {
-      synchronous: config.db.synchronous,
-      storeImages: config.db.storeImages,
-      retentionDays: config.db.retentionDays,
-      maxRows: config.db.maxRows,
-    });
+    // db.url: the fleet's PostgreSQL log; else this server's own SQLite file (locked against a second server).
+    const logOpts = { storeImages: config.db.storeImages, retentionDays: config.db.retentionDays, maxRows: config.db.maxRows };
+    const store: InspectionLog = config.db.url
+      ? await PgInspectionStore.open(config.db.url, logOpts)
+      : new InspectionStore(config.db.path, { ...logOpts, synchronous: config.db.synchronous });
     const registry = new ModelRegistry({ dir: config.modelsDir, engine, backend: config.engine.backend, ownFiles: [config.db.path], log });
     registry.on('change', () => metrics.loadedModels.set(registry.list({ loadedOnly: true }).length));
     const batcher = new DynamicBatcher(session, {
@@ -217,8 +218,8 @@ export class LoupeServer {
     const health = new HealthState(registry, authOn && !config.auth.openHealth ? checkToken : null);
     store.on('writable', (ok: boolean, err: Error | null) => {
       health.setRecording(ok);
-      if (ok) log.info('the inspection log records results again: serving', { db: config.db.path });
-      else log.error('the inspection log cannot record results: NOT_SERVING until it can', { db: config.db.path, error: err });
+      if (ok) log.info('the inspection log records results again: serving', { db: store.location });
+      else log.error('the inspection log cannot record results: NOT_SERVING until it can', { db: store.location, error: err });
     });
     if (config.autoload) await registry.loadAllLatest();
     else await registry.scan();
@@ -260,7 +261,7 @@ export class LoupeServer {
       // A half-started server must not keep its gRPC port (and the process) alive after saying it failed.
       server.forceShutdown();
       batcher.close();
-      store.close();
+      await store.close();
       throw err;
     }
 
@@ -269,8 +270,12 @@ export class LoupeServer {
     if (config.db.retentionDays > 0 || config.db.maxRows > 0) {
       const prune = (): void => {
         try {
-          const n = store.prune();
-          if (n > 0) log.info('retention: old results deleted', { rows: n });
+          void Promise.resolve(store.prune()).then(
+            (n) => {
+              if (n > 0) log.info('retention: old results deleted', { rows: n });
+            },
+            (err: unknown) => log.warn('retention failed', { error: err }),
+          );
         } catch (err) {
           log.warn('retention failed', { error: err });
         }
@@ -278,6 +283,22 @@ export class LoupeServer {
       prune();
       s.retentionTimer = setInterval(prune, 10 * 60_000);
       s.retentionTimer.unref();
+    }
+    if (config.rescanMs > 0) {
+      // A fleet shares one models folder: versions trained on another replica (or copied in) appear here.
+      // A load is all-or-nothing (core validates the whole file): a version that fails stays FAILED and the
+      // one loaded before keeps serving.
+      let busy = false;
+      s.rescanTimer = setInterval(() => {
+        if (busy) return;
+        busy = true;
+        void (config.autoload ? registry.loadAllLatest() : registry.scan())
+          .catch((err: unknown) => log.warn('models folder rescan failed', { error: err }))
+          .finally(() => {
+            busy = false;
+          });
+      }, config.rescanMs);
+      s.rescanTimer.unref();
     }
     log.info('serving', {
       address: `${config.host}:${port}`,
@@ -305,6 +326,7 @@ export class LoupeServer {
     log.info('shutting down', { graceMs, openStreams: this.streams.size, queued: pipeline.queueDepth, active: pipeline.active });
     this.health.setServing(false);
     if (this.retentionTimer) clearInterval(this.retentionTimer);
+    if (this.rescanTimer) clearInterval(this.rescanTimer);
     pipeline.stopAdmitting();
     trainer.killAll();
     for (const s of [...this.streams]) s.shutdown();
@@ -324,7 +346,7 @@ export class LoupeServer {
     }
     batcher.close();
     await pipeline.idle();
-    store.close();
+    await store.close();
     if (this.httpServer) await new Promise<void>((resolve) => this.httpServer!.close(() => resolve()));
     log.info('stopped', { ms: Math.round(performance.now() - t0), inspections: pipeline.inspections, recorded: store.count });
   }

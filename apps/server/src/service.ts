@@ -50,7 +50,7 @@ import type { Metrics } from './metrics.js';
 import { ItemFailure, type InspectionPipeline, type ItemResult, type WorkItem } from './pipeline.js';
 import { RegistryError, type ModelEntry, type ModelRegistry } from './registry.js';
 import { clip, FIELD_LIMITS, fieldTooLong, MAX_TIMER_MS, truncateUtf8 } from './limits.js';
-import { PageTokenError, type InspectionStore } from './store.js';
+import { PageTokenError, type InspectionLog } from './store.js';
 import type { Trainer } from './training.js';
 
 export interface ServiceContext {
@@ -58,7 +58,7 @@ export interface ServiceContext {
   registry: ModelRegistry;
   pipeline: InspectionPipeline;
   batcher: DynamicBatcher;
-  store: InspectionStore;
+  store: InspectionLog;
   trainer: Trainer;
   metrics: Metrics;
   log: Logger;
@@ -371,11 +371,11 @@ export function inspectionService(ctx: ServiceContext, streams: Set<InspectStrea
 
     deleteModel: unary('DeleteModel', async (req: DeleteModelRequest) => DeleteModelResponse.fromPartial({ model: modelInfo(await registry.delete(req.name, req.version)) })),
 
-    listInspections: unary('ListInspections', (req: ListInspectionsRequest) => {
+    listInspections: unary('ListInspections', async (req: ListInspectionsRequest) => {
       const tooLong = fieldTooLong('client_id', req.clientId, FIELD_LIMITS.id) ?? fieldTooLong('page_token', req.pageToken, FIELD_LIMITS.pageToken) ?? fieldTooLong('model', req.model, FIELD_LIMITS.id);
       if (tooLong) throw new ItemFailure(Status.INVALID_ARGUMENT, tooLong);
       const verdict = req.verdict === Verdict.VERDICT_GOOD ? 'good' : req.verdict === Verdict.VERDICT_ANOMALOUS ? 'anomalous' : undefined;
-      const page = store.list({
+      const page = await store.list({
         pageSize: req.pageSize,
         pageToken: req.pageToken,
         sinceMs: req.since?.getTime(),

@@ -55,7 +55,7 @@ export interface ListQuery {
  * (limits.ts); rows written before those limits (a 5 MB `source`) are cut here, so that any single row,
  * and so every page, fits in a message.
  */
-const LIST_TEXT_LIMITS: Record<string, number> = { client_id: 1024, model: 256, model_version: 64, defect_type: 256, source: 4096, peer: 256 };
+export const LIST_TEXT_LIMITS: Record<string, number> = { client_id: 1024, model: 256, model_version: 64, defect_type: 256, source: 4096, peer: 256 };
 
 /** Bytes a row takes in a page besides its text (ids, numbers, framing). */
 const ROW_OVERHEAD_BYTES = 128;
@@ -79,7 +79,7 @@ export class LogWriteError extends Error {
 }
 
 /** What a SQLite or file system error means for the log, in words. */
-function logProblem(err: unknown): { code: string; why: string } {
+export function logProblem(err: unknown): { code: string; why: string } {
   const code = String((err as { code?: unknown } | null)?.code ?? 'UNKNOWN');
   const msg = err instanceof Error ? err.message : String(err);
   if (code === 'SQLITE_FULL' || code === 'ENOSPC') return { code, why: `the disk holding it is full (${msg})` };
@@ -87,7 +87,95 @@ function logProblem(err: unknown): { code: string; why: string } {
   if (code === 'EEXIST' || code === 'ENOTDIR') return { code, why: `a file is in the way of its folder (${msg})` };
   if (code.startsWith('SQLITE_CANTOPEN') || code === 'EACCES') return { code, why: `it cannot be opened (${msg})` };
   if (code.startsWith('SQLITE_IOERR')) return { code, why: `the disk fails to write it (${msg})` };
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return { code, why: `another server holds it (${msg}): each server needs its own db.path, or a fleet shares one PostgreSQL log (db.url)` };
+  }
   return { code, why: msg };
+}
+
+/** pageSize and sort order of a listing, defaults applied (both backends). */
+export function pageParams(q: ListQuery): { pageSize: number; oldestFirst: boolean } {
+  return { pageSize: Math.min(1000, Math.max(1, q.pageSize || 100)), oldestFirst: q.oldestFirst ?? false };
+}
+
+/** The `seq` a page token continues from; PageTokenError for a token this server did not issue. */
+export function decodePageToken(token: string, oldestFirst: boolean): number {
+  let cursor: { s: number; o: boolean };
+  try {
+    cursor = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { s: number; o: boolean };
+  } catch {
+    throw new PageTokenError('page_token is not a token this server issued');
+  }
+  if (!Number.isSafeInteger(cursor.s) || typeof cursor.o !== 'boolean') throw new PageTokenError('page_token is not a token this server issued');
+  if (cursor.o !== oldestFirst) throw new PageTokenError('page_token was issued for the other sort order');
+  return cursor.s;
+}
+
+/** The SELECT list of a listing's text columns, cut to LIST_TEXT_LIMITS (same SQL in SQLite and PostgreSQL). */
+export function listTextColumns(): string {
+  return Object.entries(LIST_TEXT_LIMITS).map(([c, n]) => `substr(${c}, 1, ${n}) AS ${c}, length(${c}) > ${n} AS ${c}_cut`).join(', ');
+}
+
+/**
+ * A page from up to pageSize + 1 rows (seq, inspection_id, time_ms, verdict, score, latency_ms, the cut
+ * text columns, has_image): rows up to pageSize and up to maxBytes of text (never fewer than one).
+ * Booleans arrive as 1/0 from SQLite and true/false from PostgreSQL, numbers as numbers.
+ */
+export function pageOf(rows: Record<string, unknown>[], pageSize: number, oldestFirst: boolean, maxBytes?: number): { items: StoredInspection[]; nextPageToken: string } {
+  const cut = (r: Record<string, unknown>, c: string): string => (r[`${c}_cut`] === 1 || r[`${c}_cut`] === true ? `${r[c] as string}...` : (r[c] as string));
+  let n = Math.min(pageSize, rows.length);
+  if (maxBytes !== undefined) {
+    let bytes = 0;
+    for (let i = 0; i < n; i++) {
+      const r = rows[i]!;
+      bytes += ROW_OVERHEAD_BYTES + Object.keys(LIST_TEXT_LIMITS).reduce((a, c) => a + Buffer.byteLength(r[c] as string, 'utf8'), 0);
+      if (bytes > maxBytes && i > 0) {
+        n = i;
+        break;
+      }
+    }
+  }
+  const more = rows.length > n;
+  const items = rows.slice(0, n).map(
+    (r): StoredInspection => ({
+      seq: Number(r['seq']),
+      inspectionId: r['inspection_id'] as string,
+      clientId: cut(r, 'client_id'),
+      timeMs: Number(r['time_ms']),
+      model: cut(r, 'model'),
+      modelVersion: cut(r, 'model_version'),
+      verdict: r['verdict'] as VerdictName,
+      score: r['score'] as number,
+      defectType: cut(r, 'defect_type'),
+      latencyMs: r['latency_ms'] as number,
+      source: cut(r, 'source'),
+      peer: cut(r, 'peer'),
+      hasImage: r['has_image'] === 1 || r['has_image'] === true,
+    }),
+  );
+  const last = items[items.length - 1];
+  const nextPageToken = more && last ? Buffer.from(JSON.stringify({ s: last.seq, o: oldestFirst })).toString('base64url') : '';
+  return { items, nextPageToken };
+}
+
+/**
+ * What the server needs of an inspection log, whichever backend holds it: SQLite (InspectionStore, one
+ * server) or PostgreSQL (PgInspectionStore, a fleet). Both commit a result before it is answered, emit
+ * 'writable' (ok, error) when they stop or start being able to commit, and page by `seq`.
+ */
+export interface InspectionLog extends EventEmitter {
+  /** Where it is, for logs and messages (a file, or a postgres URL without its password). */
+  readonly location: string;
+  readonly storeImages: StoreImages;
+  readonly writable: boolean;
+  readonly writeError: LogWriteError | null;
+  /** Results in the log (PostgreSQL: as of start or the last retention pass, plus this server's own). */
+  readonly count: number;
+  keepsImage(verdict: VerdictName): boolean;
+  record(row: InspectionRow): Promise<void>;
+  list(q?: ListQuery): { items: StoredInspection[]; nextPageToken: string } | Promise<{ items: StoredInspection[]; nextPageToken: string }>;
+  prune(now?: number): number | Promise<number>;
+  close(): void | Promise<void>;
 }
 
 const SCHEMA_VERSION = 1;
@@ -108,7 +196,7 @@ export interface StoreOptions {
 /** How often a log that cannot commit is tried again. */
 const PROBE_MS = 1000;
 
-export class InspectionStore extends EventEmitter {
+export class InspectionStore extends EventEmitter implements InspectionLog {
   private readonly db: Database.Database;
   private readonly insert: Database.Statement;
   private readonly insertMany: (rows: InspectionRow[]) => void;
@@ -152,9 +240,13 @@ export class InspectionStore extends EventEmitter {
   }
 
   private prepare(opts: StoreOptions): { insert: Database.Statement; insertMany: (rows: InspectionRow[]) => void; probe: Database.Statement; rows: number } {
+    // One server per file: EXCLUSIVE keeps SQLite's file lock for as long as this connection is open (the
+    // kernel drops it when the process dies, kill -9 included), so a second server on the same file is
+    // refused at start (SQLITE_BUSY) instead of sharing it. A fleet shares one PostgreSQL log (db.url).
+    this.db.pragma('busy_timeout = 0');
+    this.db.pragma('locking_mode = EXCLUSIVE');
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
-    this.db.pragma('busy_timeout = 5000');
     const version = this.db.pragma('user_version', { simple: true }) as number;
     if (version > SCHEMA_VERSION) throw new Error(`its schema ${version} is newer than this server's (${SCHEMA_VERSION})`);
     this.db.exec(`
@@ -190,6 +282,10 @@ export class InspectionStore extends EventEmitter {
     const probe = this.db.prepare('INSERT OR REPLACE INTO write_probe (id, at_ms) VALUES (1, ?)');
     const rows = (this.db.prepare('SELECT count(*) AS n FROM inspections').get() as { n: number }).n;
     return { insert, insertMany, probe, rows };
+  }
+
+  get location(): string {
+    return this.path;
   }
 
   /** Whether results can be committed now (false from a failed commit until a probe write succeeds). */
@@ -271,21 +367,12 @@ export class InspectionStore extends EventEmitter {
   }
 
   list(q: ListQuery = {}): { items: StoredInspection[]; nextPageToken: string } {
-    const pageSize = Math.min(1000, Math.max(1, q.pageSize || 100));
-    const oldestFirst = q.oldestFirst ?? false;
+    const { pageSize, oldestFirst } = pageParams(q);
     const where: string[] = [];
     const params: Record<string, unknown> = {};
     if (q.pageToken) {
-      let cursor: { s: number; o: boolean };
-      try {
-        cursor = JSON.parse(Buffer.from(q.pageToken, 'base64url').toString('utf8')) as { s: number; o: boolean };
-      } catch {
-        throw new PageTokenError('page_token is not a token this server issued');
-      }
-      if (!Number.isSafeInteger(cursor.s) || typeof cursor.o !== 'boolean') throw new PageTokenError('page_token is not a token this server issued');
-      if (cursor.o !== oldestFirst) throw new PageTokenError('page_token was issued for the other sort order');
       where.push(oldestFirst ? 'seq > @cursor' : 'seq < @cursor');
-      params['cursor'] = cursor.s;
+      params['cursor'] = decodePageToken(q.pageToken, oldestFirst);
     }
     if (q.sinceMs !== undefined) {
       where.push('time_ms >= @since');
@@ -308,47 +395,13 @@ export class InspectionStore extends EventEmitter {
       params['clientId'] = q.clientId;
     }
     // Text is cut in SQL: a legacy multi-megabyte value is never read whole.
-    const text = Object.entries(LIST_TEXT_LIMITS).map(([c, n]) => `substr(${c}, 1, ${n}) AS ${c}, length(${c}) > ${n} AS ${c}_cut`).join(', ');
+    const text = listTextColumns();
     const sql =
       `SELECT seq, inspection_id, time_ms, verdict, score, latency_ms, ${text}, image IS NOT NULL AS has_image
        FROM inspections ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY seq ${oldestFirst ? 'ASC' : 'DESC'} LIMIT ${pageSize + 1}`;
     const rows = this.db.prepare(sql).all(params) as Record<string, unknown>[];
-    const cut = (r: Record<string, unknown>, c: string): string => (r[`${c}_cut`] === 1 ? `${r[c] as string}...` : (r[c] as string));
-    // Rows up to pageSize, and up to maxBytes of text (never fewer than one).
-    let n = Math.min(pageSize, rows.length);
-    if (q.maxBytes !== undefined) {
-      let bytes = 0;
-      for (let i = 0; i < n; i++) {
-        const r = rows[i]!;
-        bytes += ROW_OVERHEAD_BYTES + Object.keys(LIST_TEXT_LIMITS).reduce((a, c) => a + Buffer.byteLength(r[c] as string, 'utf8'), 0);
-        if (bytes > q.maxBytes && i > 0) {
-          n = i;
-          break;
-        }
-      }
-    }
-    const more = rows.length > n;
-    const items = rows.slice(0, n).map(
-      (r): StoredInspection => ({
-        seq: r['seq'] as number,
-        inspectionId: r['inspection_id'] as string,
-        clientId: cut(r, 'client_id'),
-        timeMs: r['time_ms'] as number,
-        model: cut(r, 'model'),
-        modelVersion: cut(r, 'model_version'),
-        verdict: r['verdict'] as VerdictName,
-        score: r['score'] as number,
-        defectType: cut(r, 'defect_type'),
-        latencyMs: r['latency_ms'] as number,
-        source: cut(r, 'source'),
-        peer: cut(r, 'peer'),
-        hasImage: r['has_image'] === 1,
-      }),
-    );
-    const last = items[items.length - 1];
-    const nextPageToken = more && last ? Buffer.from(JSON.stringify({ s: last.seq, o: oldestFirst })).toString('base64url') : '';
-    return { items, nextPageToken };
+    return pageOf(rows, pageSize, oldestFirst, q.maxBytes);
   }
 
   /** The stored image of a result, if kept. */

@@ -285,11 +285,23 @@ export class Trainer {
       };
       await this.runChild(job, progress, signal);
       if (signal.aborted) throw new ItemFailure(Status.CANCELLED, 'training cancelled');
-      try {
-        await writeFileAtomic(reservation.file, await readFile(staged));
-      } catch (err) {
-        this.log.error('cannot save the trained model', { model: req.name, file: reservation.file, error: err });
-        throw new ItemFailure(Status.FAILED_PRECONDITION, `cannot save model '${req.name}' version ${reservation.version}: ${folderProblem(err, req.name)}`);
+      const model = await readFile(staged);
+      // Never over another version: replicas sharing the models folder reserve version numbers each in its
+      // own memory, so another one may have published this number meanwhile; then the next one is taken.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await writeFileAtomic(reservation.file, model, 0o644, { replace: false });
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'EEXIST' && attempt < 10) {
+            this.log.warn('model version taken meanwhile (another server published it): taking the next one', { model: req.name, version: reservation.version });
+            reservation.release();
+            reservation = await this.registry.reserveNextVersion(req.name);
+            continue;
+          }
+          this.log.error('cannot save the trained model', { model: req.name, file: reservation.file, error: err });
+          throw new ItemFailure(Status.FAILED_PRECONDITION, `cannot save model '${req.name}' version ${reservation.version}: ${folderProblem(err, req.name)}`);
+        }
       }
       trained = true;
       progress('loading', 0, 1);

@@ -121,6 +121,16 @@ export function serviceConfig(maxAttempts = 5): string {
   });
 }
 
+/**
+ * Whether a stream that ended so may be resumed: UNAVAILABLE (a server gone, draining or restarting), or
+ * a reset of the HTTP/2 stream itself (RST_STREAM, which grpc-js reports as INTERNAL): what a proxy such
+ * as nginx sends when the replica behind it dies mid-stream. A server's own INTERNAL comes with trailers
+ * and other details, and is not resumed.
+ */
+export function resumable(status: grpc.status, details: string): boolean {
+  return status === grpc.status.UNAVAILABLE || (status === grpc.status.INTERNAL && /^Received RST_STREAM with code 2\b/.test(details));
+}
+
 export type VerdictName = 'good' | 'anomalous' | 'unspecified';
 
 /** The verdict as a string ('good', 'anomalous'; 'unspecified' for an unset field). */
@@ -435,7 +445,7 @@ export class LoupeClient {
     for (let replay: InspectItem[] = []; ; ) {
       const st = await stream(replay);
       const done = st.status === grpc.status.OK && exhausted && unanswered.size === 0;
-      if (done || !resume || aborted || st.status !== grpc.status.UNAVAILABLE) return finish(st.status, st.details);
+      if (done || !resume || aborted || !resumable(st.status, st.details)) return finish(st.status, st.details);
       fruitless = st.progressed ? 1 : fruitless + 1;
       if (st.progressed) backoff = resume.initialBackoffMs;
       if (fruitless >= resume.maxAttempts) {

@@ -73,7 +73,7 @@ export {
   type SvmModel,
 } from './modelfile/models.js';
 export { MODEL_FILE_EXTENSION, readModelHeader, startsAsModelFile, type ModelHeaderBase, type ModelKind } from './modelfile/format.js';
-export { writeFileAtomic } from './modelfile/atomic.js';
+export { writeFileAtomic, type WriteFileAtomicOptions } from './modelfile/atomic.js';
 
 // --- Inspection: image -> verdict, for every model kind ---------------------------------------------------
 export { Inspector, isImageError, type OpenInspectorOptions } from './inspection/inspector.js';

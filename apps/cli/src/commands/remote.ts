@@ -411,6 +411,8 @@ interface ServeCommandOptions {
   metricsPort?: number;
   config?: string;
   db?: string;
+  dbUrl?: string;
+  rescanMs?: number;
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
@@ -439,6 +441,8 @@ async function serveCommand(o: ServeCommandOptions, cmd: Command): Promise<numbe
   set('metricsPort', o.metricsPort);
   set('config', o.config);
   set('db', o.db);
+  set('dbUrl', o.dbUrl);
+  set('rescanMs', o.rescanMs);
   set('tlsCert', o.tlsCert);
   set('tlsKey', o.tlsKey);
   set('tlsClientCa', o.tlsClientCa);
@@ -480,6 +484,8 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
     .option('--metrics-port <m>', 'serve Prometheus /metrics on this port', intInRange('--metrics-port', 0, 65535))
     .option('--config <file>', 'JSON config file (flags > LOUPE_SERVER_* environment > file > defaults)')
     .option('--db <file>', 'SQLite inspection log (default <models>/inspections.db)')
+    .option('--db-url <url>', 'PostgreSQL inspection log shared by a fleet, postgres://... (prefer $LOUPE_SERVER_DB_URL: a flag shows in the process list)')
+    .option('--rescan-ms <ms>', 'rescan the models folder this often and load new versions (a fleet sharing one folder; default 0 = off)', intInRange('--rescan-ms', 0, 86_400_000))
     .option('--tls-cert <file>', 'server certificate (PEM); with --tls-key enables TLS')
     .option('--tls-key <file>', 'server private key (PEM)')
     .option('--tls-client-ca <file>', 'require client certificates signed by this CA (mutual TLS)')
@@ -625,6 +631,33 @@ export function registerRemoteCommands(program: Command, deps: RemoteDeps): void
           client.close();
         }
         return EXIT_OK;
+      }),
+    );
+
+  program
+    .command('health')
+    .description('the grpc.health.v1 status of a Loupe server (--server): exit 0 when SERVING, 1 otherwise; a container or Kubernetes health check')
+    .option('--service <name>', "the service asked about: '' (the server, default), loupe.v1.Inspection or a model name", '')
+    .option('--timeout-ms <ms>', 'longest the check may take', intInRange('--timeout-ms', 1, 600_000), 5_000)
+    .addHelpText('after', '\nExample (a container health check):\n  loupe --server 127.0.0.1:50051 health')
+    .action(
+      action(deps, async (o: { service: string; timeoutMs: number }, cmd: Command) => {
+        const opts = requireServer(cmd);
+        const { LoupeClient } = await import('@loupe/client');
+        const token = opts.token ?? process.env['LOUPE_TOKEN'];
+        const tls = opts.tls || opts.ca || opts.clientCert ? { ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.clientCert ? { cert: opts.clientCert } : {}), ...(opts.clientKey ? { key: opts.clientKey } : {}) } : undefined;
+        const client = new LoupeClient(opts.server!, { ...(tls ? { tls } : {}), ...(token ? { token } : {}) });
+        try {
+          // No connect-then-ask: a server that does not answer in time is as unhealthy as one that says so.
+          // Health.Check answers NOT_FOUND (5) for a service it does not know (grpc.health.v1).
+          const status = await client
+            .checkHealth(o.service, o.timeoutMs)
+            .catch((err: unknown) => ((err as { code?: unknown }).code === 5 ? 'SERVICE_UNKNOWN' : `UNREACHABLE (${errorText(err)})`));
+          await write(process.stdout, `${status}\n`);
+          return status === 'SERVING' ? EXIT_OK : EXIT_FAILURE;
+        } finally {
+          client.close();
+        }
       }),
     );
 

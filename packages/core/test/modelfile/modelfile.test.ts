@@ -230,6 +230,15 @@ describe('writeFileAtomic', () => {
     expect(lstatSync(join(t.dir, 'chain-b')).isSymbolicLink()).toBe(true);
     expect(readFileSync(join(t.dir, 'chain-c'), 'utf8')).toBe('end');
   });
+  it('replace: false never overwrites: of writers racing for one name exactly one wins, the others get EEXIST', async () => {
+    const f = join(t.dir, 'version-7.loupe');
+    const results = await Promise.allSettled(['a', 'b', 'c', 'd'].map((w) => writeFileAtomic(f, `writer ${w}`, 0o644, { replace: false })));
+    const won = results.filter((r) => r.status === 'fulfilled');
+    expect(won).toHaveLength(1);
+    expect(results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason.code)).toEqual(['EEXIST', 'EEXIST', 'EEXIST']);
+    expect(readFileSync(f, 'utf8')).toMatch(/^writer [abcd]$/);
+    expect(readdirSync(t.dir).some((n) => n.includes('version-7.loupe.') && n.endsWith('.tmp'))).toBe(false);
+  });
   it('fails cleanly into a missing folder (nothing created)', async () => {
     await expect(writeFileAtomic(join(t.dir, 'no', 'such', 'x'), 'y')).rejects.toThrow();
     expect(existsSync(join(t.dir, 'no'))).toBe(false);
