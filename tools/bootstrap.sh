@@ -5,8 +5,12 @@
 #   2. npm ci, only when package-lock.json changed since the last install
 #   3. nx run-many -t build (native addon via cmake-js, then @loupe/core, then the CLI; Nx-cached)
 #   4. the ResNet-50 weights into $LOUPE_HOME (default ~/.cache/loupe), integrity-checked
+# --tests (npm test): step 1 also installs the real components the test suites run (PostgreSQL, nginx,
+# podman); the demo and the product need none of them.
 # Environment: LOUPE_SKIP_APT=1, LOUPE_SKIP_WEIGHTS=1 skip steps 1 and 4.
 set -euo pipefail
+with_tests=0
+[[ "${1:-}" == --tests ]] && with_tests=1
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
@@ -26,7 +30,7 @@ APT_PACKAGES=(cmake g++ make ninja-build ccache pkg-config libdnnl-dev zlib1g-de
 # The fleet tests (apps/server/test/{postgres,fleet,container}.test.ts) run real components: PostgreSQL,
 # nginx as the gRPC load balancer, podman with runc (crun fails in VMs with hybrid cgroups) and mmdebstrap
 # for the image's base. They are tools of the tests and of deploy/, not of the product.
-APT_PACKAGES+=(postgresql nginx-light podman runc mmdebstrap uidmap)
+((with_tests)) && APT_PACKAGES+=(postgresql nginx-light podman runc mmdebstrap uidmap)
 if [[ "${LOUPE_SKIP_APT:-0}" != 1 ]]; then
   if command -v dpkg-query >/dev/null 2>&1; then
     missing=()
