@@ -348,11 +348,21 @@ export class LoupeClient {
     let exhausted = false;
     let aborted = false;
 
+    // The server answers an id over its length limit with the id cut to the limit: such an answer belongs to
+    // the oldest unanswered image whose id it begins (else that image would wait forever and hold the window).
+    const idOf = (answerId: string): string | undefined => {
+      if (byId.has(answerId)) return answerId;
+      if (answerId.length === 0) return undefined;
+      let best: { id: string; seq: number } | undefined;
+      for (const [id, seqs] of byId) if (id.length > answerId.length && id.startsWith(answerId) && (!best || seqs[0]! < best.seq)) best = { id, seq: seqs[0]! };
+      return best?.id;
+    };
     const answer = (r: InspectResponse): void => {
-      const seqs = byId.get(r.id);
+      const id = idOf(r.id);
+      const seqs = id === undefined ? undefined : byId.get(id);
       const seq = seqs?.shift();
       if (seq === undefined) return; // not an id of ours: never passed on
-      if (seqs!.length === 0) byId.delete(r.id);
+      if (seqs!.length === 0) byId.delete(id!);
       unanswered.delete(seq);
       answered++;
       opts.onResponse({ ...r, verdict: r.result ? verdictName(r.result.verdict) : undefined });
