@@ -167,7 +167,10 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<Classi
   const fit: FitMode = o.fit ?? 'squash';
 
   const t1 = performance.now();
-  const { engine, int8Calibration } = await trainingEngine(o.engine, o.precision, items.map((i) => i.path), { ...(o.calibrationMethod ? { method: o.calibrationMethod } : {}), fit, ...(o.signal ? { signal: o.signal } : {}) });
+  // A hold-out split is drawn before the features so that an int8 model is calibrated on the images it is
+  // trained on, never on its held-out ones (k-fold and no hold-out: the saved model trains on every image).
+  const holdOutSplit = o.holdOut && !('kfold' in o.holdOut) ? stratifiedSplit(items, { testRatio: o.holdOut.split, seed, ...(groups ? { groups } : {}) }) : undefined;
+  const { engine, int8Calibration } = await trainingEngine(o.engine, o.precision, (holdOutSplit ? holdOutSplit.train : items).map((i) => i.path), { ...(o.calibrationMethod ? { method: o.calibrationMethod } : {}), fit, ...(o.signal ? { signal: o.signal } : {}) });
   const feats = await classifierFeatures({ layer, fit }, items.map((i) => i.path), {
     engine,
     ...(o.cache !== undefined ? { cache: o.cache } : {}),
@@ -252,7 +255,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<Classi
     classifier = await fitSvm(items, 'dataset'); // the saved model is refitted on everything
     splitInfo = { kind: 'kfold', k, seed, groupAware: Boolean(groups) };
   } else if (o.holdOut) {
-    const split = stratifiedSplit(items, { testRatio: o.holdOut.split, seed, ...(groups ? { groups } : {}) });
+    const split = holdOutSplit!;
     if (split.test.length === 0) throw new DatasetError('SPLIT_INVALID', `${where}: holding back ${o.holdOut.split} leaves no images to evaluate on`, ...(root ? [{ input: root }] : []));
     trainPart = withHash(split.train) as typeof trainPart;
     classifier = await fitSvm(split.train, 'training part');
