@@ -47,7 +47,7 @@ const { values: args, positionals } = parseArgs({
 });
 
 /** The command that produced quality-explore.json (every experiment, every category). */
-const EXPLORE_COMMAND = 'npx vite-node tools/eval/quality.ts -- explore gap,aggregation,baseline,head,fusion,head2,head3';
+const EXPLORE_COMMAND = 'npx vite-node tools/eval/quality.ts -- explore gap,aggregation,baseline,head,fusion,head2,head3,mlp,ensemble,ensemble2';
 
 /** What the experiments showed (written from quality-explore.json; kept here so the page regenerates). */
 const FINDINGS: string[] = [

@@ -155,10 +155,18 @@ export async function hybridVariant(ctx: SeedContext, head: HeadConfig, agg: Agg
   const out: HybridMetrics = {};
   const pc = await pcScores(ctx, [...ctx.test, ...ctx.valItems]);
   out['oneClass'] = imageAuroc(ctx, (i) => pc.get(i)!);
-  const h = await trainHead(ctx, head);
-  if (!h) return out;
+  const members = head.ensemble ?? 1;
   const logits = new Map<number, Float32Array>();
-  for (const i of [...ctx.test, ...ctx.valItems]) logits.set(i, headPatchLogits(h, i));
+  for (let e = 0; e < members; e++) {
+    const h = await trainHead(ctx, members > 1 ? { ...head, projSeed: (head.projSeed ?? 1) + e } : head, e);
+    if (!h) return out;
+    for (const i of [...ctx.test, ...ctx.valItems]) {
+      const l = headPatchLogits(h, i);
+      const acc = logits.get(i);
+      if (!acc) logits.set(i, Float32Array.from(l, (v) => v / members));
+      else for (let p = 0; p < l.length; p++) acc[p] = acc[p]! + l[p]! / members;
+    }
+  }
   const hs = new Map<number, number>();
   for (const [i, l] of logits) hs.set(i, topMean(smoothGrid(l, agg.sigma), agg.topK));
   out['head'] = imageAuroc(ctx, (i) => hs.get(i)!);
@@ -167,6 +175,10 @@ export async function hybridVariant(ctx: SeedContext, head: HeadConfig, agg: Agg
   out['fused'] = imageAuroc(ctx, (i) => fuse(pc.get(i)!, hs.get(i)!));
   const fuse2 = zFuse(val.map((i) => pc.get(i)!), val.map((i) => hs.get(i)!), 2);
   out['fusedW2'] = imageAuroc(ctx, (i) => fuse2(pc.get(i)!, hs.get(i)!));
+  const fuse4 = zFuse(val.map((i) => pc.get(i)!), val.map((i) => hs.get(i)!), 4);
+  out['fusedW4'] = imageAuroc(ctx, (i) => fuse4(pc.get(i)!, hs.get(i)!));
+  const fuse8 = zFuse(val.map((i) => pc.get(i)!), val.map((i) => hs.get(i)!), 8);
+  out['fusedW8'] = imageAuroc(ctx, (i) => fuse8(pc.get(i)!, hs.get(i)!));
   const fuseH = zFuse(val.map((i) => pc.get(i)!), val.map((i) => hs.get(i)!), 0.5);
   out['fusedW05'] = imageAuroc(ctx, (i) => fuseH(pc.get(i)!, hs.get(i)!));
   // Patch-level fusion: z of patch distances and patch logits on the validation images' patches, map max.
@@ -203,6 +215,7 @@ async function runHybridVariants(env: Env, exp: string, variants: Record<string,
       const ctx = await seedContext(cat, store, seed, proto(env), {}, env.cacheRoot);
       for (const [name, v] of Object.entries(variants)) {
         if (only && !only.includes(name)) continue;
+        if (env.variants && !env.variants.includes(name)) continue;
         const t0 = performance.now();
         const m = await hybridVariant(ctx, v.head, v.agg);
         for (const [k, x] of Object.entries(m)) push((vals[name] ??= {}), k, x);
@@ -404,4 +417,31 @@ EXPERIMENTS['head3'] = (env) =>
     negAllFull: { head: { ...NEG_ALL, proj: 0 } },
     negAllXd: { head: { ...NEG_ALL, input: 'xd' } },
     negAllFlips: { head: NEG_ALL, augment: ['hflip', 'vflip'] },
+  });
+
+/** A non-linear head: one hidden ReLU layer on the same 256-dim patch features and negatives. */
+EXPERIMENTS['mlp'] = (env) =>
+  runHybridVariants(env, 'mlp', {
+    negAll: { head: NEG_ALL },
+    mlp64: { head: { ...NEG_ALL, mlp: { hidden: 64, epochs: 10, l2: 1e-3 } } },
+    mlp64l2: { head: { ...NEG_ALL, mlp: { hidden: 64, epochs: 10, l2: 1e-2 } } },
+  });
+
+/** Variance of the head: other projection seeds, and the mean logits of several heads (bagging over projections). */
+const MLP64: HeadConfig = { ...NEG_ALL, mlp: { hidden: 64, epochs: 10, l2: 1e-2 } };
+EXPERIMENTS['ensemble'] = (env) =>
+  runHybridVariants(env, 'ensemble', {
+    negAllP2: { head: { ...NEG_ALL, projSeed: 2 } },
+    negAllP3: { head: { ...NEG_ALL, projSeed: 3 } },
+    negAllX3: { head: { ...NEG_ALL, ensemble: 3 } },
+    mlpP2: { head: { ...MLP64, projSeed: 2 } },
+    mlpX3: { head: { ...MLP64, ensemble: 3 } },
+  });
+
+/** Cheaper MLP ensembles (training time of about one 10-epoch MLP): fewer epochs, fewer hidden units. */
+EXPERIMENTS['ensemble2'] = (env) =>
+  runHybridVariants(env, 'ensemble2', {
+    mlpX3e4: { head: { ...MLP64, mlp: { hidden: 64, epochs: 4, l2: 1e-2 }, ensemble: 3 } },
+    mlpX3h32e5: { head: { ...MLP64, mlp: { hidden: 32, epochs: 5, l2: 1e-2 }, ensemble: 3 } },
+    mlpX5h16e5: { head: { ...MLP64, mlp: { hidden: 16, epochs: 5, l2: 1e-2 }, ensemble: 5 } },
   });

@@ -11,6 +11,9 @@ import {
   PixelMetricsAccumulator,
   trainLogistic,
   logisticLogits,
+  trainMlp,
+  mlpLogits,
+  type MlpModel,
   SparseRandomProjection,
   type LogisticModel,
 } from '../../../packages/core/src/internal.js';
@@ -256,6 +259,12 @@ export interface HeadConfig {
   augment?: ('hflip' | 'vflip')[];
   /** Negatives: this many random patches of EVERY negative-pool image (instead of all patches of negImages). */
   patchesPerImage?: number;
+  /** A one-hidden-layer MLP head instead of the logistic one. */
+  mlp?: { hidden: number; epochs: number; l2: number; lr?: number };
+  /** Seed of the sparse projection (default 1). */
+  projSeed?: number;
+  /** Average the patch logits of this many heads (projection seeds projSeed, projSeed+1, ...). */
+  ensemble?: number;
 }
 
 export const DEFAULT_HEAD: HeadConfig = { input: 'x', proj: 256, negatives: 'bank', negImages: 60, labels: 'mask', l2: 1e-2, epochs: 30, maxNegatives: 20000 };
@@ -267,7 +276,7 @@ export class HeadFeatures {
     private readonly ctx: SeedContext,
     readonly cfg: HeadConfig,
   ) {
-    this.proj = cfg.proj > 0 ? new SparseRandomProjection({ inDim: D, outDim: cfg.proj, seed: 1 }) : null;
+    this.proj = cfg.proj > 0 ? new SparseRandomProjection({ inDim: D, outDim: cfg.proj, seed: cfg.projSeed ?? 1 }) : null;
     const part = cfg.proj > 0 ? cfg.proj : D;
     this.dim = cfg.input === 'xr' ? 2 * part : cfg.input === 'xd' || cfg.input === 'rd' ? part + 1 : part;
   }
@@ -325,7 +334,8 @@ export class HeadFeatures {
 
 export interface TrainedHead {
   feats: HeadFeatures;
-  model: LogisticModel;
+  model: LogisticModel | null;
+  mlp?: MlpModel;
 }
 
 function flipMask(m: Uint8Array, how: 'hflip' | 'vflip'): Uint8Array {
@@ -401,13 +411,15 @@ export async function trainHead(ctx: SeedContext, cfg: HeadConfig, seed = 0, opt
   all.forEach((r, j) => X.set(r, j * d));
   const y = new Uint8Array(all.length);
   y.fill(1, 0, pos.length);
+  if (cfg.mlp) return { feats, model: null, mlp: trainMlp(X, all.length, d, y, { hidden: cfg.mlp.hidden, epochs: cfg.mlp.epochs, l2: cfg.mlp.l2, learningRate: cfg.mlp.lr ?? 1e-3, seed }) };
   const model = trainLogistic(X, all.length, d, y, { l2: cfg.l2, epochs: cfg.epochs, seed });
   return { feats, model };
 }
 
 export function headPatchLogits(h: TrainedHead, i: number): Float32Array {
   const rows = h.feats.rows(i);
-  return logisticLogits(h.model, rows, rows.length / h.feats.dim);
+  if (h.mlp) return mlpLogits(h.mlp, rows, rows.length / h.feats.dim);
+  return logisticLogits(h.model!, rows, rows.length / h.feats.dim);
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -98,6 +98,29 @@ const EXPERIMENTS: { name: string; title: string; what: string; metrics: string[
       'negAllFull / negAllXd / negAllFlips (KolektorSDD seeds 0-1 only, in the log): no projection / plus the NN distance / flipped defects; none beat negAll. Same fusion and threshold columns as above.',
     metrics: ['oneClass', 'head', 'fusedW1', 'fusedW2', 'fusedW4', 'fusedMax', 'ratioW', 'fusedRatio', 'balAccF1', 'balAccYouden', 'balAccQ99'],
   },
+  {
+    name: 'mlp',
+    title: 'A non-linear head: one hidden ReLU layer instead of the logistic head',
+    what:
+      'negAll = the logistic head of head3 (what core trained before this change). mlp64 / mlp64l2: an MLP with 64 hidden units, 10 epochs, Adam lr 1e-3, L2 1e-3 / 1e-2, on the same 256-dim projection, negatives and positives. ' +
+      'fused = weight 1, fusedW2/W4/W05 as before.',
+    metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'patchFusedMax', 'fusedPixel'],
+  },
+  {
+    name: 'ensemble',
+    title: 'The head\'s variance: its random projection, and ensembles over projections',
+    what:
+      'negAllP2 / negAllP3: the logistic head on projection seeds 2 / 3 instead of 1 (nothing else changes). negAllX3: the mean patch logits of three logistic heads on projection seeds 1, 2, 3. ' +
+      'mlpP2: mlp64l2 on projection seed 2; mlpX3: the mean of three mlp64l2 heads on projection seeds 1, 2, 3.',
+    metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'patchFusedMax', 'fusedPixel'],
+  },
+  {
+    name: 'ensemble2',
+    title: 'Cheaper MLP ensembles (about the training time of one 10-epoch MLP)',
+    what:
+      'mlpX3e4: three 64-unit MLPs, 4 epochs each. mlpX3h32e5: three 32-unit MLPs, 5 epochs each (core\'s default since this round). mlpX5h16e5: five 16-unit MLPs, 5 epochs each. Each member on its own projection seed.',
+    metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'fusedW8', 'patchFusedMax', 'fusedPixel'],
+  },
 ];
 
 function exploreSection(ex: Explore, categories: string[]): string[] {

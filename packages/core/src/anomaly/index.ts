@@ -10,6 +10,7 @@ export * from './patchcore/model-file.js';
 export * from './patchcore/visualize.js';
 export * from './fewshot/patch-labels.js';
 export * from './fewshot/logistic.js';
+export * from './fewshot/mlp.js';
 export * from './fewshot/head.js';
 export * from './fewshot/kfold.js';
 export * from './fewshot/fused.js';

@@ -31,8 +31,9 @@ import { evaluateOneClass, type OneClassEvaluation } from '../evaluation/one-cla
 import type { LabelledImage } from '../evaluation/classifier.js';
 import { hybridHoldOut } from '../evaluation/hybrid-split.js';
 import { groupKFold } from '../anomaly/fewshot/kfold.js';
-import { trainLogistic, logisticLogits, type LogisticModel } from '../anomaly/fewshot/logistic.js';
-import { scoreStats } from '../anomaly/fewshot/head.js';
+import { trainLogistic } from '../anomaly/fewshot/logistic.js';
+import { trainMlp } from '../anomaly/fewshot/mlp.js';
+import { classifierLogits, classifierState, scoreStats, type FewShotHeadState, type PatchClassifier } from '../anomaly/fewshot/head.js';
 import { LABEL_NEGATIVE, LABEL_POSITIVE, patchLabelsFromMask, patchLabelsFromScores } from '../anomaly/fewshot/patch-labels.js';
 import { f1OptimalThresholdBinned, quantile } from '../anomaly/patchcore/threshold.js';
 import { patchScoresToMap } from '../anomaly/patchcore/anomaly-map.js';
@@ -82,7 +83,20 @@ export interface HybridHeadOptions {
   negativeImages?: number;
   /** Cap on negative patches (seeded subsample); default 60000. */
   maxNegatives?: number;
+  /**
+   * The patch classifier: 'mlp' (default: one hidden ReLU layer of `hidden` units) or 'logistic' (linear).
+   * The MLP lifted held-out image AUROC over the logistic head on both hard dev categories (quality.md, mlp).
+   */
+  classifier?: 'mlp' | 'logistic';
+  /** Hidden units of the MLP; default 32. */
+  hidden?: number;
+  /**
+   * Heads whose patch logits are averaged, each on its own projection seed; default DEFAULT_HYBRID_HEAD.members.
+   * One random projection decides a lot: on one split, three seeds gave 0.924-0.949 held-out AUROC (quality.md, ensemble).
+   */
+  members?: number;
   l2?: number;
+  /** Passes over the head's patches; default 5 (mlp) or 30 (logistic). */
   epochs?: number;
   aggregation?: Partial<HeadAggregation>;
   /**
@@ -172,8 +186,10 @@ export const DEFAULT_HYBRID_HEAD = {
   negativePatchesPerImage: 64,
   negativeImages: 60,
   maxNegatives: 60000,
+  classifier: 'mlp' as 'mlp' | 'logistic',
+  hidden: 32,
+  members: 3,
   l2: 1e-2,
-  epochs: 30,
   aggregation: { topK: 1, sigma: 0 },
   weight: 4 as number | 'auto',
   labels: 'auto' as const,
@@ -182,6 +198,8 @@ export const DEFAULT_HYBRID_HEAD = {
 
 /** Patches whose class probabilities name the defect type. */
 const TYPE_TOP_K = 8;
+/** Passes of each classifier over its rows (the defect-type softmax: the logistic count). */
+const EPOCHS = { mlp: 5, logistic: 30 } as const;
 
 /** The automatic head weight's range, and its value without out-of-fold scores (one labelled defect). */
 const MIN_WEIGHT = 0.25;
@@ -199,7 +217,8 @@ function checkAbort(signal: AbortSignal | undefined): void {
 
 /** One scored training image, reduced to what the head needs (projected head input, patch labels). */
 interface HeadImage {
-  readonly rows: Float32Array;
+  /** The head input of each ensemble member (its own projection). */
+  readonly rows: Float32Array[];
   readonly labels: Int8Array;
   readonly patchScores: Float32Array;
   readonly raw: number;
@@ -273,6 +292,11 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
   if (o.shots !== undefined && !(Number.isInteger(o.shots) && o.shots >= 1)) throw new LoupeError('INVALID_ARGUMENT', `shots must be an integer >= 1, got ${o.shots}`);
   if (!(Number.isInteger(h.projectionDim) && h.projectionDim >= 0)) throw new LoupeError('INVALID_ARGUMENT', `head projectionDim must be an integer >= 0, got ${h.projectionDim}`);
   if (h.weight !== 'auto' && !(h.weight >= 0 && Number.isFinite(h.weight))) throw new LoupeError('INVALID_ARGUMENT', `head weight must be 'auto' or a number >= 0, got ${String(h.weight)}`);
+  if (h.classifier !== 'mlp' && h.classifier !== 'logistic') throw new LoupeError('INVALID_ARGUMENT', `head classifier must be 'mlp' or 'logistic', got ${String(h.classifier)}`);
+  if (!(Number.isInteger(h.hidden) && h.hidden >= 1 && h.hidden <= 4096)) throw new LoupeError('INVALID_ARGUMENT', `head hidden must be an integer in [1, 4096], got ${String(h.hidden)}`);
+  const epochs = o.head?.epochs ?? EPOCHS[h.classifier];
+  if (!(Number.isInteger(h.members) && h.members >= 1 && h.members <= 16)) throw new LoupeError('INVALID_ARGUMENT', `head members must be an integer in [1, 16], got ${String(h.members)}`);
+  if (!(Number.isInteger(epochs) && epochs >= 1)) throw new LoupeError('INVALID_ARGUMENT', `head epochs must be an integer >= 1, got ${String(epochs)}`);
   if (headInputDim(input, 1) === 0) throw new LoupeError('INVALID_ARGUMENT', 'the head must read some patch feature (embedding, residual or distance)');
 
   // --- Data and split ----------------------------------------------------------------------------
@@ -315,12 +339,17 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
   // The head's negatives from every bank image, while the bank is built (the head reads the embedding only).
   const bankDim = config.projectionDim && config.projectionDim > 0 ? config.projectionDim : EMBEDDING_DIM;
   const inDim = headInputDim(input, bankDim);
-  const projection: ProjectionSpec | null = h.projectionDim > 0 && h.projectionDim < inDim ? { inDim, outDim: h.projectionDim, seed: seed + 1 } : null;
-  const proj = projection ? new SparseRandomProjection(projection) : null;
+  // One projection per ensemble member (member 0's also feeds the defect-type classifier).
+  const projections: (ProjectionSpec | null)[] = Array.from({ length: h.members }, (_, m) =>
+    h.projectionDim > 0 && h.projectionDim < inDim ? { inDim, outDim: h.projectionDim, seed: seed + 1 + m } : null,
+  );
+  const projection = projections[0]!;
+  const projs = projections.map((p) => (p ? new SparseRandomProjection(p) : null));
+  const project = (rows: Float32Array, n: number): Float32Array[] => projs.map((p) => (p ? p.apply(rows, n) : rows));
   const dim = projection ? projection.outDim : inDim;
   const embeddingOnly = input.embedding && !input.residual && !input.distance;
   const sampleBank = embeddingOnly && h.negativePatchesPerImage > 0 && items.some((i) => i.label !== goodLabel);
-  const bankNegatives: Float32Array[] = [];
+  const bankNegatives: Float32Array[][] = [];
   // negativePatchesPerImage random patches of each bank image, no more: filling maxNegatives with bank patches
   // when the bank is small dilutes the defect images' own patches outside their masks, the hardest negatives
   // (KolektorSDD seed 4: held-out image AUROC 0.914 filled up to 60000, 0.985 with 64 per image).
@@ -338,7 +367,7 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
               const pick = patchRng.shuffle(Array.from({ length: PATCHES_PER_IMAGE }, (_, p) => p)).slice(0, per);
               const sel = new Float32Array(per * bankDim);
               pick.forEach((p, j) => sel.set(rows.subarray((k * PATCHES_PER_IMAGE + p) * bankDim, (k * PATCHES_PER_IMAGE + p + 1) * bankDim), j * bankDim));
-              bankNegatives.push(proj ? proj.apply(sel, per) : sel);
+              bankNegatives.push(project(sel, per));
             }
           },
         }
@@ -388,7 +417,7 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
       for await (const r of patchcore.scoreIter(engine, list.map((i) => i.path), { ...run, keepEmbeddings: true })) {
         const it = list[k++]!;
         const rows = headInputRows(r.embeddings!, r.nnIdx!, r.patchScores!, patchcore.bank, input);
-        const projected = proj ? proj.apply(rows, r.patchScores!.length) : rows.slice();
+        const projected = project(rows === r.embeddings ? rows.slice() : rows, r.patchScores!.length);
         let labelsOf: Int8Array;
         if (kind !== 'defect') labelsOf = new Int8Array(r.patchScores!.length).fill(LABEL_NEGATIVE);
         else {
@@ -413,8 +442,8 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
       }
       return out;
     };
-    const negatives: { rows: Float32Array; labels: Int8Array }[] = [
-      ...bankNegatives.map((rows) => ({ rows, labels: new Int8Array(rows.length / dim).fill(LABEL_NEGATIVE) })),
+    const negatives: { rows: Float32Array[]; labels: Int8Array }[] = [
+      ...bankNegatives.map((rows) => ({ rows, labels: new Int8Array(rows[0]!.length / dim).fill(LABEL_NEGATIVE) })),
       ...(await headImages(negPick, 'negative')),
     ];
     bankNegatives.length = 0;
@@ -422,26 +451,40 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
     const defectImages = await headImages(defects, 'defect');
     checkAbort(o.signal);
 
-    const train = (imgs: readonly Pick<HeadImage, 'rows' | 'labels'>[], foldSeed: number): { model: LogisticModel; positives: number; negatives: number } => {
-      const pos: Float32Array[] = [];
-      const neg: Float32Array[] = [];
-      for (const im of imgs) {
+    type Head = readonly PatchClassifier[];
+    const train = (imgs: readonly Pick<HeadImage, 'rows' | 'labels'>[], foldSeed: number): { model: Head; positives: number; negatives: number } => {
+      const pos: [number, number][] = [];
+      const neg: [number, number][] = [];
+      imgs.forEach((im, k) => {
         for (let p = 0; p < im.labels.length; p++) {
-          const row = im.rows.subarray(p * dim, (p + 1) * dim);
-          if (im.labels[p] === LABEL_POSITIVE) pos.push(row);
-          else if (im.labels[p] === LABEL_NEGATIVE) neg.push(row);
+          if (im.labels[p] === LABEL_POSITIVE) pos.push([k, p]);
+          else if (im.labels[p] === LABEL_NEGATIVE) neg.push([k, p]);
         }
-      }
+      });
       if (pos.length === 0) throw new LoupeError('INVALID_ARGUMENT', `${where}: the labelled defects give no positive patch (empty masks?)`);
       const negKept = neg.length > h.maxNegatives ? createRng(`hybrid-neg-patches:${seed}:${foldSeed}`).shuffle(neg).slice(0, h.maxNegatives) : neg;
       const all = [...pos, ...negKept];
-      const X = new Float32Array(all.length * dim);
-      all.forEach((r, i) => X.set(r, i * dim));
       const y = new Uint8Array(all.length).fill(1, 0, pos.length);
-      return { model: trainLogistic(X, all.length, dim, y, { l2: h.l2, epochs: h.epochs, seed: seed + foldSeed }), positives: pos.length, negatives: negKept.length };
+      const model = projs.map((_, m): PatchClassifier => {
+        const X = new Float32Array(all.length * dim);
+        all.forEach(([k, p], i) => X.set(imgs[k]!.rows[m]!.subarray(p * dim, (p + 1) * dim), i * dim));
+        const opts = { l2: h.l2, epochs, seed: seed + foldSeed + 1000 * m };
+        return h.classifier === 'mlp' ? { kind: 'mlp', model: trainMlp(X, all.length, dim, y, { ...opts, hidden: h.hidden }) } : { kind: 'logistic', model: trainLogistic(X, all.length, dim, y, opts) };
+      });
+      return { model, positives: pos.length, negatives: negKept.length };
     };
-    const logitsOf = (m: LogisticModel, im: HeadImage): Float32Array => logisticLogits(m, im.rows, im.labels.length);
-    const fusionOf = (m: LogisticModel, weight: number): { image: Omit<FusionPart, 'threshold'>; pixel: Omit<FusionPart, 'threshold'> } => {
+    // The ensemble's patch logits: the mean of its members'.
+    const logitsOf = (head: Head, im: HeadImage): Float32Array => {
+      const n = im.labels.length;
+      if (head.length === 1) return classifierLogits(head[0]!, im.rows[0]!, n);
+      const out = new Float32Array(n);
+      head.forEach((c, m) => {
+        const l = classifierLogits(c, im.rows[m]!, n);
+        for (let p = 0; p < n; p++) out[p] = out[p]! + l[p]! / head.length;
+      });
+      return out;
+    };
+    const fusionOf = (m: Head, weight: number): { image: Omit<FusionPart, 'threshold'>; pixel: Omit<FusionPart, 'threshold'> } => {
       const vLogits = validation.map((im) => logitsOf(m, im));
       const patchPc: number[] = [];
       const patchHead: number[] = [];
@@ -553,13 +596,13 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
       for (const im of defectImages) {
         for (let p = 0; p < im.labels.length; p++) {
           if (im.labels[p] !== LABEL_POSITIVE) continue;
-          rows.push(im.rows.subarray(p * dim, (p + 1) * dim));
+          rows.push(im.rows[0]!.subarray(p * dim, (p + 1) * dim));
           ys.push(types.indexOf(im.type!));
         }
       }
       const X = new Float32Array(rows.length * dim);
       rows.forEach((r, i) => X.set(r, i * dim));
-      const m = trainSoftmax(X, rows.length, dim, Int32Array.from(ys), types.length, { seed, l2: h.l2, epochs: h.epochs });
+      const m = trainSoftmax(X, rows.length, dim, Int32Array.from(ys), types.length, { seed, l2: h.l2, epochs: EPOCHS.logistic });
       typeState = {
         classes: types,
         projection,
@@ -567,18 +610,19 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
         topK: TYPE_TOP_K,
       };
     }
-    const l = final.model;
+    const headState = (m: number): FewShotHeadState => ({
+      inDim,
+      projection: projections[m]!,
+      ...classifierState(final.model[m]!),
+      training: { positives: final.positives, negatives: final.negatives, images: negatives.length + defectImages.length },
+    });
     state = {
       format: HYBRID_FORMAT,
       version: HYBRID_VERSION,
       head: {
         input,
-        head: {
-          inDim,
-          projection,
-          logistic: { d: l.d, b: l.b, w: Array.from(l.w), mean: Array.from(l.mean), std: Array.from(l.std) },
-          training: { positives: final.positives, negatives: final.negatives, images: negatives.length + defectImages.length },
-        },
+        head: headState(0),
+        ...(final.model.length > 1 ? { ensemble: final.model.slice(1).map((_, j) => headState(j + 1)) } : {}),
         aggregation,
       },
       fusion: { image: { ...fu.image, threshold: imageThreshold }, pixel: { ...fu.pixel, threshold: pixelThreshold } },

@@ -1,7 +1,8 @@
 // Exact small cases for the few-shot head's pure parts: patch labels, logistic regression, fusion, folds.
 import { describe, expect, it } from 'vitest';
 
-import { fitFusion, FewShotHead, fuseScores, scoreStats } from '../../src/anomaly/fewshot/head.js';
+import { classifierFromState, classifierLogits, classifierState, fitFusion, FewShotHead, fuseScores, scoreStats } from '../../src/anomaly/fewshot/head.js';
+import { mlpLogits, trainMlp } from '../../src/anomaly/fewshot/mlp.js';
 import { groupKFold } from '../../src/anomaly/fewshot/kfold.js';
 import { logisticLogits, trainLogistic } from '../../src/anomaly/fewshot/logistic.js';
 import { cellCoverage, LABEL_IGNORE, LABEL_NEGATIVE, LABEL_POSITIVE, patchLabelsFromMask, patchLabelsFromScores } from '../../src/anomaly/fewshot/patch-labels.js';
@@ -61,6 +62,44 @@ describe('logistic regression', () => {
 
   it('rejects a single-class problem', () => {
     expect(() => trainLogistic(new Float32Array(4), 2, 2, Uint8Array.from([0, 0]))).toThrow(/both classes/);
+  });
+});
+
+describe('MLP head', () => {
+  // XOR of two features (plus a noise feature): no linear classifier does better than chance.
+  const rng = createRng(7);
+  const n = 800, d = 3;
+  const X = new Float32Array(n * d);
+  const y = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const a = rng.next() < 0.5 ? -1 : 1, b = rng.next() < 0.5 ? -1 : 1;
+    X[i * d] = a + 0.3 * rng.normal();
+    X[i * d + 1] = b + 0.3 * rng.normal();
+    X[i * d + 2] = 5 + 2 * rng.normal();
+    y[i] = a === b ? 0 : 1;
+  }
+  const accuracy = (z: Float32Array): number => z.reduce((c, v, i) => c + ((v > 0 ? 1 : 0) === y[i] ? 1 : 0), 0) / n;
+
+  it('learns a problem the logistic head cannot, seeded', () => {
+    const m = trainMlp(X, n, d, y, { hidden: 16, epochs: 60, learningRate: 1e-2, seed: 3 });
+    expect(accuracy(mlpLogits(m, X, n))).toBeGreaterThan(0.95);
+    expect(accuracy(logisticLogits(trainLogistic(X, n, d, y, { epochs: 60 }), X, n))).toBeLessThan(0.7);
+    const again = trainMlp(X, n, d, y, { hidden: 16, epochs: 60, learningRate: 1e-2, seed: 3 });
+    expect(Array.from(again.w1)).toEqual(Array.from(m.w1));
+    expect(() => trainMlp(X, n, d, new Uint8Array(n), {})).toThrow(/both classes/);
+    expect(() => trainMlp(X, n, d, y, { hidden: 0 })).toThrow(/hidden/);
+  });
+
+  it('round-trips through its JSON state; a state with both or neither classifier, or wrong sizes, is refused', () => {
+    const m = trainMlp(X, n, d, y, { hidden: 8, epochs: 5, seed: 1 });
+    const state = JSON.parse(JSON.stringify(classifierState({ kind: 'mlp', model: m })));
+    expect(Object.keys(state)).toEqual(['mlp']);
+    const back = classifierFromState(state);
+    expect(Array.from(classifierLogits(back, X, 10))).toEqual(Array.from(mlpLogits(m, X, 10)));
+    const l = classifierState({ kind: 'logistic', model: trainLogistic(X, n, d, y, { epochs: 2 }) });
+    expect(() => classifierFromState({ ...state, ...l })).toThrow(/exactly one/);
+    expect(() => classifierFromState({})).toThrow(/exactly one/);
+    expect(() => classifierFromState({ mlp: { ...state.mlp, w2: [1] } })).toThrow(/inconsistent mlp/);
   });
 });
 

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import {
   calibrate,
+  DEFAULT_HYBRID_HEAD,
   Engine,
   evaluateOneClass,
   hybridHoldOut,
@@ -167,13 +168,41 @@ describe.skipIf(!!skip)('hybrid models (memory bank + supervised head)', () => {
     // A head that does not fit its memory bank is refused at load, naming the field.
     const text = readFileSync(file);
     const nl = text.indexOf(10);
-    const header = JSON.parse(text.subarray(0, nl).toString('utf8'));
-    header.hybrid.head.head.inDim = 7;
-    const bad = join(tmp.dir, 'bad-hybrid.loupe');
-    writeFileSync(bad, Buffer.concat([Buffer.from(JSON.stringify(header)), text.subarray(nl)]));
+    const withHeader = (edit: (h: any) => void, name: string): string => {
+      const header = JSON.parse(text.subarray(0, nl).toString('utf8'));
+      edit(header);
+      const out = join(tmp.dir, name);
+      writeFileSync(out, Buffer.concat([Buffer.from(JSON.stringify(header)), text.subarray(nl)]));
+      return out;
+    };
+    const bad = withHeader((h) => (h.hybrid.head.head.inDim = 7), 'bad-hybrid.loupe');
     const err = await loadModel(bad).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ModelFileError);
     expect(err).toMatchObject({ code: 'MODEL_CORRUPT', field: 'hybrid' });
+    // The default head is an MLP (version 2); a version-1 file's logistic head still loads and answers.
+    const head = t.model.hybrid.state.head!.head;
+    expect(t.model.hybrid.state.version).toBe(2);
+    expect(head.mlp!.hidden).toBe(DEFAULT_HYBRID_HEAD.hidden);
+    // Two more members, each on its own projection.
+    const members = [head, ...t.model.hybrid.state.head!.ensemble!];
+    expect(members.length).toBe(3);
+    expect(new Set(members.map((m) => m.projection!.seed)).size).toBe(3);
+    expect(head.logistic).toBeUndefined();
+    const d = head.mlp!.d;
+    const logistic = { d, b: 0, w: new Array(d).fill(0).map((_, j) => (j === 0 ? 1 : 0)), mean: new Array(d).fill(0), std: new Array(d).fill(1) };
+    const v1 = withHeader((h) => {
+      h.hybrid.version = 1;
+      delete h.hybrid.head.ensemble;
+      delete h.hybrid.head.head.mlp;
+      h.hybrid.head.head.logistic = logistic;
+    }, 'v1-hybrid.loupe');
+    const old = await loadModel(v1);
+    if (old.kind !== 'hybrid') throw new Error('unreachable');
+    const r = await (await Inspector.open(old, { engine })).inspect(image);
+    expect(Number.isFinite(r.rawScore)).toBe(true);
+    expect(r.rawScore).not.toBeCloseTo(a.rawScore, 3);
+    const both = withHeader((h) => (h.hybrid.head.head.logistic = logistic), 'both-hybrid.loupe');
+    expect(await loadModel(both).catch((e: unknown) => e)).toMatchObject({ code: 'MODEL_CORRUPT', field: 'hybrid' });
   });
 
   it('evaluateOneClass measures a hybrid inspector by the same protocol (balanced accuracy, type accuracy), and calibrate moves its fused thresholds', async () => {
@@ -199,7 +228,7 @@ describe.skipIf(!!skip)('hybrid models (memory bank + supervised head)', () => {
 
   it('with one defect type: a head, no defect type to name', async () => {
     const one = mvtecSubset(join(tmp.dir, 'one-type', 'bottle'), { train: 14, testGood: 6, defects: { broken_large: 6 } });
-    const r = await trainHybrid({ engine, data: one.root, split: 0.5, shots: 3, seed: 0, coresetRatio: 0.05, validationFraction: 0.3, compareOneClass: false });
+    const r = await trainHybrid({ engine, data: one.root, split: 0.5, shots: 3, seed: 0, coresetRatio: 0.05, validationFraction: 0.3, compareOneClass: false, head: { members: 1 } });
     expect(r.defectTypes).toEqual(['broken_large']);
     expect(r.counts.trainDefects).toBe(3);
     expect(r.model.hybrid.hasHead).toBe(true);
@@ -217,7 +246,7 @@ describe.skipIf(!!skip)('hybrid models (memory bank + supervised head)', () => {
   it('without masks: image labels train the head, pixel AUROC is null, and the trainer says so', async () => {
     const noMasks = mvtecSubset(join(tmp.dir, 'no-masks', 'bottle'), { train: 14, testGood: 6, defects: { broken_large: 4, contamination: 4 } });
     rmSync(join(noMasks.root, 'ground_truth'), { recursive: true });
-    const r = await trainHybrid({ engine, data: noMasks.root, split: 0.5, shots: 2, seed: 0, coresetRatio: 0.05, validationFraction: 0.3, compareOneClass: false });
+    const r = await trainHybrid({ engine, data: noMasks.root, split: 0.5, shots: 2, seed: 0, coresetRatio: 0.05, validationFraction: 0.3, compareOneClass: false, head: { classifier: 'logistic', members: 1 } });
     expect(r.counts.maskedDefects).toBe(0);
     expect(r.counts.trainDefects).toBe(4);
     expect(r.model.hybrid.hasHead).toBe(true);
@@ -257,7 +286,7 @@ describe.skipIf(!!skip)('hybrid models (memory bank + supervised head)', () => {
       good: bottle('train/good', 14, 120),
       broken_small: bottle('test/broken_small', 4),
     });
-    const r = await trainHybrid({ engine, data: dir, seed: 0, coresetRatio: 0.05, validationFraction: 0.3 });
+    const r = await trainHybrid({ engine, data: dir, seed: 0, coresetRatio: 0.05, validationFraction: 0.3, head: { members: 1 } });
     expect(r.layout).toBe('folder-per-label');
     expect(r.counts.trainGood).toBe(14);
     expect(r.counts.trainDefects).toBe(4);

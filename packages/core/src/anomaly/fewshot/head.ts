@@ -11,6 +11,7 @@ import { SparseRandomProjection, type ProjectionSpec } from '../patchcore/featur
 import { quantile } from '../patchcore/threshold.js';
 import { LABEL_NEGATIVE, LABEL_POSITIVE } from './patch-labels.js';
 import { logisticLogits, trainLogistic, type LogisticModel, type LogisticOptions } from './logistic.js';
+import { mlpLogits, type MlpModel } from './mlp.js';
 
 export interface HeadTrainingImage {
   /** [patches][inDim] embeddings (PatchCore rows). */
@@ -50,11 +51,49 @@ export function fuseScores(pc: number, head: number, pcStats: ScoreStats, headSt
   return (pc - pcStats.mean) / pcStats.std + (weight * (head - headStats.mean)) / headStats.std;
 }
 
+/** The patch classifier of a head: logistic (linear) or a one-hidden-layer MLP; a state holds exactly one. */
+export type PatchClassifier = { readonly kind: 'logistic'; readonly model: LogisticModel } | { readonly kind: 'mlp'; readonly model: MlpModel };
+
 export interface FewShotHeadState {
   inDim: number;
   projection: ProjectionSpec | null;
-  logistic: { d: number; b: number; w: number[]; mean: number[]; std: number[] };
+  logistic?: { d: number; b: number; w: number[]; mean: number[]; std: number[] };
+  mlp?: { d: number; hidden: number; w1: number[]; b1: number[]; w2: number[]; b2: number; mean: number[]; std: number[] };
   training: { positives: number; negatives: number; images: number };
+}
+
+/** Logits of rows X [n][d] under either classifier. */
+export function classifierLogits(c: PatchClassifier, X: Float32Array, n: number): Float32Array {
+  return c.kind === 'mlp' ? mlpLogits(c.model, X, n) : logisticLogits(c.model, X, n);
+}
+
+/** The JSON form of a classifier (the `logistic` or `mlp` field of a head state). */
+export function classifierState(c: PatchClassifier): Pick<FewShotHeadState, 'logistic' | 'mlp'> {
+  if (c.kind === 'logistic') {
+    const l = c.model;
+    return { logistic: { d: l.d, b: l.b, w: Array.from(l.w), mean: Array.from(l.mean), std: Array.from(l.std) } };
+  }
+  const m = c.model;
+  return { mlp: { d: m.d, hidden: m.hidden, w1: Array.from(m.w1), b1: Array.from(m.b1), w2: Array.from(m.w2), b2: m.b2, mean: Array.from(m.mean), std: Array.from(m.std) } };
+}
+
+/** A classifier from a head state, its sizes checked. */
+export function classifierFromState(s: Pick<FewShotHeadState, 'logistic' | 'mlp'>): PatchClassifier {
+  const bad = (what: string): never => {
+    throw new LoupeError('INVALID_ARGUMENT', `few-shot head: inconsistent ${what} state`);
+  };
+  if ((s.logistic === undefined) === (s.mlp === undefined)) throw new LoupeError('INVALID_ARGUMENT', 'few-shot head: the state must hold exactly one of logistic and mlp');
+  if (s.logistic) {
+    const l = s.logistic;
+    if (l.w.length !== l.d || l.mean.length !== l.d || l.std.length !== l.d || !Number.isFinite(l.b)) bad('logistic');
+    return { kind: 'logistic', model: { d: l.d, b: l.b, w: Float32Array.from(l.w), mean: Float32Array.from(l.mean), std: Float32Array.from(l.std) } };
+  }
+  const m = s.mlp!;
+  if (!(Number.isInteger(m.hidden) && m.hidden >= 1) || m.w1.length !== m.hidden * m.d || m.b1.length !== m.hidden || m.w2.length !== m.hidden || m.mean.length !== m.d || m.std.length !== m.d || !Number.isFinite(m.b2)) bad('mlp');
+  return {
+    kind: 'mlp',
+    model: { d: m.d, hidden: m.hidden, w1: Float32Array.from(m.w1), b1: Float32Array.from(m.b1), w2: Float32Array.from(m.w2), b2: m.b2, mean: Float32Array.from(m.mean), std: Float32Array.from(m.std) },
+  };
 }
 
 export class FewShotHead {
@@ -63,7 +102,7 @@ export class FewShotHead {
   private constructor(
     readonly inDim: number,
     projectionSpec: ProjectionSpec | null,
-    readonly logistic: LogisticModel,
+    readonly classifier: PatchClassifier,
     readonly training: FewShotHeadState['training'],
   ) {
     this.projection = projectionSpec ? new SparseRandomProjection(projectionSpec) : null;
@@ -98,15 +137,15 @@ export class FewShotHead {
       else X.set(row, i * d);
       y[i] = i < pos.length ? 1 : 0;
     });
-    const logistic = trainLogistic(X, n, d, y, options);
-    return new FewShotHead(inDim, spec, logistic, { positives: pos.length, negatives: negKept.length, images: images.length });
+    const classifier: PatchClassifier = { kind: 'logistic', model: trainLogistic(X, n, d, y, options) };
+    return new FewShotHead(inDim, spec, classifier, { positives: pos.length, negatives: negKept.length, images: images.length });
   }
 
   /** Logit per patch of rows [n][inDim]. */
   patchLogits(rows: Float32Array, n: number): Float32Array {
     if (rows.length !== n * this.inDim) throw new LoupeError('INVALID_ARGUMENT', `head: expected ${n} x ${this.inDim} floats`);
     const X = this.projection ? this.projection.apply(rows, n) : rows;
-    return logisticLogits(this.logistic, X, n);
+    return classifierLogits(this.classifier, X, n);
   }
 
   /** Image score: max patch logit over the image's rows (all views of it in tile mode). */
@@ -121,15 +160,16 @@ export class FewShotHead {
     return {
       inDim: this.inDim,
       projection: this.projection ? this.projection.spec : null,
-      logistic: { d: this.logistic.d, b: this.logistic.b, w: Array.from(this.logistic.w), mean: Array.from(this.logistic.mean), std: Array.from(this.logistic.std) },
+      ...classifierState(this.classifier),
       training: this.training,
     };
   }
 
   static fromState(s: FewShotHeadState): FewShotHead {
-    const l = s.logistic;
-    if (l.w.length !== l.d || l.mean.length !== l.d || l.std.length !== l.d) throw new LoupeError('INVALID_ARGUMENT', 'few-shot head: inconsistent logistic state');
-    return new FewShotHead(s.inDim, s.projection, { d: l.d, b: l.b, w: Float32Array.from(l.w), mean: Float32Array.from(l.mean), std: Float32Array.from(l.std) }, s.training);
+    const c = classifierFromState(s);
+    const d = s.projection ? s.projection.outDim : s.inDim;
+    if (c.model.d !== d) throw new LoupeError('INVALID_ARGUMENT', `few-shot head: its classifier reads ${c.model.d} features, its input gives ${d}`);
+    return new FewShotHead(s.inDim, s.projection, c, s.training);
   }
 }
 

@@ -3,6 +3,7 @@
 // for positives and 1/(2 n_neg) for negatives (each class weighs half), on standardised features.
 import { createRng } from '../../datasets/random.js';
 import { LoupeError } from '../../errors.js';
+import { Adam, standardise } from './adam.js';
 
 export interface LogisticModel {
   d: number;
@@ -43,7 +44,7 @@ export function featureStats(X: Float32Array, n: number, d: number): { mean: Flo
   return { mean: m, std: s };
 }
 
-function sigmoid(z: number): number {
+export function sigmoid(z: number): number {
   return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
 }
 
@@ -59,55 +60,40 @@ export function trainLogistic(X: Float32Array, n: number, d: number, y: Uint8Arr
   const bs = Math.max(1, options.batchSize ?? 256);
   const lr = options.learningRate ?? 1e-2;
   const { mean, std } = featureStats(X, n, d);
-  const Z = new Float32Array(n * d);
-  const inv = new Float32Array(d);
-  for (let j = 0; j < d; j++) inv[j] = 1 / std[j]!;
-  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) Z[i * d + j] = (X[i * d + j]! - mean[j]!) * inv[j]!;
+  const Z = standardise(X, n, d, mean, std);
   const wPos = 1 / (2 * nPos);
   const wNeg = 1 / (2 * nNeg);
 
   const w = new Float64Array(d);
-  let b = 0;
-  const mW = new Float64Array(d), vW = new Float64Array(d);
-  let mB = 0, vB = 0;
+  const bias = new Float64Array(1);
   const g = new Float64Array(d);
-  const beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  const gb = new Float64Array(1);
+  const adam = new Adam([w, bias], lr, [l2, 0]);
   const rng = createRng(`logistic:${options.seed ?? 0}`);
   const order = Array.from({ length: n }, (_, i) => i);
-  let step = 0;
   for (let ep = 0; ep < epochs; ep++) {
     rng.shuffle(order);
     for (let start = 0; start < n; start += bs) {
       const end = Math.min(n, start + bs);
       g.fill(0);
-      let gb = 0;
+      gb[0] = 0;
       let wsum = 0;
       for (let k = start; k < end; k++) {
         const i = order[k]!;
         const o = i * d;
-        let z = b;
+        let z = bias[0]!;
         for (let j = 0; j < d; j++) z += w[j]! * Z[o + j]!;
         const yi = y[i] ? 1 : 0;
         const wi = yi ? wPos : wNeg;
         const r = wi * (sigmoid(z) - yi);
         wsum += wi;
-        gb += r;
+        gb[0] += r;
         for (let j = 0; j < d; j++) g[j] = g[j]! + r * Z[o + j]!;
       }
-      step++;
-      const c1 = 1 - beta1 ** step, c2 = 1 - beta2 ** step;
-      for (let j = 0; j < d; j++) {
-        const gj = g[j]! / wsum + l2 * w[j]!;
-        mW[j] = beta1 * mW[j]! + (1 - beta1) * gj;
-        vW[j] = beta2 * vW[j]! + (1 - beta2) * gj * gj;
-        w[j] = w[j]! - (lr * (mW[j]! / c1)) / (Math.sqrt(vW[j]! / c2) + eps);
-      }
-      const gbn = gb / wsum;
-      mB = beta1 * mB + (1 - beta1) * gbn;
-      vB = beta2 * vB + (1 - beta2) * gbn * gbn;
-      b -= (lr * (mB / c1)) / (Math.sqrt(vB / c2) + eps);
+      adam.step([g, gb], wsum);
     }
   }
+  const b = bias[0]!;
   return { d, w: Float32Array.from(w), b, mean, std };
 }
 

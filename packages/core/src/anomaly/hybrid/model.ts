@@ -22,7 +22,7 @@ import type { AnomalyResult, PatchCoreEngine, PatchCoreModel, ScoreOptions } fro
 import { softmaxProbabilities, type SoftmaxModel } from './softmax.js';
 
 export const HYBRID_FORMAT = 'loupe-hybrid';
-export const HYBRID_VERSION = 1;
+export const HYBRID_VERSION = 2; // 2: the head may be an MLP (FewShotHeadState.mlp)
 
 /** What the head reads per patch: the PatchCore embedding, its residual to the nearest bank row, the NN distance. */
 export interface HeadInput {
@@ -40,6 +40,8 @@ export interface HeadAggregation {
 export interface HybridHeadState {
   readonly input: HeadInput;
   readonly head: FewShotHeadState;
+  /** Further heads (version 2), each on its own projection: the head's patch logits are the mean of all. */
+  readonly ensemble?: readonly FewShotHeadState[];
   readonly aggregation: HeadAggregation;
 }
 
@@ -169,7 +171,10 @@ function checkState(s: HybridState, bankDim: number): void {
   if (s.head) {
     const dim = headInputDim(s.head.input, bankDim);
     if (dim === 0) throw new LoupeError('INVALID_ARGUMENT', 'the head reads no patch features');
-    if (s.head.head.inDim !== dim) throw new LoupeError('INVALID_ARGUMENT', `the head reads ${s.head.head.inDim} features per patch; its input gives ${dim}`);
+    for (const h of [s.head.head, ...(s.head.ensemble ?? [])]) {
+      if (h?.inDim !== dim) throw new LoupeError('INVALID_ARGUMENT', `the head reads ${h?.inDim} features per patch; its input gives ${dim}`);
+    }
+    if (s.head.ensemble !== undefined && !(Array.isArray(s.head.ensemble) && s.version >= 2)) throw new LoupeError('INVALID_ARGUMENT', 'head.ensemble must be a list of heads (version 2)');
     const a = s.head.aggregation;
     if (!(Number.isInteger(a.topK) && a.topK >= 1 && a.sigma >= 0 && a.sigma <= 28)) throw new LoupeError('INVALID_ARGUMENT', `bad head aggregation ${JSON.stringify(a)}`);
     for (const [name, part] of Object.entries(s.fusion!)) {
@@ -191,7 +196,8 @@ function checkState(s: HybridState, bankDim: number): void {
 
 /** A PatchCore model and the hybrid state around it: scores images as the hybrid model. */
 export class HybridScorer {
-  private readonly head: FewShotHead | null;
+  /** The head and its ensemble members; null without a head. */
+  private readonly head: readonly FewShotHead[] | null;
   private readonly typeProjection: SparseRandomProjection | null;
   private readonly typeModel: SoftmaxModel | null;
 
@@ -201,7 +207,7 @@ export class HybridScorer {
   ) {
     checkState(state, patchcore.bank.d);
     if (state.head && patchcore.config.tile) throw new LoupeError('INVALID_ARGUMENT', 'hybrid models score whole images (no tile mode)');
-    this.head = state.head ? FewShotHead.fromState(state.head.head) : null;
+    this.head = state.head ? [state.head.head, ...(state.head.ensemble ?? [])].map((h) => FewShotHead.fromState(h)) : null;
     const t = state.defectTypes;
     this.typeProjection = t?.projection ? new SparseRandomProjection(t.projection) : null;
     this.typeModel = t
@@ -228,7 +234,14 @@ export class HybridScorer {
     if (!this.head || !this.state.head) throw new LoupeError('INVALID_ARGUMENT', 'this hybrid model has no head');
     if (!r.embeddings || !r.nnIdx || !r.patchScores) throw new LoupeError('INVALID_ARGUMENT', 'head logits need the PatchCore result with its embeddings (keepEmbeddings)');
     const rows = headInputRows(r.embeddings, r.nnIdx, r.patchScores, this.patchcore.bank, this.state.head.input);
-    return this.head.patchLogits(rows, r.patchScores.length);
+    const n = r.patchScores.length;
+    if (this.head.length === 1) return this.head[0]!.patchLogits(rows, n);
+    const out = new Float32Array(n);
+    for (const h of this.head) {
+      const l = h.patchLogits(rows, n);
+      for (let p = 0; p < n; p++) out[p] = out[p]! + l[p]! / this.head.length;
+    }
+    return out;
   }
 
   /** The hybrid answer from a PatchCore result kept with its embeddings. */
@@ -306,6 +319,14 @@ export class HybridScorer {
     return out;
   }
 
+  /** 'MLP 64 x3', 'logistic': the head's classifier and its ensemble size. */
+  private headForm(): string {
+    const h = this.head?.[0]?.classifier;
+    if (!h) return 'none';
+    const form = h.kind === 'mlp' ? `MLP ${h.model.hidden}` : 'logistic';
+    return this.head!.length > 1 ? `${form} x${this.head!.length}` : form;
+  }
+
   /** One line for logs and listings. */
   describe(): string {
     const s = this.state;
@@ -313,7 +334,7 @@ export class HybridScorer {
     const tr = s.training;
     const inputs = [s.head.input.embedding ? 'embedding' : '', s.head.input.residual ? 'residual' : '', s.head.input.distance ? 'distance' : ''].filter(Boolean).join('+');
     return (
-      `hybrid: memory bank ${this.patchcore.bank.n} x ${this.patchcore.bank.d} + patch head (${inputs}, ${tr.defectImages} labelled defects, ${tr.maskedDefects} with masks` +
+      `hybrid: memory bank ${this.patchcore.bank.n} x ${this.patchcore.bank.d} + patch head (${this.headForm()} on ${inputs}, ${tr.defectImages} labelled defects, ${tr.maskedDefects} with masks` +
       `${s.defectTypes ? `; types ${s.defectTypes.classes.join(', ')}` : s.defectLabels.length === 1 ? `; type ${s.defectLabels[0]}` : ''}), fused threshold ${s.fusion.image.threshold.toFixed(3)}`
     );
   }

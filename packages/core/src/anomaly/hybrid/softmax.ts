@@ -3,6 +3,7 @@
 // (mean/std stored); each class weighs the same in the loss whatever its number of rows.
 import { createRng } from '../../datasets/random.js';
 import { LoupeError } from '../../errors.js';
+import { Adam, standardise } from '../fewshot/adam.js';
 import { featureStats } from '../fewshot/logistic.js';
 
 export interface SoftmaxModel {
@@ -37,19 +38,16 @@ export function trainSoftmax(X: Float32Array, n: number, d: number, y: Int32Arra
   const bs = Math.max(1, options.batchSize ?? 256);
   const lr = options.learningRate ?? 1e-2;
   const { mean, std } = featureStats(X, n, d);
-  const Z = new Float32Array(n * d);
-  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) Z[i * d + j] = (X[i * d + j]! - mean[j]!) / std[j]!;
+  const Z = standardise(X, n, d, mean, std);
   const present = Array.from(counts).filter((c) => c > 0).length;
   const cw = Array.from(counts, (c) => (c > 0 ? 1 / (present * c) : 0));
   const w = new Float64Array(k * d);
   const b = new Float64Array(k);
-  const mW = new Float64Array(k * d), vW = new Float64Array(k * d), mB = new Float64Array(k), vB = new Float64Array(k);
   const gW = new Float64Array(k * d), gB = new Float64Array(k);
+  const adam = new Adam([w, b], lr, [l2, 0]);
   const z = new Float64Array(k);
-  const beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   const rng = createRng(`softmax:${options.seed ?? 0}`);
   const order = Array.from({ length: n }, (_, i) => i);
-  let step = 0;
   for (let ep = 0; ep < epochs; ep++) {
     rng.shuffle(order);
     for (let start = 0; start < n; start += bs) {
@@ -77,20 +75,7 @@ export function trainSoftmax(X: Float32Array, n: number, d: number, y: Int32Arra
           for (let j = 0; j < d; j++) gW[c * d + j] = gW[c * d + j]! + r * Z[o + j]!;
         }
       }
-      step++;
-      const c1 = 1 - beta1 ** step, c2 = 1 - beta2 ** step;
-      for (let q = 0; q < k * d; q++) {
-        const g = gW[q]! / wsum + l2 * w[q]!;
-        mW[q] = beta1 * mW[q]! + (1 - beta1) * g;
-        vW[q] = beta2 * vW[q]! + (1 - beta2) * g * g;
-        w[q] = w[q]! - (lr * (mW[q]! / c1)) / (Math.sqrt(vW[q]! / c2) + eps);
-      }
-      for (let c = 0; c < k; c++) {
-        const g = gB[c]! / wsum;
-        mB[c] = beta1 * mB[c]! + (1 - beta1) * g;
-        vB[c] = beta2 * vB[c]! + (1 - beta2) * g * g;
-        b[c] = b[c]! - (lr * (mB[c]! / c1)) / (Math.sqrt(vB[c]! / c2) + eps);
-      }
+      adam.step([gW, gB], wsum);
     }
   }
   return { d, k, w: Float32Array.from(w), b: Float32Array.from(b), mean, std };
