@@ -216,6 +216,11 @@ async function runHybridVariants(env: Env, exp: string, variants: Record<string,
       for (const [name, v] of Object.entries(variants)) {
         if (only && !only.includes(name)) continue;
         if (env.variants && !env.variants.includes(name)) continue;
+        if (v.head.augment && !ctx.augment) {
+          ctx.augment = {};
+          const defects = cat.items.map((it, i) => (it.label !== 'good' ? i : -1)).filter((i) => i >= 0);
+          for (const a of ['hflip', 'vflip'] as const) ctx.augment[a] = await env.store(cat, a, defects);
+        }
         const t0 = performance.now();
         const m = await hybridVariant(ctx, v.head, v.agg);
         for (const [k, x] of Object.entries(m)) push((vals[name] ??= {}), k, x);
@@ -444,4 +449,12 @@ EXPERIMENTS['ensemble2'] = (env) =>
     mlpX3e4: { head: { ...MLP64, mlp: { hidden: 64, epochs: 4, l2: 1e-2 }, ensemble: 3 } },
     mlpX3h32e5: { head: { ...MLP64, mlp: { hidden: 32, epochs: 5, l2: 1e-2 }, ensemble: 3 } },
     mlpX5h16e5: { head: { ...MLP64, mlp: { hidden: 16, epochs: 5, l2: 1e-2 }, ensemble: 5 } },
+  });
+
+/** Flipped copies of the labelled defects as more positives, with core's head (magnetic tile's defects have no orientation). */
+const CORE_HEAD: HeadConfig = { ...MLP64, mlp: { hidden: 32, epochs: 5, l2: 1e-2 }, ensemble: 3 };
+EXPERIMENTS['flips'] = (env) =>
+  runHybridVariants(env, 'flips', {
+    core: { head: CORE_HEAD },
+    coreFlips: { head: { ...CORE_HEAD, augment: ['hflip', 'vflip'] } },
   });

@@ -1,5 +1,5 @@
-// Adam (Kingma & Ba 2015) over a model's parameter arrays: the one optimiser of the few-shot heads
-// (logistic, MLP) and of the defect-type softmax. L2 is per array (biases are not decayed).
+// What the few-shot heads (logistic, MLP) and the defect-type softmax share: Adam (Kingma & Ba 2015) over a
+// model's parameter arrays (L2 per array; biases are not decayed), and the set-up of the training rows.
 export type Params = Float64Array | Float32Array;
 
 export class Adam {
@@ -44,4 +44,47 @@ export function standardise(X: Float32Array, n: number, d: number, mean: Float32
   for (let j = 0; j < d; j++) inv[j] = 1 / std[j]!;
   for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) Z[i * d + j] = (X[i * d + j]! - mean[j]!) * inv[j]!;
   return Z;
+}
+
+/** Per-feature mean and std (std floored at 1e-6). */
+export function featureStats(X: Float32Array, n: number, d: number): { mean: Float32Array; std: Float32Array } {
+  const mean = new Float64Array(d);
+  const sq = new Float64Array(d);
+  for (let i = 0; i < n; i++) {
+    const o = i * d;
+    for (let j = 0; j < d; j++) {
+      const v = X[o + j]!;
+      mean[j] = mean[j]! + v;
+      sq[j] = sq[j]! + v * v;
+    }
+  }
+  const m = new Float32Array(d);
+  const s = new Float32Array(d);
+  for (let j = 0; j < d; j++) {
+    const mu = mean[j]! / n;
+    m[j] = mu;
+    s[j] = Math.max(1e-6, Math.sqrt(Math.max(0, sq[j]! / n - mu * mu)));
+  }
+  return { mean: m, std: s };
+}
+
+export interface TrainingOptions {
+  l2?: number;
+  epochs?: number;
+  batchSize?: number;
+  learningRate?: number;
+}
+
+/** The options with the trainer's defaults (L2 1e-2, batch 256) and the standardised rows. */
+export function trainingSetup(X: Float32Array, n: number, d: number, o: TrainingOptions, defaults: { epochs: number; learningRate: number }) {
+  const { mean, std } = featureStats(X, n, d);
+  return {
+    l2: o.l2 ?? 1e-2,
+    epochs: o.epochs ?? defaults.epochs,
+    bs: Math.max(1, o.batchSize ?? 256),
+    lr: o.learningRate ?? defaults.learningRate,
+    mean,
+    std,
+    Z: standardise(X, n, d, mean, std),
+  };
 }

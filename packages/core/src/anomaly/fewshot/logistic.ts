@@ -3,7 +3,9 @@
 // for positives and 1/(2 n_neg) for negatives (each class weighs half), on standardised features.
 import { createRng } from '../../datasets/random.js';
 import { LoupeError } from '../../errors.js';
-import { Adam, standardise } from './adam.js';
+import { Adam, trainingSetup } from './adam.js';
+
+export { featureStats } from './adam.js';
 
 export interface LogisticModel {
   d: number;
@@ -22,28 +24,6 @@ export interface LogisticOptions {
   seed?: number;
 }
 
-/** Per-feature mean and std (std floored at 1e-6). */
-export function featureStats(X: Float32Array, n: number, d: number): { mean: Float32Array; std: Float32Array } {
-  const mean = new Float64Array(d);
-  const sq = new Float64Array(d);
-  for (let i = 0; i < n; i++) {
-    const o = i * d;
-    for (let j = 0; j < d; j++) {
-      const v = X[o + j]!;
-      mean[j] = mean[j]! + v;
-      sq[j] = sq[j]! + v * v;
-    }
-  }
-  const m = new Float32Array(d);
-  const s = new Float32Array(d);
-  for (let j = 0; j < d; j++) {
-    const mu = mean[j]! / n;
-    m[j] = mu;
-    s[j] = Math.max(1e-6, Math.sqrt(Math.max(0, sq[j]! / n - mu * mu)));
-  }
-  return { mean: m, std: s };
-}
-
 export function sigmoid(z: number): number {
   return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
 }
@@ -55,12 +35,7 @@ export function trainLogistic(X: Float32Array, n: number, d: number, y: Uint8Arr
   for (let i = 0; i < n; i++) if (y[i]) nPos++;
   const nNeg = n - nPos;
   if (nPos === 0 || nNeg === 0) throw new LoupeError('INVALID_ARGUMENT', `logistic regression needs both classes (got ${nPos} positive, ${nNeg} negative rows)`);
-  const l2 = options.l2 ?? 1e-2;
-  const epochs = options.epochs ?? 30;
-  const bs = Math.max(1, options.batchSize ?? 256);
-  const lr = options.learningRate ?? 1e-2;
-  const { mean, std } = featureStats(X, n, d);
-  const Z = standardise(X, n, d, mean, std);
+  const { l2, epochs, bs, lr, mean, std, Z } = trainingSetup(X, n, d, options, { epochs: 30, learningRate: 1e-2 });
   const wPos = 1 / (2 * nPos);
   const wNeg = 1 / (2 * nNeg);
 

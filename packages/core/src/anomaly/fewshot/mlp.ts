@@ -4,8 +4,8 @@
 // and +0.03 (magnetic tile) over the logistic head on the same features (docs/benchmarks/quality.md, mlp).
 import { createRng } from '../../datasets/random.js';
 import { LoupeError } from '../../errors.js';
-import { Adam, standardise } from './adam.js';
-import { featureStats, sigmoid, type LogisticOptions } from './logistic.js';
+import { Adam, trainingSetup } from './adam.js';
+import { sigmoid, type LogisticOptions } from './logistic.js';
 
 export interface MlpModel {
   d: number;
@@ -32,12 +32,7 @@ export function trainMlp(X: Float32Array, n: number, d: number, y: Uint8Array, o
   let nPos = 0;
   for (let i = 0; i < n; i++) if (y[i]) nPos++;
   if (nPos === 0 || nPos === n) throw new LoupeError('INVALID_ARGUMENT', `the MLP head needs both classes (got ${nPos} positive, ${n - nPos} negative rows)`);
-  const l2 = options.l2 ?? 1e-2;
-  const epochs = options.epochs ?? 10;
-  const bs = Math.max(1, options.batchSize ?? 256);
-  const lr = options.learningRate ?? 1e-3;
-  const { mean, std } = featureStats(X, n, d);
-  const Z = standardise(X, n, d, mean, std);
+  const { l2, epochs, bs, lr, mean, std, Z } = trainingSetup(X, n, d, options, { epochs: 10, learningRate: 1e-3 });
   const wPos = 1 / (2 * nPos), wNeg = 1 / (2 * (n - nPos));
   const rng = createRng(`mlp:${options.seed ?? 0}`);
   const w1 = new Float32Array(H * d).map(() => rng.normal() * Math.sqrt(2 / d));

@@ -3,8 +3,7 @@
 // (mean/std stored); each class weighs the same in the loss whatever its number of rows.
 import { createRng } from '../../datasets/random.js';
 import { LoupeError } from '../../errors.js';
-import { Adam, standardise } from '../fewshot/adam.js';
-import { featureStats } from '../fewshot/logistic.js';
+import { Adam, trainingSetup } from '../fewshot/adam.js';
 
 export interface SoftmaxModel {
   readonly d: number;
@@ -33,12 +32,7 @@ export function trainSoftmax(X: Float32Array, n: number, d: number, y: Int32Arra
     if (!(y[i]! >= 0 && y[i]! < k)) throw new LoupeError('INVALID_ARGUMENT', `softmax: label ${y[i]} of row ${i} is not in [0, ${k})`);
     counts[y[i]!]!++;
   }
-  const l2 = options.l2 ?? 1e-2;
-  const epochs = options.epochs ?? 30;
-  const bs = Math.max(1, options.batchSize ?? 256);
-  const lr = options.learningRate ?? 1e-2;
-  const { mean, std } = featureStats(X, n, d);
-  const Z = standardise(X, n, d, mean, std);
+  const { l2, epochs, bs, lr, mean, std, Z } = trainingSetup(X, n, d, options, { epochs: 30, learningRate: 1e-2 });
   const present = Array.from(counts).filter((c) => c > 0).length;
   const cw = Array.from(counts, (c) => (c > 0 ? 1 / (present * c) : 0));
   const w = new Float64Array(k * d);
