@@ -103,7 +103,7 @@ const EXPERIMENTS: { name: string; title: string; what: string; metrics: string[
     title: 'A non-linear head: one hidden ReLU layer instead of the logistic head',
     what:
       'negAll = the logistic head of head3 (what core trained before this change). mlp64 / mlp64l2: an MLP with 64 hidden units, 10 epochs, Adam lr 1e-3, L2 1e-3 / 1e-2, on the same 256-dim projection, negatives and positives. ' +
-      'fused = weight 1, fusedW2/W4/W05 as before.',
+      'fused = weight 1, fusedW2/W4/W05 as before. (This experiment, ensemble and ensemble2 ran on an explore-local copy of the MLP that differed from core\'s trainMlp, which explore.ts now calls, only in its initialisation stream and float32 Adam moments.)',
     metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'patchFusedMax', 'fusedPixel'],
   },
   {
@@ -111,7 +111,8 @@ const EXPERIMENTS: { name: string; title: string; what: string; metrics: string[
     title: 'The head\'s variance: its random projection, and ensembles over projections',
     what:
       'negAllP2 / negAllP3: the logistic head on projection seeds 2 / 3 instead of 1 (nothing else changes). negAllX3: the mean patch logits of three logistic heads on projection seeds 1, 2, 3. ' +
-      'mlpP2: mlp64l2 on projection seed 2; mlpX3: the mean of three mlp64l2 heads on projection seeds 1, 2, 3.',
+      'mlpP2: mlp64l2 on projection seed 2; mlpX3: the mean of three mlp64l2 heads on projection seeds 1, 2, 3. ' +
+      'Magnetic tile was stopped after two seeds (to free the machine for the table; from the log, fused weight 4, seeds 0 / 1): negAll 0.925 / 0.911, negAllP2 0.901 / 0.917, negAllP3 0.923 / 0.904, negAllX3 0.944 / 0.923, mlpP2 0.942 / 0.923, mlpX3 0.954 / -.',
     metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'patchFusedMax', 'fusedPixel'],
   },
   {
@@ -119,6 +120,14 @@ const EXPERIMENTS: { name: string; title: string; what: string; metrics: string[
     title: 'Cheaper MLP ensembles (about the training time of one 10-epoch MLP)',
     what:
       'mlpX3e4: three 64-unit MLPs, 4 epochs each. mlpX3h32e5: three 32-unit MLPs, 5 epochs each (core\'s default since this round). mlpX5h16e5: five 16-unit MLPs, 5 epochs each. Each member on its own projection seed.',
+    metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'fusedW8', 'patchFusedMax', 'fusedPixel'],
+  },
+  {
+    name: 'flips',
+    title: "Flipped defects as more positives, with core's head (magnetic tile)",
+    what:
+      "core: core's head since this round (three 32-unit MLPs, 5 epochs, projection seeds 1-3; core's trainMlp). coreFlips: plus the horizontally and vertically flipped copies of each labelled defect (and of its mask) as more positives; magnetic tile's defects have no orientation. " +
+      'core vs ensemble2\'s mlpX3h32e5 (the same head but for the MLP\'s initialisation stream) shows how much one head\'s random start still moves a split: up to 0.014 (seed 1).',
     metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'fusedW8', 'patchFusedMax', 'fusedPixel'],
   },
 ];
