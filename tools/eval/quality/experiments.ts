@@ -207,6 +207,13 @@ export async function hybridVariant(ctx: SeedContext, head: HeadConfig, agg: Agg
   return out;
 }
 
+/** The flipped views' taps of every defect of the category (flip augmentation), into ctx.augment. */
+async function loadFlips(env: Env, ctx: SeedContext, views: readonly ('hflip' | 'vflip')[]): Promise<void> {
+  const defects = ctx.cat.items.map((it, i) => (it.label !== 'good' ? i : -1)).filter((i) => i >= 0);
+  ctx.augment = {};
+  for (const a of views) ctx.augment[a] = await env.store(ctx.cat, a, defects);
+}
+
 async function runHybridVariants(env: Env, exp: string, variants: Record<string, { head: HeadConfig; agg?: AggConfig }>, only?: string[]): Promise<void> {
   for (const cat of env.cats) {
     const store = await env.store(cat);
@@ -216,11 +223,7 @@ async function runHybridVariants(env: Env, exp: string, variants: Record<string,
       for (const [name, v] of Object.entries(variants)) {
         if (only && !only.includes(name)) continue;
         if (env.variants && !env.variants.includes(name)) continue;
-        if (v.head.augment && !ctx.augment) {
-          ctx.augment = {};
-          const defects = cat.items.map((it, i) => (it.label !== 'good' ? i : -1)).filter((i) => i >= 0);
-          for (const a of ['hflip', 'vflip'] as const) ctx.augment[a] = await env.store(cat, a, defects);
-        }
+        if (v.head.augment && !ctx.augment) await loadFlips(env, ctx, v.head.augment);
         const t0 = performance.now();
         const m = await hybridVariant(ctx, v.head, v.agg);
         for (const [k, x] of Object.entries(m)) push((vals[name] ??= {}), k, x);
@@ -386,11 +389,7 @@ async function runFusionVariants(env: Env, exp: string, variants: Record<string,
       const ctx = await seedContext(cat, store, seed, proto(env), {}, env.cacheRoot);
       for (const [name, v] of Object.entries(variants)) {
         if (env.variants && !env.variants.includes(name)) continue;
-        if (v.augment) {
-          ctx.augment = {};
-          const defects = cat.items.map((it, i) => (it.label !== 'good' ? i : -1)).filter((i) => i >= 0);
-          for (const a of v.augment) ctx.augment[a] = await env.store(cat, a, defects);
-        }
+        if (v.augment) await loadFlips(env, ctx, v.augment);
         const t0 = performance.now();
         const m = await fusionVariant(ctx, v.augment ? { ...v.head, augment: v.augment } : v.head, v.agg);
         for (const [k, x] of Object.entries(m)) push((vals[name] ??= {}), k, x);

@@ -392,6 +392,22 @@ class OneDnnSession : public Session, public ObservingSession {
     if (observe_) p.observations.push_back({(int)p.steps.size() - 1, m, name});
   }
 
+  // The step of a conv primitive (fp32 or int8): recorded under `kind`, its dst bound to role dst_role,
+  // its weights in the primitive's layout. Returns the dst memory.
+  memory PushConv(Plan& p, ConvWeights& w, const memory& src, const dnnl::convolution_forward::primitive_desc& pd,
+                  const char* kind, Role dst_role, size_t* sizes) {
+    Record(p, kind, pd);
+    memory dst = Bind(p, pd.dst_desc(), dst_role, sizes);
+    Step s{dnnl::convolution_forward(pd),
+           {{DNNL_ARG_SRC, src},
+            {DNNL_ARG_WEIGHTS, WeightsFor(w, pd.weights_desc())},
+            {DNNL_ARG_BIAS, w.bias},
+            {DNNL_ARG_DST, dst},
+            {DNNL_ARG_SCRATCHPAD, Bind(p, pd.scratchpad_desc(), kScratch, sizes)}}};
+    p.steps.push_back(std::move(s));
+    return dst;
+  }
+
   // Adds fp32 conv `w` reading `src` (fixed layout) and writing role `dst_role` (layout `dst_md`, or
   // oneDNN's choice when dst_md is empty). Returns the dst memory.
   memory AddConv(Plan& p, ConvWeights& w, const memory& src, int out_hw, Role dst_role,
@@ -404,16 +420,7 @@ class OneDnnSession : public Session, public ObservingSession {
                                       src.get_desc(), wmd, w.bias.get_desc(), dmd, {cv.stride, cv.stride},
                                       {cv.pad, cv.pad}, {cv.pad, cv.pad});
     dnnl::convolution_forward::primitive_desc pd(d, Attr(relu, sum), engine_);
-    Record(p, "fp32", pd);
-    memory dst = Bind(p, pd.dst_desc(), dst_role, sizes);
-    Step s{dnnl::convolution_forward(pd),
-           {{DNNL_ARG_SRC, src},
-            {DNNL_ARG_WEIGHTS, WeightsFor(w, pd.weights_desc())},
-            {DNNL_ARG_BIAS, w.bias},
-            {DNNL_ARG_DST, dst},
-            {DNNL_ARG_SCRATCHPAD, Bind(p, pd.scratchpad_desc(), kScratch, sizes)}}};
-    p.steps.push_back(std::move(s));
-    return dst;
+    return PushConv(p, w, src, pd, "fp32", dst_role, sizes);
   }
 
   // The residual add fused into an int8 conv: the conv's result is rounded to its own s8 grid
@@ -450,16 +457,7 @@ class OneDnnSession : public Session, public ObservingSession {
     if (relu) po.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
     attr.set_post_ops(po);
     dnnl::convolution_forward::primitive_desc pd(d, attr, engine_);
-    Record(p, "int8", pd);
-    memory dst = Bind(p, pd.dst_desc(), dst_role, sizes);
-    Step s{dnnl::convolution_forward(pd),
-           {{DNNL_ARG_SRC, src},
-            {DNNL_ARG_WEIGHTS, WeightsFor(w, pd.weights_desc())},
-            {DNNL_ARG_BIAS, w.bias},
-            {DNNL_ARG_DST, dst},
-            {DNNL_ARG_SCRATCHPAD, Bind(p, pd.scratchpad_desc(), kScratch, sizes)}}};
-    p.steps.push_back(std::move(s));
-    return dst;
+    return PushConv(p, w, src, pd, "int8", dst_role, sizes);
   }
 
   // A reorder step from -> to (scaled by `scale`, e.g. a quantization).
