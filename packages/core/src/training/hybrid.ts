@@ -33,7 +33,7 @@ import { hybridHoldOut } from '../evaluation/hybrid-split.js';
 import { groupKFold } from '../anomaly/fewshot/kfold.js';
 import { trainLogistic } from '../anomaly/fewshot/logistic.js';
 import { trainMlp } from '../anomaly/fewshot/mlp.js';
-import { classifierLogits, classifierState, scoreStats, type FewShotHeadState, type PatchClassifier } from '../anomaly/fewshot/head.js';
+import { classifierLogits, classifierState, meanLogits, scoreStats, type FewShotHeadState, type PatchClassifier } from '../anomaly/fewshot/head.js';
 import { LABEL_NEGATIVE, LABEL_POSITIVE, patchLabelsFromMask, patchLabelsFromScores } from '../anomaly/fewshot/patch-labels.js';
 import { f1OptimalThresholdBinned, quantile } from '../anomaly/patchcore/threshold.js';
 import { patchScoresToMap } from '../anomaly/patchcore/anomaly-map.js';
@@ -417,7 +417,8 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
       for await (const r of patchcore.scoreIter(engine, list.map((i) => i.path), { ...run, keepEmbeddings: true })) {
         const it = list[k++]!;
         const rows = headInputRows(r.embeddings!, r.nnIdx!, r.patchScores!, patchcore.bank, input);
-        const projected = project(rows === r.embeddings ? rows.slice() : rows, r.patchScores!.length);
+        // Unprojected rows are kept: copy them off the result's embeddings buffer (a projection makes its own).
+        const projected = project(projection === null && rows === r.embeddings ? rows.slice() : rows, r.patchScores!.length);
         let labelsOf: Int8Array;
         if (kind !== 'defect') labelsOf = new Int8Array(r.patchScores!.length).fill(LABEL_NEGATIVE);
         else {
@@ -474,16 +475,7 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
       return { model, positives: pos.length, negatives: negKept.length };
     };
     // The ensemble's patch logits: the mean of its members'.
-    const logitsOf = (head: Head, im: HeadImage): Float32Array => {
-      const n = im.labels.length;
-      if (head.length === 1) return classifierLogits(head[0]!, im.rows[0]!, n);
-      const out = new Float32Array(n);
-      head.forEach((c, m) => {
-        const l = classifierLogits(c, im.rows[m]!, n);
-        for (let p = 0; p < n; p++) out[p] = out[p]! + l[p]! / head.length;
-      });
-      return out;
-    };
+    const logitsOf = (head: Head, im: HeadImage): Float32Array => meanLogits(head.map((c, m) => classifierLogits(c, im.rows[m]!, im.labels.length)));
     const fusionOf = (m: Head, weight: number): { image: Omit<FusionPart, 'threshold'>; pixel: Omit<FusionPart, 'threshold'> } => {
       const vLogits = validation.map((im) => logitsOf(m, im));
       const patchPc: number[] = [];

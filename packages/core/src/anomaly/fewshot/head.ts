@@ -67,6 +67,15 @@ export function classifierLogits(c: PatchClassifier, X: Float32Array, n: number)
   return c.kind === 'mlp' ? mlpLogits(c.model, X, n) : logisticLogits(c.model, X, n);
 }
 
+/** The patch logits of an ensemble: the mean of its members' (one member: its own logits). Training and
+ * inspection both call this, so thresholds set in training hold at inspection. */
+export function meanLogits(parts: readonly Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Float32Array(parts[0]!.length);
+  for (const l of parts) for (let p = 0; p < out.length; p++) out[p] = out[p]! + l[p]! / parts.length;
+  return out;
+}
+
 /** The JSON form of a classifier (the `logistic` or `mlp` field of a head state). */
 export function classifierState(c: PatchClassifier): Pick<FewShotHeadState, 'logistic' | 'mlp'> {
   if (c.kind === 'logistic') {

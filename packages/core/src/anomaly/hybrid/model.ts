@@ -14,7 +14,7 @@ import { LoupeError } from '../../errors.js';
 import type { ImageSource } from '../../image/decode.js';
 import { INPUT_SIZE } from '../../model.js';
 import type { PreparedImage } from '../../image/views.js';
-import { FewShotHead, type FewShotHeadState, type ScoreStats } from '../fewshot/head.js';
+import { FewShotHead, meanLogits, type FewShotHeadState, type ScoreStats } from '../fewshot/head.js';
 import { gaussianBlur, patchScoresToMap } from '../patchcore/anomaly-map.js';
 import { PATCH_GRID, PATCHES_PER_IMAGE, SparseRandomProjection, type ProjectionSpec } from '../patchcore/feature-extractor.js';
 import type { MemoryBank } from '../patchcore/memory-bank.js';
@@ -22,7 +22,7 @@ import type { AnomalyResult, PatchCoreEngine, PatchCoreModel, ScoreOptions } fro
 import { softmaxProbabilities, type SoftmaxModel } from './softmax.js';
 
 export const HYBRID_FORMAT = 'loupe-hybrid';
-export const HYBRID_VERSION = 2; // 2: the head may be an MLP (FewShotHeadState.mlp)
+export const HYBRID_VERSION = 2; // 2: the head may be an MLP (FewShotHeadState.mlp) with ensemble members (head.ensemble)
 
 /** What the head reads per patch: the PatchCore embedding, its residual to the nearest bank row, the NN distance. */
 export interface HeadInput {
@@ -234,14 +234,7 @@ export class HybridScorer {
     if (!this.head || !this.state.head) throw new LoupeError('INVALID_ARGUMENT', 'this hybrid model has no head');
     if (!r.embeddings || !r.nnIdx || !r.patchScores) throw new LoupeError('INVALID_ARGUMENT', 'head logits need the PatchCore result with its embeddings (keepEmbeddings)');
     const rows = headInputRows(r.embeddings, r.nnIdx, r.patchScores, this.patchcore.bank, this.state.head.input);
-    const n = r.patchScores.length;
-    if (this.head.length === 1) return this.head[0]!.patchLogits(rows, n);
-    const out = new Float32Array(n);
-    for (const h of this.head) {
-      const l = h.patchLogits(rows, n);
-      for (let p = 0; p < n; p++) out[p] = out[p]! + l[p]! / this.head.length;
-    }
-    return out;
+    return meanLogits(this.head.map((h) => h.patchLogits(rows, r.patchScores!.length)));
   }
 
   /** The hybrid answer from a PatchCore result kept with its embeddings. */
@@ -319,7 +312,7 @@ export class HybridScorer {
     return out;
   }
 
-  /** 'MLP 64 x3', 'logistic': the head's classifier and its ensemble size. */
+  /** 'MLP 32 x3', 'logistic': the head's classifier and its ensemble size. */
   private headForm(): string {
     const h = this.head?.[0]?.classifier;
     if (!h) return 'none';
