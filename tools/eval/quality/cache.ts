@@ -4,7 +4,7 @@
 // every image's k nearest bank rows. Everything downstream (image scores, heads, fusion) is iterated on
 // these, so a change to a head costs seconds, not a CNN pass.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 import sharp from 'sharp';
@@ -103,6 +103,33 @@ async function viewTensor(path: string, view: ViewName): Promise<Float32Array> {
   return out;
 }
 
+// Node's readFileSync/writeFileSync stop at 2 GiB; the up448 taps of magnetic tile are 6.5 GB.
+const CHUNK = 1 << 30;
+function readBig(file: string): Uint16Array {
+  const fd = openSync(file, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const out = new Uint16Array(size / 2);
+    // Byte views of at most CHUNK bytes (a Uint8Array cannot span more than 4 GiB).
+    for (let o = 0; o < size; ) o += readSync(fd, new Uint8Array(out.buffer, o, Math.min(CHUNK, size - o)), 0, Math.min(CHUNK, size - o), o);
+    return out;
+  } finally {
+    closeSync(fd);
+  }
+}
+function writeBig(file: string, bits: Uint16Array): void {
+  const fd = openSync(file + '.part', 'w');
+  try {
+    for (let o = 0; o < bits.byteLength; ) {
+      const n = Math.min(CHUNK, bits.byteLength - o);
+      o += writeSync(fd, new Uint8Array(bits.buffer, bits.byteOffset + o, n), 0, n);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(file + '.part', file);
+}
+
 /** fp16 taps of every image of a category for one view configuration. */
 export class TapStore {
   private constructor(
@@ -127,8 +154,7 @@ export class TapStore {
     const views = viewsPerImage(view);
     const rowOf = only ? new Map(picked.map((i, r) => [i, r])) : undefined;
     if (existsSync(file) && existsSync(index) && JSON.stringify(JSON.parse(readFileSync(index, 'utf8')).rels) === JSON.stringify(rels)) {
-      const buf = readFileSync(file);
-      return new TapStore(rels.length, views, new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength / 2), rowOf);
+      return new TapStore(rels.length, views, readBig(file), rowOf);
     }
     mkdirSync(dir, { recursive: true });
     const per = views * TAPS_PER_VIEW;
@@ -149,7 +175,7 @@ export class TapStore {
       }
       if ((s / batch) % 20 === 0) log(`${cat.name} ${view}: taps ${e}/${rels.length} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
     }
-    writeFileSync(file, new Uint8Array(bits.buffer));
+    writeBig(file, bits);
     writeFileSync(index, JSON.stringify({ rels }));
     return new TapStore(rels.length, views, bits, rowOf);
   }

@@ -5,6 +5,7 @@ import { embed } from './cache.js';
 import {
   DEFAULT_HEAD,
   headPatchLogits,
+  tilesTo28,
   imageAuroc,
   log,
   maxOf,
@@ -161,7 +162,8 @@ export async function hybridVariant(ctx: SeedContext, head: HeadConfig, agg: Agg
     const h = await trainHead(ctx, members > 1 ? { ...head, projSeed: (head.projSeed ?? 1) + e } : head, e);
     if (!h) return out;
     for (const i of [...ctx.test, ...ctx.valItems]) {
-      const l = headPatchLogits(h, i);
+      // A tiled head's image score is its max over all 3136 patches, which the 2 x 2 max keeps.
+      const l = tilesTo28(headPatchLogits(h, i));
       const acc = logits.get(i);
       if (!acc) logits.set(i, Float32Array.from(l, (v) => v / members));
       else for (let p = 0; p < l.length; p++) acc[p] = acc[p]! + l[p]! / members;
@@ -224,6 +226,7 @@ async function runHybridVariants(env: Env, exp: string, variants: Record<string,
         if (only && !only.includes(name)) continue;
         if (env.variants && !env.variants.includes(name)) continue;
         if (v.head.augment && !ctx.augment) await loadFlips(env, ctx, v.head.augment);
+        if (v.head.tiles) ctx.tiles = await env.store(cat, 'up448');
         const t0 = performance.now();
         const m = await hybridVariant(ctx, v.head, v.agg);
         for (const [k, x] of Object.entries(m)) push((vals[name] ??= {}), k, x);
@@ -457,3 +460,13 @@ EXPERIMENTS['flips'] = (env) =>
     core: { head: CORE_HEAD },
     coreFlips: { head: { ...CORE_HEAD, augment: ['hflip', 'vflip'] } },
   });
+
+/** The head's patch neighbourhood (the bank keeps PatchCore's 3x3): 5x5 adds context (no pooling, 1x1, was stopped after two seeds, worse). */
+EXPERIMENTS['neighbourhood'] = (env) =>
+  runHybridVariants(env, 'neighbourhood', {
+    core: { head: CORE_HEAD },
+    headPool5: { head: { ...CORE_HEAD, feat: { pool: 5 } } },
+  });
+
+/** A finer grid for the head only: the 2x input as four 224 tiles (56 x 56 patches of 4.6 source px), bank at 1x. */
+EXPERIMENTS['tiles'] = (env) => runHybridVariants(env, 'tiles', { tiles64: { head: { ...CORE_HEAD, tiles: true } } });

@@ -40,6 +40,8 @@ export interface SeedContext {
   bankSet: Set<number>;
   /** Flipped views of the defects (flip augmentation), when loaded. */
   augment?: Partial<Record<'hflip' | 'vflip', TapStore>>;
+  /** The up448 view (2x input as four 224 tiles), for a tiled head, when loaded. */
+  tiles?: TapStore;
   /** The official protocol (train/good vs test/) instead of the hybrid hold-out. */
   official: boolean;
 }
@@ -265,6 +267,10 @@ export interface HeadConfig {
   projSeed?: number;
   /** Average the patch logits of this many heads (projection seeds projSeed, projSeed+1, ...). */
   ensemble?: number;
+  /** The head's own embedding (pool, layer weight); the bank's (ctx.f) when undefined. */
+  feat?: FeatureConfig;
+  /** The head reads the 2x input as four 224 tiles (ctx.tiles: 4 x 784 patches, each 4 source px); the bank stays at 1x. */
+  tiles?: boolean;
 }
 
 export const DEFAULT_HEAD: HeadConfig = { input: 'x', proj: 256, negatives: 'bank', negImages: 60, labels: 'mask', l2: 1e-2, epochs: 30, maxNegatives: 20000 };
@@ -300,12 +306,13 @@ export class HeadFeatures {
   /** Head features of a flipped view of item i (embedding only). */
   flippedRows(i: number, store: TapStore): Float32Array {
     if (this.cfg.input !== 'x') throw new Error('flip augmentation needs the embedding-only head');
-    const x = embed(store, i, this.ctx.f);
+    const x = embed(store, i, this.cfg.feat ?? this.ctx.f);
     return this.proj ? this.proj.apply(x, x.length / D) : x;
   }
 
   private compute(i: number, emb?: Float32Array): Float32Array {
-    const x = emb ?? embed(this.ctx.store, i, this.ctx.f);
+    if (this.cfg.tiles && !this.ctx.tiles) throw new Error('a tiled head needs ctx.tiles');
+    const x = emb ?? embed(this.cfg.tiles ? this.ctx.tiles! : this.ctx.store, i, this.cfg.feat ?? this.ctx.f);
     const n = x.length / D;
     const { bank } = this.ctx.bs;
     const dist1 = this.cfg.input === 'xd' || this.cfg.input === 'rd' ? patchScores(this.ctx, i) : null;
@@ -344,6 +351,33 @@ function flipMask(m: Uint8Array, how: 'hflip' | 'vflip'): Uint8Array {
   return out;
 }
 
+/** Patch labels of the four 224 tiles of the 2x input: each tile is a 128 px quadrant of the 256 px mask. */
+function tileLabels(m: Uint8Array, cfg: HeadConfig): Int8Array {
+  const out = new Int8Array(4 * 784);
+  const crop = new Uint8Array(256 * 256);
+  for (let t = 0; t < 4; t++) {
+    const oy = (t >> 1) * 128, ox = (t & 1) * 128;
+    for (let y = 0; y < 256; y++) for (let x = 0; x < 256; x++) crop[y * 256 + x] = m[(oy + (y >> 1)) * 256 + ox + (x >> 1)]!;
+    const l = patchLabelsFromMask(crop, 256, 256, { ...(cfg.positiveFraction !== undefined ? { positiveFraction: cfg.positiveFraction } : {}), ...(cfg.ignoreRing !== undefined ? { ignoreRing: cfg.ignoreRing } : {}) });
+    out.set(l, t * 784);
+  }
+  return out;
+}
+
+/** A tiled head's 4 x 784 logits as the 28 x 28 grid of the 1x image (2 x 2 max of the stitched 56 x 56 map). */
+export function tilesTo28(l: Float32Array): Float32Array {
+  if (l.length === 784) return l;
+  const out = new Float32Array(784).fill(-Infinity);
+  for (let t = 0; t < 4; t++)
+    for (let y = 0; y < 28; y++)
+      for (let x = 0; x < 28; x++) {
+        const Y = (t >> 1) * 28 + y, X = (t & 1) * 28 + x;
+        const o = (Y >> 1) * 28 + (X >> 1);
+        out[o] = Math.max(out[o]!, l[t * 784 + y * 28 + x]!);
+      }
+  return out;
+}
+
 export async function trainHead(ctx: SeedContext, cfg: HeadConfig, seed = 0, opts: { defects?: readonly number[]; feats?: HeadFeatures } = {}): Promise<TrainedHead | null> {
   const feats = opts.feats ?? new HeadFeatures(ctx, cfg);
   const negPool = cfg.negatives === 'val' ? ctx.valItems : cfg.negatives === 'bank' ? ctx.bankItems : [...ctx.bankItems, ...ctx.valItems];
@@ -356,14 +390,23 @@ export async function trainHead(ctx: SeedContext, cfg: HeadConfig, seed = 0, opt
     const it = ctx.cat.items[i]!;
     let m = cfg.labels === 'mask' ? await mask256(it.maskPath) : null;
     if (m && m.some((v) => v !== 0)) {
+      if (cfg.tiles) return tileLabels(m, cfg);
       if (flip) m = flipMask(m, flip);
       return patchLabelsFromMask(m, 256, 256, { ...(cfg.positiveFraction !== undefined ? { positiveFraction: cfg.positiveFraction } : {}), ...(cfg.ignoreRing !== undefined ? { ignoreRing: cfg.ignoreRing } : {}) });
     }
     if (flip) return new Int8Array(784).fill(-1);
     const ps = patchScores(ctx, i);
     const order = Array.from(ps.keys()).sort((a, b) => ps[b]! - ps[a]!);
-    const labels = new Int8Array(ps.length).fill(-1);
-    for (const p of order.slice(0, 4)) labels[p] = 1;
+    const labels = new Int8Array(cfg.tiles ? 4 * 784 : ps.length).fill(-1);
+    for (const p of order.slice(0, 4)) {
+      if (!cfg.tiles) labels[p] = 1;
+      // The 2 x 2 fine cells of a 1x patch, in their tile.
+      else
+        for (let d = 0; d < 4; d++) {
+          const Y = 2 * Math.floor(p / 28) + (d >> 1), X = 2 * (p % 28) + (d & 1);
+          labels[((Y >= 28 ? 2 : 0) + (X >= 28 ? 1 : 0)) * 784 + (Y % 28) * 28 + (X % 28)] = 1;
+        }
+    }
     return labels;
   };
   const take = (rows: Float32Array, labels: Int8Array): void => {

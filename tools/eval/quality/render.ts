@@ -130,6 +130,24 @@ const EXPERIMENTS: { name: string; title: string; what: string; metrics: string[
       'core vs ensemble2\'s mlpX3h32e5 (the same head but for the MLP\'s initialisation stream) shows how much one head\'s random start still moves a split: up to 0.014 (seed 1).',
     metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'fusedW8', 'patchFusedMax', 'fusedPixel'],
   },
+  {
+    name: 'neighbourhood',
+    title: "The head's patch neighbourhood",
+    what:
+      "core: core's head (three 32-unit MLPs, 5 epochs, projection seeds 1-3) on PatchCore's embedding, average-pooled over 3 x 3 patches. headPool5: the same head reading the embedding pooled over 5 x 5 patches; the bank keeps 3 x 3. " +
+      "Magnetic tile ran headPool5 only; its core row is flips' core (head 0.9168 +- 0.0196, fused weight 4 0.9371 +- 0.0205, fusedPixel 0.9080 +- 0.0093). " +
+      'No pooling (headPool1, to keep thin defects sharp) was stopped after two magnetic tile seeds, worse on both (fused weight 4, seeds 0 / 1: 0.946 / 0.908 vs core 0.951 / 0.914).',
+    metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'fusedW8', 'patchFusedMax', 'fusedPixel'],
+  },
+  {
+    name: 'tiles',
+    title: 'A finer patch grid for the head: the input at 2x as four 224 tiles (magnetic tile)',
+    what:
+      "tiles64: core's head on the image resized to 448 (bicubic) and cut into four 224 tiles, 56 x 56 patches of 4.6 source pixels instead of 28 x 28 of 9 (4x the CNN work for the head); " +
+      'positives from each tile\'s quadrant of the mask, 64 random negative patches of every bank image; image score the max over all 3136 patch logits; the bank stays at 1x. ' +
+      "For the patch-level columns the 56 x 56 logit map is max-pooled 2 x 2 onto the bank's 28 x 28 grid. Compare flips' core row (head 0.9168, fused weight 4 0.9371).",
+    metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'fusedW8', 'patchFusedMax', 'fusedPixel'],
+  },
 ];
 
 function exploreSection(ex: Explore, categories: string[]): string[] {
