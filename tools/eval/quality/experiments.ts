@@ -159,7 +159,8 @@ export async function hybridVariant(ctx: SeedContext, head: HeadConfig, agg: Agg
   const members = head.ensemble ?? 1;
   const logits = new Map<number, Float32Array>();
   for (let e = 0; e < members; e++) {
-    const h = await trainHead(ctx, members > 1 ? { ...head, projSeed: (head.projSeed ?? 1) + e } : head, e);
+    const mf = head.memberFeat ? { feat: head.memberFeat[e % head.memberFeat.length]! } : {};
+    const h = await trainHead(ctx, members > 1 ? { ...head, ...mf, projSeed: (head.projSeed ?? 1) + e } : head, e);
     if (!h) return out;
     for (const i of [...ctx.test, ...ctx.valItems]) {
       // A tiled head's image score is its max over all 3136 patches, which the 2 x 2 max keeps.
@@ -470,3 +471,11 @@ EXPERIMENTS['neighbourhood'] = (env) =>
 
 /** A finer grid for the head only: the 2x input as four 224 tiles (56 x 56 patches of 4.6 source px), bank at 1x. */
 EXPERIMENTS['tiles'] = (env) => runHybridVariants(env, 'tiles', { tiles64: { head: { ...CORE_HEAD, tiles: true } } });
+
+/** Both neighbourhoods in one ensemble: three heads on 3 x 3 and three on 5 x 5, logits averaged; and six on 3 x 3. */
+EXPERIMENTS['neighbourhood2'] = (env) =>
+  runHybridVariants(env, 'neighbourhood2', {
+    mix6: { head: { ...CORE_HEAD, ensemble: 6, memberFeat: [{ pool: 3 }, { pool: 3 }, { pool: 3 }, { pool: 5 }, { pool: 5 }, { pool: 5 }] } },
+    // The control: six heads, all on 3 x 3 (is it the second neighbourhood or just more members?).
+    x6pool3: { head: { ...CORE_HEAD, ensemble: 6 } },
+  });

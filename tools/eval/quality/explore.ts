@@ -269,6 +269,8 @@ export interface HeadConfig {
   ensemble?: number;
   /** The head's own embedding (pool, layer weight); the bank's (ctx.f) when undefined. */
   feat?: FeatureConfig;
+  /** Ensemble member e reads memberFeat[e % length] (a multi-neighbourhood ensemble); else all read feat. */
+  memberFeat?: FeatureConfig[];
   /** The head reads the 2x input as four 224 tiles (ctx.tiles: 4 x 784 patches, each 4 source px); the bank stays at 1x. */
   tiles?: boolean;
 }

@@ -140,6 +140,14 @@ const EXPERIMENTS: { name: string; title: string; what: string; metrics: string[
     metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'fusedW8', 'patchFusedMax', 'fusedPixel'],
   },
   {
+    name: 'neighbourhood2',
+    title: 'Both neighbourhoods in one ensemble',
+    what:
+      "mix6: six heads whose patch logits are averaged: core's three on the 3 x 3 embedding (projection seeds 1-3) and three more on the 5 x 5 embedding (seeds 4-6). " +
+      "x6pool3, the control: six heads, all on 3 x 3 (projection seeds 1-6), to tell the second neighbourhood from the extra members; it ran on KolektorSDD and magnetic tile. Compare neighbourhood's core rows (magnetic tile: flips' core, fused weight 4 0.9371).",
+    metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'fusedW8', 'patchFusedMax', 'fusedPixel'],
+  },
+  {
     name: 'tiles',
     title: 'A finer patch grid for the head: the input at 2x as four 224 tiles (magnetic tile)',
     what:
