@@ -111,7 +111,10 @@ function readBig(file: string): Uint16Array {
     const size = fstatSync(fd).size;
     const out = new Uint16Array(size / 2);
     // Byte views of at most CHUNK bytes (a Uint8Array cannot span more than 4 GiB).
-    for (let o = 0; o < size; ) o += readSync(fd, new Uint8Array(out.buffer, o, Math.min(CHUNK, size - o)), 0, Math.min(CHUNK, size - o), o);
+    for (let o = 0; o < size; ) {
+      const n = Math.min(CHUNK, size - o);
+      o += readSync(fd, new Uint8Array(out.buffer, o, n), 0, n, o);
+    }
     return out;
   } finally {
     closeSync(fd);

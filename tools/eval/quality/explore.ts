@@ -353,6 +353,15 @@ function flipMask(m: Uint8Array, how: 'hflip' | 'vflip'): Uint8Array {
   return out;
 }
 
+function maskLabelOptions(cfg: HeadConfig): { positiveFraction?: number; ignoreRing?: number } {
+  return { ...(cfg.positiveFraction !== undefined ? { positiveFraction: cfg.positiveFraction } : {}), ...(cfg.ignoreRing !== undefined ? { ignoreRing: cfg.ignoreRing } : {}) };
+}
+
+/** Index in a tiled head's 4 x 784 patches of cell (Y, X) of the stitched 56 x 56 grid (tiles row-major). */
+function tileCell(Y: number, X: number): number {
+  return ((Y >= 28 ? 2 : 0) + (X >= 28 ? 1 : 0)) * 784 + (Y % 28) * 28 + (X % 28);
+}
+
 /** Patch labels of the four 224 tiles of the 2x input: each tile is a 128 px quadrant of the 256 px mask. */
 function tileLabels(m: Uint8Array, cfg: HeadConfig): Int8Array {
   const out = new Int8Array(4 * 784);
@@ -360,7 +369,7 @@ function tileLabels(m: Uint8Array, cfg: HeadConfig): Int8Array {
   for (let t = 0; t < 4; t++) {
     const oy = (t >> 1) * 128, ox = (t & 1) * 128;
     for (let y = 0; y < 256; y++) for (let x = 0; x < 256; x++) crop[y * 256 + x] = m[(oy + (y >> 1)) * 256 + ox + (x >> 1)]!;
-    const l = patchLabelsFromMask(crop, 256, 256, { ...(cfg.positiveFraction !== undefined ? { positiveFraction: cfg.positiveFraction } : {}), ...(cfg.ignoreRing !== undefined ? { ignoreRing: cfg.ignoreRing } : {}) });
+    const l = patchLabelsFromMask(crop, 256, 256, maskLabelOptions(cfg));
     out.set(l, t * 784);
   }
   return out;
@@ -370,13 +379,11 @@ function tileLabels(m: Uint8Array, cfg: HeadConfig): Int8Array {
 export function tilesTo28(l: Float32Array): Float32Array {
   if (l.length === 784) return l;
   const out = new Float32Array(784).fill(-Infinity);
-  for (let t = 0; t < 4; t++)
-    for (let y = 0; y < 28; y++)
-      for (let x = 0; x < 28; x++) {
-        const Y = (t >> 1) * 28 + y, X = (t & 1) * 28 + x;
-        const o = (Y >> 1) * 28 + (X >> 1);
-        out[o] = Math.max(out[o]!, l[t * 784 + y * 28 + x]!);
-      }
+  for (let Y = 0; Y < 56; Y++)
+    for (let X = 0; X < 56; X++) {
+      const o = (Y >> 1) * 28 + (X >> 1);
+      out[o] = Math.max(out[o]!, l[tileCell(Y, X)]!);
+    }
   return out;
 }
 
@@ -394,7 +401,7 @@ export async function trainHead(ctx: SeedContext, cfg: HeadConfig, seed = 0, opt
     if (m && m.some((v) => v !== 0)) {
       if (cfg.tiles) return tileLabels(m, cfg);
       if (flip) m = flipMask(m, flip);
-      return patchLabelsFromMask(m, 256, 256, { ...(cfg.positiveFraction !== undefined ? { positiveFraction: cfg.positiveFraction } : {}), ...(cfg.ignoreRing !== undefined ? { ignoreRing: cfg.ignoreRing } : {}) });
+      return patchLabelsFromMask(m, 256, 256, maskLabelOptions(cfg));
     }
     if (flip) return new Int8Array(784).fill(-1);
     const ps = patchScores(ctx, i);
@@ -404,10 +411,7 @@ export async function trainHead(ctx: SeedContext, cfg: HeadConfig, seed = 0, opt
       if (!cfg.tiles) labels[p] = 1;
       // The 2 x 2 fine cells of a 1x patch, in their tile.
       else
-        for (let d = 0; d < 4; d++) {
-          const Y = 2 * Math.floor(p / 28) + (d >> 1), X = 2 * (p % 28) + (d & 1);
-          labels[((Y >= 28 ? 2 : 0) + (X >= 28 ? 1 : 0)) * 784 + (Y % 28) * 28 + (X % 28)] = 1;
-        }
+        for (let d = 0; d < 4; d++) labels[tileCell(2 * Math.floor(p / 28) + (d >> 1), 2 * (p % 28) + (d & 1))] = 1;
     }
     return labels;
   };
