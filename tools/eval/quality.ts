@@ -47,7 +47,7 @@ const { values: args, positionals } = parseArgs({
 });
 
 /** The command that produced quality-explore.json (every experiment, every category). */
-const EXPLORE_COMMAND = 'npx vite-node tools/eval/quality.ts -- explore gap,aggregation,baseline,head,fusion,head2,head3,mlp,ensemble,ensemble2,flips,neighbourhood,neighbourhood2,tiles (tiles: --categories magnetic_tile)';
+const EXPLORE_COMMAND = 'npx vite-node tools/eval/quality.ts -- explore gap,aggregation,baseline,head,fusion,head2,head3,mlp,ensemble,ensemble2,flips,neighbourhood,neighbourhood2,tiles,context,tta,tta2 (tiles, tta2: --categories magnetic_tile)';
 
 /** What the experiments showed (written from quality-explore.json; kept here so the page regenerates). */
 const FINDINGS: string[] = [
@@ -74,7 +74,13 @@ const FINDINGS: string[] = [
     'but lowers KolektorSDD from 0.9625 to 0.9535 (head alone 0.969 -> 0.953); no pooling was worse on magnetic tile (two seeds, 0.946 / 0.908 vs 0.951 / 0.914). So the best neighbourhood depends on the part. Choosing it per category out of fold (as the weight was tried) is the next step, and even the explore figure for 5 x 5 is still under 0.95 on magnetic tile.',
   '- **Not kept: both neighbourhoods in one ensemble, or simply six heads** (neighbourhood2): three heads on 3 x 3 plus three on 5 x 5 score 0.9660 (KolektorSDD) / 0.9402 (magnetic tile), six heads on 3 x 3 0.9640 / 0.9395, core\'s three 0.9625 / 0.9371; bottle 1.000. ' +
     'So the 5 x 5 heads add nothing inside the ensemble (the +0.003 comes from the extra members, inside the seeds\' spread), at twice the head\'s cost.',
-  '- **Not measured, next:** the neighbourhood chosen per category out of fold; more epochs; test-time flips of the inspected image (3x the CNN work); a bank with a 10% coreset on magnetic tile (its one-class part is the weaker half of the fusion, 0.87).',
+  '- **Kept: test-time flips** (tta). The head scores the inspected image and its left-right and top-bottom mirror images and averages the three logit maps (each flipped back); the bank reads the image alone. ' +
+    'Fused (weight 4): magnetic tile 0.9371 +- 0.0205 -> 0.9472 +- 0.0174, higher on every split (+0.006, +0.015, +0.010, +0.007, +0.013); KolektorSDD 0.9625 -> 0.9788 +- 0.0146 (+0.003, +0.011, +0.009, +0.053 on its weakest split, +0.006); bottle stays 1.000. ' +
+    'The head alone gains most (0.917 -> 0.940, 0.969 -> 0.981), and pixel AUROC too (0.908 -> 0.918, 0.937 -> 0.944): averaging over mirror images steadies the patch logits as the three-member ensemble did, but with inputs that differ. ' +
+    'One flip (ttaH, left-right) is not enough: KolektorSDD 0.9667, under both flips on every split. The cost is at inspection: three network runs per image instead of one (`tools/bench/hybrid-flips.mjs` measures it); `head.flips: []` (`--flips none`) keeps 1x. Training runs the flips on the validation and labelled defect images only.',
+  '- **Not kept: more test-time views or a top-3 score with them** (tta2, magnetic tile, two seeds): the half turn as a fourth view -0.003 / +0.000 against ttaHV, a top-3 mean of the averaged logits +0.001 / +0.001; neither is worth its cost or its noise.',
+  '- **Not kept: the image as context for the head** (context): each patch minus its image\'s mean patch (xm) lost on every seed run (KolektorSDD 0.9850 / 0.9613 -> 0.9800 / 0.9438, magnetic tile seed 0 0.9511 -> 0.9281); the mean patch beside the patch (xg) too (KolektorSDD seed 0 0.9563). Stopped early.',
+  '- **Not measured, next:** the neighbourhood chosen per category out of fold; more epochs; a bank with a 10% coreset on magnetic tile (its one-class part is the weaker half of the fusion, 0.87); rotations by 90 degrees as more test-time views where the part allows them.',
 ];
 
 export interface Env {

@@ -2,7 +2,7 @@
 // Entry: bin/loupe.cjs (sets UV_THREADPOOL_SIZE before any ES module loads, then calls run()).
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 
-import { DEFAULT_PRECISION, isTapName, MAX_THREADS, SVM_DEFAULTS, TAP_NAMES, type TapName } from '@loupe/core';
+import { DEFAULT_PRECISION, FLIP_NAMES, isTapName, MAX_THREADS, SVM_DEFAULTS, TAP_NAMES, type Flip, type TapName } from '@loupe/core';
 
 import { classifyCommand, type ClassifyCommandOptions } from './commands/classify.js';
 import { datasetStatsCommand, type DatasetStatsOptions } from './commands/dataset.js';
@@ -79,6 +79,7 @@ const MODE_OPTIONS: Record<string, readonly ('svm' | 'one-class' | 'hybrid')[]> 
   maxBankMb: ['one-class', 'hybrid'],
   tile: ['one-class'],
   shots: ['hybrid'],
+  flips: ['hybrid'],
 };
 
 /** A usage error for options given on the command line that `mode` would ignore (and --split beside --kfold). */
@@ -93,7 +94,7 @@ function refuseIgnoredOptions(cmd: Command, mode: 'svm' | 'one-class' | 'hybrid'
       mode === 'one-class'
         ? ' (one-class training learns from good images only, holding out 10% to set its thresholds)'
         : mode === 'hybrid'
-          ? ' (hybrid training: the memory bank options, --split, --shots, --groups, --seed, --report)'
+          ? ' (hybrid training: the memory bank options, --split, --shots, --flips, --groups, --seed, --report)'
           : '';
     cmd.error(`error: ${ignored.map(flag).join(', ')} ${ignored.length === 1 ? 'does' : 'do'} nothing with --mode ${mode}${why}`);
   }
@@ -239,6 +240,12 @@ function buildProgram(state: { code: number }, io: { signal: AbortSignal }): Com
     .option('--max-bank-mb <mb>', '(one-class) cap on the memory bank size', positiveNumber('--max-bank-mb', 1 << 20))
     .option('--tile', '(one-class) score overlapping 224x224 tiles instead of squashing the whole image')
     .option('--shots <n>', '(hybrid) at most this many labelled defects per type train the head (the rest of the training side is left unused)', intInRange('--shots', 1, 1_000_000))
+    .option(
+      '--flips <list>',
+      `(hybrid) test-time flips the head reads, a list of ${FLIP_NAMES.join(', ')} or none (default: all; each flip is one more network run per inspected image)`,
+      // Names are core's to check; 'none' is the empty list.
+      (value: string): Flip[] => (value.trim() === 'none' ? [] : (value.split(',').map((s) => s.trim()) as Flip[])),
+    )
     .addHelpText(
       'after',
       '\nExamples:\n  loupe train ../shared/datasets/mvtec_ad/bottle --out bottle.loupe --split 0.5 --seed 0\n  loupe train photos/ --out parts.loupe --balance --kfold 5 --report report/\n' +

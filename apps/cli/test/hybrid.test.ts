@@ -70,7 +70,7 @@ describe.skipIf(!runIt)('hybrid mode (memory bank + supervised head) on MVTec bo
     expect(c).toMatchObject({ heldOutGood: 4, heldOutDefects: 8, trainGood: 24, trainDefects: 8, maskedDefects: 8, unusedDefects: 0 });
     expect(c['bankImages']! + c['validationImages']!).toBe(24);
     expect(c['falseAlarms']! + c['missed']!).toBeGreaterThanOrEqual(0);
-    expect(details).toMatchObject({ model, mode: 'hybrid', category: 'bottle', layout: 'mvtec', head: true, defectTypes: ['broken_large', 'contamination'], split: 0.5, shots: 10, seed: 0, warnings: [] });
+    expect(details).toMatchObject({ model, mode: 'hybrid', category: 'bottle', layout: 'mvtec', head: true, flips: ['hflip', 'vflip'], defectTypes: ['broken_large', 'contamination'], split: 0.5, shots: 10, seed: 0, warnings: [] });
     expect(Object.keys(details['perDefectType'] as object)).toEqual(['broken_large', 'contamination']);
     expect(typeof details['defectTypeAccuracy']).toBe('number');
     expect(Object.keys(details['oneClass'] as object)).toEqual(['imageAuroc', 'pixelAuroc', 'f1Max', 'balancedAccuracy']);
@@ -106,7 +106,7 @@ describe.skipIf(!runIt)('hybrid mode (memory bank + supervised head) on MVTec bo
     expect(pl[pl.length - 1]).toMatchObject({ total: 16, errors: 0 });
   });
 
-  it('trains a category without masks (image labels; pixelAuroc null) and one with a single defect type', async () => {
+  it('trains a category without masks (image labels; pixelAuroc null) and one with a single defect type (without test-time flips)', async () => {
     const noMasks = join(tmp, 'no-masks', 'bottle');
     subset(noMasks, { train: 16, good: 6, defects: { broken_large: 6, contamination: 6 }, masks: false });
     const a = await loupe(['train', noMasks, '--mode', 'hybrid', '--split', '0.5', '--shots', '10', '--seed', '0', '--coreset', '0.05', '--out', join(tmp, 'no-masks.loupe'), '--json']);
@@ -121,10 +121,10 @@ describe.skipIf(!runIt)('hybrid mode (memory bank + supervised head) on MVTec bo
 
     const single = join(tmp, 'single', 'bottle');
     subset(single, { train: 16, good: 6, defects: { broken_small: 8 }, masks: true });
-    const b = await loupe(['train', single, '--mode', 'hybrid', '--split', '0.5', '--shots', '10', '--seed', '0', '--coreset', '0.05', '--out', join(tmp, 'single.loupe'), '--json']);
+    const b = await loupe(['train', single, '--mode', 'hybrid', '--split', '0.5', '--shots', '10', '--seed', '0', '--coreset', '0.05', '--flips', 'none', '--out', join(tmp, 'single.loupe'), '--json']);
     expect(b.code, b.stderr).toBe(0);
     const bl = jsonLines(b.stdout);
-    expect(bl[0]).toMatchObject({ defectTypes: ['broken_small'], head: true });
+    expect(bl[0]).toMatchObject({ defectTypes: ['broken_small'], head: true, flips: [] });
     expect(bl[0]!['defectTypeAccuracy']).toBeUndefined();
     const bLast = bl[bl.length - 1]!;
     expect(bLast['counts']).toMatchObject({ heldOutDefects: 4, trainDefects: 4 });
@@ -143,5 +143,13 @@ describe.skipIf(!runIt)('hybrid mode (memory bank + supervised head) on MVTec bo
     const s = await loupe(['train', cat, '--out', join(tmp, 'x.loupe'), '--shots', '3']);
     expect(s.code).toBe(2);
     expect(s.stderr).toMatch(/--shots does nothing with --mode svm/);
+    const f = await loupe(['train', cat, '--mode', 'one-class', '--out', join(tmp, 'x.loupe'), '--flips', 'hflip']);
+    expect(f.code).toBe(2);
+    expect(f.stderr).toMatch(/--flips does nothing with --mode one-class/);
+    // Core names the bad flip before any image is read.
+    const g = await loupe(['train', cat, '--mode', 'hybrid', '--out', join(tmp, 'x.loupe'), '--flips', 'hflip,rot90']);
+    expect(g.code).not.toBe(0);
+    expect(g.stderr).toMatch(/flips must be distinct names of hflip, vflip, got \["hflip","rot90"\]/);
+    expect(existsSync(join(tmp, 'x.loupe'))).toBe(false);
   });
 });

@@ -43,6 +43,7 @@ export {
   type ImageSource,
 } from './image/decode.js';
 export { loadMask } from './image/mask.js';
+export { FLIP_NAMES, type Flip } from './image/views.js';
 export { DECODABLE_IMAGE_EXTENSIONS, findImageFiles } from './datasets/image-files.js';
 
 // --- Features (the CNN's taps per image) and ImageNet ---------------------------------------------------

@@ -66,7 +66,7 @@ export async function loadCategory(root: string, name: string): Promise<Category
 }
 
 /** Views of an image as the engine sees them. */
-export type ViewName = 'base' | 'hflip' | 'vflip' | 'up448';
+export type ViewName = 'base' | 'hflip' | 'vflip' | 'hvflip' | 'up448';
 
 export function viewsPerImage(view: ViewName): number {
   return view === 'up448' ? 4 : 1;
@@ -96,8 +96,8 @@ async function viewTensor(path: string, view: ViewName): Promise<Float32Array> {
   const S = INPUT_SIZE;
   for (let y = 0; y < S; y++)
     for (let x = 0; x < S; x++) {
-      const sy = view === 'vflip' ? S - 1 - y : y;
-      const sx = view === 'hflip' ? S - 1 - x : x;
+      const sy = view === 'vflip' || view === 'hvflip' ? S - 1 - y : y;
+      const sx = view === 'hflip' || view === 'hvflip' ? S - 1 - x : x;
       for (let c = 0; c < 3; c++) out[(y * S + x) * 3 + c] = t[(sy * S + sx) * 3 + c]!;
     }
   return out;

@@ -4,6 +4,7 @@ import type { Env } from '../quality.js';
 import { embed } from './cache.js';
 import {
   DEFAULT_HEAD,
+  headLogitsOf,
   headPatchLogits,
   tilesTo28,
   imageAuroc,
@@ -150,6 +151,16 @@ export interface AggConfig {
   /** Image head score: top-k mean of the (smoothed) patch logits. */
   topK: number;
   sigma: number;
+  /** Test-time flips: the head's patch logits averaged over the image and these flips of it (flipped back); ctx.tta holds their taps. */
+  tta?: ('hflip' | 'vflip' | 'hvflip')[];
+}
+
+/** A 28 x 28 logit grid of a flipped view, flipped back onto the image. */
+function unflip(l: Float32Array, how: 'hflip' | 'vflip' | 'hvflip'): Float32Array {
+  const out = new Float32Array(784);
+  const v = how !== 'hflip', h = how !== 'vflip';
+  for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) out[y * 28 + x] = l[(v ? 27 - y : y) * 28 + (h ? 27 - x : x)]!;
+  return out;
 }
 
 export async function hybridVariant(ctx: SeedContext, head: HeadConfig, agg: AggConfig = { topK: 1, sigma: 0 }): Promise<HybridMetrics> {
@@ -164,7 +175,16 @@ export async function hybridVariant(ctx: SeedContext, head: HeadConfig, agg: Agg
     if (!h) return out;
     for (const i of [...ctx.test, ...ctx.valItems]) {
       // A tiled head's image score is its max over all 3136 patches, which the 2 x 2 max keeps.
-      const l = tilesTo28(headPatchLogits(h, i));
+      let l = tilesTo28(headPatchLogits(h, i));
+      if (agg.tta?.length) {
+        const sum = Float32Array.from(l);
+        for (const a of agg.tta) {
+          const rows = h.feats.flippedRows(i, ctx.tta![a]!);
+          const fl = unflip(headLogitsOf(h, rows), a);
+          for (let p = 0; p < 784; p++) sum[p] = sum[p]! + fl[p]!;
+        }
+        l = sum.map((v) => v / (1 + agg.tta!.length));
+      }
       const acc = logits.get(i);
       if (!acc) logits.set(i, Float32Array.from(l, (v) => v / members));
       else for (let p = 0; p < l.length; p++) acc[p] = acc[p]! + l[p]! / members;
@@ -228,6 +248,10 @@ async function runHybridVariants(env: Env, exp: string, variants: Record<string,
         if (env.variants && !env.variants.includes(name)) continue;
         if (v.head.augment && !ctx.augment) await loadFlips(env, ctx, v.head.augment);
         if (v.head.tiles) ctx.tiles = await env.store(cat, 'up448');
+        if (v.agg?.tta) {
+          ctx.tta = {};
+          for (const a of v.agg.tta) ctx.tta[a] = await env.store(cat, a);
+        }
         const t0 = performance.now();
         const m = await hybridVariant(ctx, v.head, v.agg);
         for (const [k, x] of Object.entries(m)) push((vals[name] ??= {}), k, x);
@@ -478,4 +502,26 @@ EXPERIMENTS['neighbourhood2'] = (env) =>
     mix6: { head: { ...CORE_HEAD, ensemble: 6, memberFeat: [{ pool: 3 }, { pool: 3 }, { pool: 3 }, { pool: 5 }, { pool: 5 }, { pool: 5 }] } },
     // The control: six heads, all on 3 x 3 (is it the second neighbourhood or just more members?).
     x6pool3: { head: { ...CORE_HEAD, ensemble: 6 } },
+  });
+
+/** The image as the head's context: each patch minus its image's mean patch (xm), or beside it (xg). */
+EXPERIMENTS['context'] = (env) =>
+  runHybridVariants(env, 'context', {
+    xm: { head: { ...CORE_HEAD, input: 'xm' } },
+    xg: { head: { ...CORE_HEAD, input: 'xg' } },
+  });
+
+/** Test-time flips: the head's logits averaged over the image and its flips (3x the head's CNN work at inspection). */
+EXPERIMENTS['tta'] = (env) =>
+  runHybridVariants(env, 'tta', {
+    ttaHV: { head: CORE_HEAD, agg: { topK: 1, sigma: 0, tta: ['hflip', 'vflip'] } },
+    // One flip only (2x the head's CNN work).
+    ttaH: { head: CORE_HEAD, agg: { topK: 1, sigma: 0, tta: ['hflip'] } },
+  });
+
+/** More test-time views: the half-turn (both flips) as a fourth view (4x the head's CNN work); the image score as a top-3 mean. */
+EXPERIMENTS['tta2'] = (env) =>
+  runHybridVariants(env, 'tta2', {
+    ttaHVR: { head: CORE_HEAD, agg: { topK: 1, sigma: 0, tta: ['hflip', 'vflip', 'hvflip'] } },
+    ttaHVtop3: { head: CORE_HEAD, agg: { topK: 3, sigma: 0, tta: ['hflip', 'vflip'] } },
   });

@@ -40,6 +40,8 @@ export interface SeedContext {
   bankSet: Set<number>;
   /** Flipped views of the defects (flip augmentation), when loaded. */
   augment?: Partial<Record<'hflip' | 'vflip', TapStore>>;
+  /** Flipped views of every image (test-time flips), when loaded. */
+  tta?: Partial<Record<'hflip' | 'vflip' | 'hvflip', TapStore>>;
   /** The up448 view (2x input as four 224 tiles), for a tiled head, when loaded. */
   tiles?: TapStore;
   /** The official protocol (train/good vs test/) instead of the hybrid hold-out. */
@@ -240,8 +242,11 @@ export function imageAuroc(ctx: SeedContext, score: (i: number) => number): numb
 // The supervised head
 
 export interface HeadConfig {
-  /** Patch features: the embedding, its residual to the nearest bank row, both, + the NN distance. */
-  input: 'x' | 'r' | 'xr' | 'xd' | 'rd';
+  /**
+   * Patch features: the embedding, its residual to the nearest bank row, both, + the NN distance; 'xm' the
+   * embedding minus its image's mean patch (per view), 'xg' the embedding beside its image's mean patch.
+   */
+  input: 'x' | 'r' | 'xr' | 'xd' | 'rd' | 'xm' | 'xg';
   /** Projection of each part to this many dims (0 = none). */
   proj: number;
   /** Negatives: 'val' = validation goods (not in the bank), 'bank' = bank goods, 'all'. */
@@ -286,7 +291,7 @@ export class HeadFeatures {
   ) {
     this.proj = cfg.proj > 0 ? new SparseRandomProjection({ inDim: D, outDim: cfg.proj, seed: cfg.projSeed ?? 1 }) : null;
     const part = cfg.proj > 0 ? cfg.proj : D;
-    this.dim = cfg.input === 'xr' ? 2 * part : cfg.input === 'xd' || cfg.input === 'rd' ? part + 1 : part;
+    this.dim = cfg.input === 'xr' || cfg.input === 'xg' ? 2 * part : cfg.input === 'xd' || cfg.input === 'rd' ? part + 1 : part;
   }
 
   private readonly cache = new Map<number, Float32Array>();
@@ -319,9 +324,23 @@ export class HeadFeatures {
     const { bank } = this.ctx.bs;
     const dist1 = this.cfg.input === 'xd' || this.cfg.input === 'rd' ? patchScores(this.ctx, i) : null;
     const part = this.proj ? this.cfg.proj : D;
-    const need = this.cfg.input !== 'x' && this.cfg.input !== 'xd';
+    const need = this.cfg.input === 'r' || this.cfg.input === 'xr' || this.cfg.input === 'rd';
     let r: Float32Array | null = null;
-    if (need) {
+    if (this.cfg.input === 'xm' || this.cfg.input === 'xg') {
+      // The image's mean patch per view: 'xm' subtracts it (local deviation only), 'xg' appends it (context).
+      const g = new Float32Array(n * D);
+      for (let v = 0; v < n / P; v++) {
+        const m = new Float64Array(D);
+        for (let p = v * P; p < (v + 1) * P; p++) for (let c = 0; c < D; c++) m[c] = m[c]! + x[p * D + c]!;
+        for (let c = 0; c < D; c++) m[c] = m[c]! / P;
+        for (let p = v * P; p < (v + 1) * P; p++) for (let c = 0; c < D; c++) g[p * D + c] = this.cfg.input === 'xm' ? x[p * D + c]! - m[c]! : m[c]!;
+      }
+      if (this.cfg.input === 'xm') {
+        const pg = this.proj ? this.proj.apply(g, n) : g;
+        return pg;
+      }
+      r = g;
+    } else if (need) {
       r = new Float32Array(n * D);
       for (let p = 0; p < n; p++) {
         const j = nnRow(this.ctx, i, p);
@@ -466,7 +485,11 @@ export async function trainHead(ctx: SeedContext, cfg: HeadConfig, seed = 0, opt
 }
 
 export function headPatchLogits(h: TrainedHead, i: number): Float32Array {
-  const rows = h.feats.rows(i);
+  return headLogitsOf(h, h.feats.rows(i));
+}
+
+/** The head's logits of head-feature rows. */
+export function headLogitsOf(h: TrainedHead, rows: Float32Array): Float32Array {
   if (h.mlp) return mlpLogits(h.mlp, rows, rows.length / h.feats.dim);
   return logisticLogits(h.model!, rows, rows.length / h.feats.dim);
 }

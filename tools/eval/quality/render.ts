@@ -156,6 +156,30 @@ const EXPERIMENTS: { name: string; title: string; what: string; metrics: string[
       "For the patch-level columns the 56 x 56 logit map is max-pooled 2 x 2 onto the bank's 28 x 28 grid. Compare flips' core row (head 0.9168, fused weight 4 0.9371).",
     metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'fusedW8', 'patchFusedMax', 'fusedPixel'],
   },
+  {
+    name: 'context',
+    title: "The image as the head's context (stopped early: worse on every seed run)",
+    what:
+      "xm: core's head reading each patch embedding minus its image's mean patch embedding (only the local deviation, as if each tile were its own reference). xg: the patch embedding beside its image's mean patch (each projected to 256, 512 dims in all). " +
+      "Compare neighbourhood's core per seed (KolektorSDD fused weight 4, seeds 0 / 1: 0.9850 / 0.9613; magnetic tile seed 0: 0.9511). Both lower on every seed run, so the runs were stopped.",
+    metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'fusedW8', 'patchFusedMax', 'fusedPixel'],
+  },
+  {
+    name: 'tta',
+    title: "Test-time flips: the head's logits averaged over the image and its mirror images (kept)",
+    what:
+      "ttaHV: core's head (trained on the images as they are) scores the image, its left-right mirror image and its top-bottom one; each mirror image's 28 x 28 logit map is flipped back and the three are averaged, then the max is the head's image score. The bank reads the image alone. 3x the network's work per inspected image. " +
+      "ttaH: the left-right mirror only (2x; run on KolektorSDD and bottle). Compare neighbourhood's core rows (KolektorSDD fused weight 4 0.9625, per seed 0.9850 0.9613 0.9588 0.9138 0.9938; magnetic tile flips' core 0.9371, per seed 0.9511 0.9135 0.9226 0.9638 0.9344; bottle 1.000).",
+    metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'fusedW8', 'patchFusedMax', 'fusedPixel'],
+  },
+  {
+    name: 'tta2',
+    title: 'More test-time views, and a top-3 image score with them (magnetic tile, stopped after two seeds)',
+    what:
+      "ttaHVR: tta's ttaHV plus the half turn (both flips) as a fourth view (4x the network's work). ttaHVtop3: ttaHV with the head's image score the mean of its 3 largest patch logits instead of the max. " +
+      "Compare tta's ttaHV per seed (fused weight 4, seeds 0 / 1: 0.9568 / 0.9284): the fourth view -0.003 / +0.000, the top-3 mean +0.001 / +0.001, inside one head's run-to-run spread, so neither was kept and the runs were stopped.",
+    metrics: ['oneClass', 'head', 'fused', 'fusedW2', 'fusedW4', 'fusedW8', 'patchFusedMax', 'fusedPixel'],
+  },
 ];
 
 function exploreSection(ex: Explore, categories: string[]): string[] {

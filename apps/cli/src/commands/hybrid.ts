@@ -4,7 +4,7 @@
 // hybrid models through core's Inspector like the other kinds (oneclass.ts, predict.ts).
 import * as path from 'node:path';
 
-import { Inspector, saveModel, trainHybrid, writeOneClassReport, type OneClassEvaluation } from '@loupe/core';
+import { Inspector, saveModel, trainHybrid, writeOneClassReport, type Flip, type OneClassEvaluation } from '@loupe/core';
 
 import { stageProgress } from '../classification.js';
 import { openEngine, runOptions, write, type RunContext } from '../context.js';
@@ -17,6 +17,8 @@ export interface HybridTrainOptions {
   /** Held-out fraction (undefined: none). */
   split?: number;
   shots?: number;
+  /** The head's test-time flips (undefined: core's default). */
+  flips?: Flip[];
   seed: number;
   groups?: string;
   coreset: number;
@@ -60,6 +62,7 @@ export async function trainHybridCommand(dir: string, o: HybridTrainOptions, ctx
       seed: o.seed,
       ...(o.split !== undefined ? { split: o.split } : {}),
       ...(o.shots !== undefined ? { shots: o.shots } : {}),
+      ...(o.flips !== undefined ? { head: { flips: o.flips } } : {}),
       ...(o.groups !== undefined ? { groups: o.groups } : {}),
       coresetRatio: o.coreset,
       storage: o.storage,
@@ -90,6 +93,7 @@ export async function trainHybridCommand(dir: string, o: HybridTrainOptions, ctx
       category,
       layout: t.layout,
       head: h.hasHead,
+      flips: h.flips,
       defectTypes: t.defectTypes,
       ...(e ? { perDefectType: Object.fromEntries(e.perDefectType.map((p) => [p.type, { images: p.images, imageAuroc: r4(p.imageAuroc), flagged: p.flagged }])) } : {}),
       ...(e?.defectTypeAccuracy ? { defectTypeAccuracy: r4(e.defectTypeAccuracy.accuracy) } : {}),

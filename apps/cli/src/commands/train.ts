@@ -12,6 +12,7 @@ import {
   trainClassifier,
   writeClassifierReport,
   type DecodingName,
+  type Flip,
 } from '@loupe/core';
 
 import { cacheOption, cacheWriteWarning, formatMetrics, scanWithProgress, stageProgress } from '../classification.js';
@@ -48,6 +49,7 @@ export interface TrainCommandOptions {
   tile?: boolean;
   // --mode hybrid
   shots?: number;
+  flips?: Flip[];
   /** Whether --split was given (hybrid holds nothing out without it). */
   splitGiven?: boolean;
 }
@@ -71,6 +73,7 @@ export async function trainCommand(dir: string, o: TrainCommandOptions, ctx: Run
         json: Boolean(o.json),
         ...(o.splitGiven ? { split: o.split } : {}),
         ...(o.shots !== undefined ? { shots: o.shots } : {}),
+        ...(o.flips !== undefined ? { flips: o.flips } : {}),
         ...(o.groups !== undefined ? { groups: o.groups } : {}),
         ...(o.projection !== undefined ? { projection: o.projection } : {}),
         ...(o.maxBankMb !== undefined ? { maxBankMb: o.maxBankMb } : {}),

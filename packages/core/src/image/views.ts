@@ -20,6 +20,43 @@ export interface PreparedImage {
   /** Caffe-normalised views, [views][224][224][3]. */
   tensor: Float32Array;
   views: number;
+  /**
+   * Test-time flips (withFlips): views 1.. are these mirror images of view 0, not tiles. Only a hybrid
+   * model's head reads them; the memory bank scores view 0.
+   */
+  flips?: readonly Flip[];
+}
+
+/** A mirror image: left-right ('hflip') or top-bottom ('vflip'). */
+export type Flip = 'hflip' | 'vflip';
+export const FLIP_NAMES: readonly Flip[] = ['hflip', 'vflip'];
+
+/**
+ * Mirrors an h x w grid of c-channel cells (an image tensor, a patch map): the same function flips an
+ * image and flips a map of the flipped image back onto the image.
+ */
+export function flipGrid(src: Float32Array, h: number, w: number, c: number, flip: Flip, out = new Float32Array(h * w * c)): Float32Array {
+  if (src.length < h * w * c || out.length < h * w * c) throw new LoupeError('INVALID_ARGUMENT', `flipGrid: ${src.length} values for ${h}x${w}x${c}`);
+  for (let y = 0; y < h; y++) {
+    const sy = flip === 'vflip' ? h - 1 - y : y;
+    for (let x = 0; x < w; x++) {
+      const sx = flip === 'hflip' ? w - 1 - x : x;
+      const o = (y * w + x) * c;
+      const s = (sy * w + sx) * c;
+      for (let k = 0; k < c; k++) out[o + k] = src[s + k]!;
+    }
+  }
+  return out;
+}
+
+/** A whole-image view with its mirror images appended as views 1.. (in `flips` order). */
+export function withFlips(image: PreparedImage, flips: readonly Flip[]): PreparedImage {
+  if (flips.length === 0) return image;
+  if (image.tiles || image.views !== 1 || image.flips) throw new LoupeError('INVALID_ARGUMENT', `test-time flips need one whole-image view (${image.name} has ${image.views})`);
+  const tensor = new Float32Array((1 + flips.length) * INPUT_ELEMENTS);
+  tensor.set(image.tensor);
+  flips.forEach((f, i) => flipGrid(image.tensor, INPUT_SIZE, INPUT_SIZE, 3, f, tensor.subarray((i + 1) * INPUT_ELEMENTS, (i + 2) * INPUT_ELEMENTS)));
+  return { ...image, tensor, views: 1 + flips.length, flips: [...flips] };
 }
 
 export interface PrepareOptions {

@@ -219,7 +219,12 @@ export function hybridHandler(model: HybridModel, knn: { native: KnnNative; thre
   const pc = model.patchcore;
   return {
     taps: PATCHCORE_TAPS,
-    prepare: (source, options) => prepareViews(pc.config.tile, source, options),
+    async prepare(source, options) {
+      // The head's test-time flips, if any, are more views for the engine to run.
+      const p = await prepareViews(pc.config.tile, source, options);
+      const image = model.hybrid.prepareViews(p.image);
+      return { ...p, image, tensor: image.tensor, views: image.views };
+    },
     async finish(items, outputs, o) {
       const { res3d, res4f } = patchTaps(outputs, 'hybrid');
       const t0 = performance.now();

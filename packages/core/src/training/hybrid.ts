@@ -41,12 +41,14 @@ import { holdOutValidation, PatchCoreModel } from '../anomaly/patchcore/model.js
 import { EMBEDDING_DIM, PATCH_GRID, PATCHES_PER_IMAGE, SparseRandomProjection, type ProjectionSpec } from '../anomaly/patchcore/feature-extractor.js';
 import {
   aggregateLogits,
+  flipMeanLogits,
   fuse,
   HYBRID_FORMAT,
   HYBRID_VERSION,
   headInputDim,
   headInputRows,
   HybridScorer,
+  scoreWithFlips,
   type DefectTypeState,
   type FusionPart,
   type HeadAggregation,
@@ -55,6 +57,7 @@ import {
 } from '../anomaly/hybrid/model.js';
 import { trainSoftmax } from '../anomaly/hybrid/softmax.js';
 import { INPUT_SIZE } from '../model.js';
+import { FLIP_NAMES, type Flip } from '../image/views.js';
 import { oneClassConfig, type TrainingProgress } from './one-class.js';
 import type { BankStorage } from '../anomaly/patchcore/memory-bank.js';
 
@@ -110,6 +113,13 @@ export interface HybridHeadOptions {
   labels?: 'auto' | 'mask' | 'image';
   /** Folds of the out-of-fold head scores that set the thresholds; default 5 (at most the defect count). */
   folds?: number;
+  /**
+   * Test-time flips: the head's patch logits are averaged over the image and these mirror images of it
+   * (the memory bank reads the image alone). Default hflip + vflip, which lifted held-out image AUROC on
+   * magnetic tile by +0.006 to +0.015 per split (quality.md, tta) for 3x the network's work per inspected
+   * image; [] inspects at 1x. Needs an embedding-only head (`input`).
+   */
+  flips?: readonly Flip[];
 }
 
 export interface TrainHybridOptions {
@@ -194,6 +204,7 @@ export const DEFAULT_HYBRID_HEAD = {
   weight: 4 as number | 'auto',
   labels: 'auto' as const,
   folds: 5,
+  flips: ['hflip', 'vflip'] as readonly Flip[],
 } as const;
 
 /** Patches whose class probabilities name the defect type. */
@@ -219,6 +230,8 @@ function checkAbort(signal: AbortSignal | undefined): void {
 interface HeadImage {
   /** The head input of each ensemble member (its own projection). */
   readonly rows: Float32Array[];
+  /** The same of each test-time flip of the image ([flip][member]; validation and defect images only). */
+  readonly flipRows: Float32Array[][];
   readonly labels: Int8Array;
   readonly patchScores: Float32Array;
   readonly raw: number;
@@ -298,6 +311,13 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
   if (!(Number.isInteger(h.members) && h.members >= 1 && h.members <= 16)) throw new LoupeError('INVALID_ARGUMENT', `head members must be an integer in [1, 16], got ${String(h.members)}`);
   if (!(Number.isInteger(epochs) && epochs >= 1)) throw new LoupeError('INVALID_ARGUMENT', `head epochs must be an integer >= 1, got ${String(epochs)}`);
   if (headInputDim(input, 1) === 0) throw new LoupeError('INVALID_ARGUMENT', 'the head must read some patch feature (embedding, residual or distance)');
+  const embeddingOnly = input.embedding && !input.residual && !input.distance;
+  // The default flips fit the default (embedding-only) head; a head reading residuals or distances has none.
+  const flips: readonly Flip[] = o.head?.flips ?? (embeddingOnly ? DEFAULT_HYBRID_HEAD.flips : []);
+  if (!(Array.isArray(flips) && flips.every((f) => FLIP_NAMES.includes(f)) && new Set(flips).size === flips.length)) {
+    throw new LoupeError('INVALID_ARGUMENT', `head flips must be distinct names of ${FLIP_NAMES.join(', ')}, got ${JSON.stringify(flips)}`);
+  }
+  if (flips.length > 0 && !embeddingOnly) throw new LoupeError('INVALID_ARGUMENT', 'head flips need a head that reads the embedding only (no residual or distance)');
 
   // --- Data and split ----------------------------------------------------------------------------
   const { items, dataset } = await labelledItems(o);
@@ -347,7 +367,6 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
   const projs = projections.map((p) => (p ? new SparseRandomProjection(p) : null));
   const project = (rows: Float32Array, n: number): Float32Array[] => projs.map((p) => (p ? p.apply(rows, n) : rows));
   const dim = projection ? projection.outDim : inDim;
-  const embeddingOnly = input.embedding && !input.residual && !input.distance;
   const sampleBank = embeddingOnly && h.negativePatchesPerImage > 0 && items.some((i) => i.label !== goodLabel);
   const bankNegatives: Float32Array[][] = [];
   // negativePatchesPerImage random patches of each bank image, no more: filling maxNegatives with bank patches
@@ -414,7 +433,8 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
     const headImages = async (list: readonly (HybridImage & { relPath: string })[], kind: 'negative' | 'validation' | 'defect'): Promise<HeadImage[]> => {
       const out: HeadImage[] = [];
       let k = 0;
-      for await (const r of patchcore.scoreIter(engine, list.map((i) => i.path), { ...run, keepEmbeddings: true })) {
+      // Negatives only train the head; the images it scores (validation, defects) get their test-time flips.
+      for await (const { result: r, flipped } of scoreWithFlips(patchcore, engine, list.map((i) => i.path), kind === 'negative' ? [] : flips, { ...run, keepEmbeddings: true })) {
         const it = list[k++]!;
         const rows = headInputRows(r.embeddings!, r.nnIdx!, r.patchScores!, patchcore.bank, input);
         // Unprojected rows are kept: copy them off the result's embeddings buffer (a projection makes its own).
@@ -430,6 +450,8 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
         }
         out.push({
           rows: projected,
+          // An embedding-only head (flips need one) reads the embeddings themselves.
+          flipRows: flipped.map((e) => project(e, r.patchScores!.length)),
           labels: labelsOf,
           patchScores: r.patchScores!,
           raw: r.rawScore,
@@ -475,7 +497,11 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
       return { model, positives: pos.length, negatives: negKept.length };
     };
     // The ensemble's patch logits: the mean of its members'.
-    const logitsOf = (head: Head, im: HeadImage): Float32Array => meanLogits(head.map((c, m) => classifierLogits(c, im.rows[m]!, im.labels.length)));
+    // With test-time flips, averaged over the image and its mirror images as the model will (HybridScorer).
+    const logitsOf = (head: Head, im: HeadImage): Float32Array => {
+      const of = (rows: readonly Float32Array[]): Float32Array => meanLogits(head.map((c, m) => classifierLogits(c, rows[m]!, im.labels.length)));
+      return flipMeanLogits(of(im.rows), im.flipRows.map(of), im.flipRows.length > 0 ? flips : []);
+    };
     const fusionOf = (m: Head, weight: number): { image: Omit<FusionPart, 'threshold'>; pixel: Omit<FusionPart, 'threshold'> } => {
       const vLogits = validation.map((im) => logitsOf(m, im));
       const patchPc: number[] = [];
@@ -616,6 +642,7 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
         head: headState(0),
         ...(final.model.length > 1 ? { ensemble: final.model.slice(1).map((_, j) => headState(j + 1)) } : {}),
         aggregation,
+        flips: [...flips],
       },
       fusion: { image: { ...fu.image, threshold: imageThreshold }, pixel: { ...fu.pixel, threshold: pixelThreshold } },
       defectTypes: typeState,

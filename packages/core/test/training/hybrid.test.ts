@@ -23,6 +23,9 @@ import {
   type LabelledImage,
   type TrainingProgress,
 } from '../../src/index.js';
+import { HybridScorer, scoreViewsWithFlips } from '../../src/anomaly/hybrid/model.js';
+import { PATCHCORE_TAPS } from '../../src/anomaly/patchcore/feature-extractor.js';
+import { flipGrid, prepareImage, withFlips, type Flip } from '../../src/image/views.js';
 import { bottle, bottleSkipReason, labelledFolder, mvtecSubset, sha256File } from '../support/bottle.js';
 import { skipNote, tempDir } from '../support/env.js';
 
@@ -179,9 +182,21 @@ describe.skipIf(!!skip)('hybrid models (memory bank + supervised head)', () => {
     const err = await loadModel(bad).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ModelFileError);
     expect(err).toMatchObject({ code: 'MODEL_CORRUPT', field: 'hybrid' });
-    // The default head is an MLP (version 2); a version-1 file's logistic head still loads and answers.
+    // The default head is an MLP (version 2) with test-time flips (version 3); a version-1 file's logistic
+    // head still loads and answers, and a version-2 file (no flips) too.
     const head = t.model.hybrid.state.head!.head;
-    expect(t.model.hybrid.state.version).toBe(2);
+    expect(t.model.hybrid.state.version).toBe(3);
+    expect(t.model.hybrid.state.head!.flips).toEqual(['hflip', 'vflip']);
+    const v2 = await loadModel(withHeader((h) => ((h.hybrid.version = 2), delete h.hybrid.head.flips), 'v2-hybrid.loupe'));
+    if (v2.kind !== 'hybrid') throw new Error('unreachable');
+    expect(v2.hybrid.flips).toEqual([]);
+    const r2 = await (await Inspector.open(v2, { engine })).inspect(image);
+    expect(Number.isFinite(r2.rawScore)).toBe(true);
+    expect(r2.rawScore).not.toBeCloseTo(a.rawScore, 3);
+    for (const [flips, name] of [[['hflip', 'hflip'], 'twice'], [['rot90'], 'unknown']] as const) {
+      const f = withHeader((h) => (h.hybrid.head.flips = flips), `flips-${name}.loupe`);
+      expect(await loadModel(f).catch((e: unknown) => e)).toMatchObject({ code: 'MODEL_CORRUPT', field: 'hybrid' });
+    }
     expect(head.mlp!.hidden).toBe(DEFAULT_HYBRID_HEAD.hidden);
     // Two more members, each on its own projection.
     const members = [head, ...t.model.hybrid.state.head!.ensemble!];
@@ -193,6 +208,7 @@ describe.skipIf(!!skip)('hybrid models (memory bank + supervised head)', () => {
     const v1 = withHeader((h) => {
       h.hybrid.version = 1;
       delete h.hybrid.head.ensemble;
+      delete h.hybrid.head.flips;
       delete h.hybrid.head.head.mlp;
       h.hybrid.head.head.logistic = logistic;
     }, 'v1-hybrid.loupe');
@@ -203,6 +219,55 @@ describe.skipIf(!!skip)('hybrid models (memory bank + supervised head)', () => {
     expect(r.rawScore).not.toBeCloseTo(a.rawScore, 3);
     const both = withHeader((h) => (h.hybrid.head.head.logistic = logistic), 'both-hybrid.loupe');
     expect(await loadModel(both).catch((e: unknown) => e)).toMatchObject({ code: 'MODEL_CORRUPT', field: 'hybrid' });
+  });
+
+  it("test-time flips: the head's patch logits are the mean over the image and its mirror images, flipped back; the bank reads the image alone", async () => {
+    const m = t.model;
+    const flips = m.hybrid.flips;
+    expect(flips).toEqual(['hflip', 'vflip']);
+    const plain = new HybridScorer(m.patchcore, { ...m.hybrid.state, head: { ...m.hybrid.state.head!, flips: [] } });
+    const image = await prepareImage(t.split.test.find((i) => i.label !== 'good')!.path);
+    // Each view on its own through the engine and the model without flips.
+    const alone = async (tensor: Float32Array): Promise<{ logits: Float32Array; raw: number }> => {
+      const taps = await engine.run({ data: tensor, batch: 1 }, PATCHCORE_TAPS);
+      const [r] = await plain.scoreViews([{ ...image, tensor }], taps, { keepEmbeddings: true });
+      const [bank] = await m.patchcore.scoreViews([{ ...image, tensor }], taps);
+      return { logits: plain.headLogits(r!), raw: bank!.rawScore };
+    };
+    const own = await alone(image.tensor);
+    const mirrored = await Promise.all(flips.map((f: Flip) => alone(flipGrid(image.tensor, 224, 224, 3, f))));
+    const expected = new Float32Array(784);
+    for (let y = 0; y < 28; y++)
+      for (let x = 0; x < 28; x++) {
+        const p = y * 28 + x;
+        expected[p] = (own.logits[p]! + mirrored[0]!.logits[y * 28 + 27 - x]! + mirrored[1]!.logits[(27 - y) * 28 + x]!) / 3;
+      }
+    // The model with flips, from one engine batch of the three views.
+    const views = withFlips(image, flips);
+    expect(views.views).toBe(3);
+    const taps = await engine.run({ data: views.tensor, batch: 3 }, PATCHCORE_TAPS);
+    const [x] = await scoreViewsWithFlips(m.patchcore, [views], taps, flips, { keepEmbeddings: true });
+    expect(x!.flipped.length).toBe(2);
+    const logits = m.hybrid.headLogits(x!.result, x!.flipped);
+    let maxDiff = 0;
+    let maxExpected = -Infinity;
+    for (let p = 0; p < 784; p++) {
+      maxDiff = Math.max(maxDiff, Math.abs(logits[p]! - expected[p]!));
+      maxExpected = Math.max(maxExpected, expected[p]!);
+    }
+    expect(maxDiff).toBeLessThan(1e-3);
+    // The mirror images are other inputs to the head, not the image again.
+    expect(Math.max(...mirrored[0]!.logits.map((v, p) => Math.abs(v - own.logits[p]!)))).toBeGreaterThan(0.01);
+    const [r] = await m.hybrid.scoreViews([views], taps);
+    expect(r!.headScore!).toBeCloseTo(maxExpected, 3);
+    // The fused score's memory-bank part is the image's own (flips do not reach the bank).
+    const withoutHead = (x: { rawScore: number; headScore: number | null }): number => x.rawScore - (m.hybrid.state.fusion!.image.weight * (x.headScore! - m.hybrid.state.fusion!.image.head.mean)) / m.hybrid.state.fusion!.image.head.std;
+    expect(withoutHead(r!)).toBeCloseTo((own.raw - m.hybrid.state.fusion!.image.pc.mean) / m.hybrid.state.fusion!.image.pc.std, 3);
+    // And scoring from the files (decode, engine, flips) gives the same answer.
+    const [fromFile] = await m.hybrid.score(engine, [t.split.test.find((i) => i.label !== 'good')!.path]);
+    expect(fromFile!.rawScore).toBeCloseTo(r!.rawScore, 3);
+    // Images prepared without their flips are refused, naming the image.
+    await expect(m.hybrid.scoreViews([image], await engine.run({ data: image.tensor, batch: 1 }, PATCHCORE_TAPS))).rejects.toThrow(/flips/);
   });
 
   it('evaluateOneClass measures a hybrid inspector by the same protocol (balanced accuracy, type accuracy), and calibrate moves its fused thresholds', async () => {

@@ -6,23 +6,27 @@
 //   patch features (x, residual) -> head logits l_p, head image score H (top-k mean of the smoothed logits)
 //   fused image score  F = (S - mu_S) / sd_S + w * (H - mu_H) / sd_H
 //   fused patch map    f_p = (s_p - mu_s) / sd_s + w * (l_p - mu_l) / sd_l  -> upsampled + smoothed
+//   test-time flips (head.flips, version 3): l_p is the mean of the head's logits on the image and on its
+//   mirror images (each map flipped back); the memory bank reads the image alone
 //   score = sigmoid(F - threshold): 0.5 at the model's threshold
 // The statistics are those of good images that neither the bank nor the head saw, so both parts are on one
 // scale before any defect is seen; the weight and the threshold come from training (training/hybrid.ts).
 // Without labelled defects there is no head and the model answers as its PatchCore part alone.
 import { LoupeError } from '../../errors.js';
 import type { ImageSource } from '../../image/decode.js';
+import { FLIP_NAMES, flipGrid, withFlips, type Flip } from '../../image/views.js';
 import { INPUT_SIZE } from '../../model.js';
 import type { PreparedImage } from '../../image/views.js';
 import { FewShotHead, meanLogits, type FewShotHeadState, type ScoreStats } from '../fewshot/head.js';
 import { gaussianBlur, patchScoresToMap } from '../patchcore/anomaly-map.js';
 import { PATCH_GRID, PATCHES_PER_IMAGE, SparseRandomProjection, type ProjectionSpec } from '../patchcore/feature-extractor.js';
 import type { MemoryBank } from '../patchcore/memory-bank.js';
-import type { AnomalyResult, PatchCoreEngine, PatchCoreModel, ScoreOptions } from '../patchcore/model.js';
+import { viewBatches, type AnomalyResult, type PatchCoreEngine, type PatchCoreModel, type ScoreOptions } from '../patchcore/model.js';
 import { softmaxProbabilities, type SoftmaxModel } from './softmax.js';
 
 export const HYBRID_FORMAT = 'loupe-hybrid';
-export const HYBRID_VERSION = 2; // 2: the head may be an MLP (FewShotHeadState.mlp) with ensemble members (head.ensemble)
+// 2: the head may be an MLP (FewShotHeadState.mlp) with ensemble members (head.ensemble); 3: test-time flips (head.flips)
+export const HYBRID_VERSION = 3;
 
 /** What the head reads per patch: the PatchCore embedding, its residual to the nearest bank row, the NN distance. */
 export interface HeadInput {
@@ -43,6 +47,8 @@ export interface HybridHeadState {
   /** Further heads (version 2), each on its own projection: the head's patch logits are the mean of all. */
   readonly ensemble?: readonly FewShotHeadState[];
   readonly aggregation: HeadAggregation;
+  /** Test-time flips (version 3): the head's logits are averaged over the image and these mirror images. */
+  readonly flips?: readonly Flip[];
 }
 
 export interface FusionPart {
@@ -152,6 +158,88 @@ export function aggregateLogits(logits: Float32Array, agg: HeadAggregation): num
   return s / k;
 }
 
+/**
+ * The head's patch logits with test-time flips: the mean of the image's logits and of each mirror image's,
+ * flipped back onto the image (flipped[i] belongs to flips[i]).
+ */
+export function flipMeanLogits(base: Float32Array, flipped: readonly Float32Array[], flips: readonly Flip[]): Float32Array {
+  if (flipped.length !== flips.length) throw new LoupeError('INVALID_ARGUMENT', `${flipped.length} flipped logit maps for ${flips.length} flips`);
+  if (flips.length === 0) return base;
+  const out = Float32Array.from(base);
+  const back = new Float32Array(PATCHES_PER_IMAGE);
+  flips.forEach((f, i) => {
+    flipGrid(flipped[i]!, PATCH_GRID, PATCH_GRID, 1, f, back);
+    for (let p = 0; p < out.length; p++) out[p] = out[p]! + back[p]!;
+  });
+  for (let p = 0; p < out.length; p++) out[p] = out[p]! / (1 + flips.length);
+  return out;
+}
+
+/** A batch of images with test-time flips (withFlips) split into their own views and their mirror images' views. */
+function splitFlipViews(
+  images: readonly PreparedImage[],
+  taps: { res3d: Float32Array; res4f: Float32Array },
+  flips: readonly Flip[],
+): { images: PreparedImage[]; base: { res3d: Float32Array; res4f: Float32Array }; flipped: { res3d: Float32Array; res4f: Float32Array } } {
+  const per = 1 + flips.length;
+  for (const im of images) {
+    if (im.views !== per || (im.flips ?? []).join() !== flips.join()) {
+      throw new LoupeError('INVALID_ARGUMENT', `${im.name}: this hybrid model's head reads the image and its ${flips.join(' + ') || 'no'} flips (prepare it with withFlips); it has ${im.views} view(s)`);
+    }
+  }
+  const n = images.length;
+  const a = taps.res3d.length / (n * per);
+  const b = taps.res4f.length / (n * per);
+  const base = { res3d: new Float32Array(n * a), res4f: new Float32Array(n * b) };
+  const flipped = { res3d: new Float32Array(n * flips.length * a), res4f: new Float32Array(n * flips.length * b) };
+  for (let i = 0; i < n; i++) {
+    base.res3d.set(taps.res3d.subarray(i * per * a, (i * per + 1) * a), i * a);
+    base.res4f.set(taps.res4f.subarray(i * per * b, (i * per + 1) * b), i * b);
+    flipped.res3d.set(taps.res3d.subarray((i * per + 1) * a, (i + 1) * per * a), i * flips.length * a);
+    flipped.res4f.set(taps.res4f.subarray((i * per + 1) * b, (i + 1) * per * b), i * flips.length * b);
+  }
+  return { images: images.map((im) => ({ ...im, tensor: im.tensor.subarray(0, im.tensor.length / per), views: 1, flips: [] })), base, flipped };
+}
+
+/** A memory-bank result (with its embeddings) and the patch embeddings of each of its image's mirror images. */
+export interface FlippedResult {
+  readonly result: AnomalyResult;
+  readonly flipped: readonly Float32Array[];
+}
+
+/**
+ * Scores decoded images with test-time flips: the memory bank scores each image's own view; the mirror
+ * images are only embedded (the head reads them). With no flips this is the bank's scoreViews.
+ */
+export async function scoreViewsWithFlips(
+  patchcore: PatchCoreModel,
+  images: readonly PreparedImage[],
+  taps: { res3d: Float32Array; res4f: Float32Array },
+  flips: readonly Flip[],
+  options: ScoreOptions & { prepareMs?: number; cnnMs?: number } = {},
+): Promise<FlippedResult[]> {
+  // No flips: the views may be tiles (a hybrid without a head in tile mode), as the bank reads them.
+  if (flips.length === 0) return (await patchcore.scoreViews(images, taps, options)).map((result) => ({ result, flipped: [] }));
+  const parts = splitFlipViews(images, taps, flips);
+  const results = await patchcore.scoreViews(parts.images, parts.base, options);
+  const emb = patchcore.embedTaps(parts.flipped, images.length * flips.length);
+  const size = PATCHES_PER_IMAGE * patchcore.bank.d;
+  return results.map((result, i) => ({ result, flipped: flips.map((_, f) => emb.subarray((i * flips.length + f) * size, (i * flips.length + f + 1) * size)) }));
+}
+
+/** Decodes, runs the engine on and scores `sources` with test-time flips (see scoreViewsWithFlips), in order. */
+export async function* scoreWithFlips(
+  patchcore: PatchCoreModel,
+  engine: PatchCoreEngine,
+  sources: readonly ImageSource[],
+  flips: readonly Flip[],
+  options: ScoreOptions = {},
+): AsyncGenerator<FlippedResult> {
+  for await (const b of viewBatches(engine, sources, patchcore.config, options, (im) => withFlips(im, flips))) {
+    yield* await scoreViewsWithFlips(patchcore, b.images, b, flips, { ...options, prepareMs: b.prepareMs, cnnMs: b.cnnMs });
+  }
+}
+
 /** z(pc) + w * z(head). */
 export function fuse(pc: number, head: number, part: Pick<FusionPart, 'pc' | 'head' | 'weight'>): number {
   return (pc - part.pc.mean) / part.pc.std + (part.weight * (head - part.head.mean)) / part.head.std;
@@ -175,6 +263,13 @@ function checkState(s: HybridState, bankDim: number): void {
       if (h?.inDim !== dim) throw new LoupeError('INVALID_ARGUMENT', `the head reads ${h?.inDim} features per patch; its input gives ${dim}`);
     }
     if (s.head.ensemble !== undefined && !(Array.isArray(s.head.ensemble) && s.version >= 2)) throw new LoupeError('INVALID_ARGUMENT', 'head.ensemble must be a list of heads (version 2)');
+    const flips = s.head.flips;
+    if (flips !== undefined) {
+      if (!(Array.isArray(flips) && s.version >= 3 && flips.every((f) => FLIP_NAMES.includes(f)) && new Set(flips).size === flips.length)) {
+        throw new LoupeError('INVALID_ARGUMENT', `head.flips must be distinct names of ${FLIP_NAMES.join(', ')} (version 3), got ${JSON.stringify(flips)}`);
+      }
+      if (flips.length > 0 && (s.head.input.residual || s.head.input.distance)) throw new LoupeError('INVALID_ARGUMENT', 'head.flips need a head that reads the embedding only');
+    }
     const a = s.head.aggregation;
     if (!(Number.isInteger(a.topK) && a.topK >= 1 && a.sigma >= 0 && a.sigma <= 28)) throw new LoupeError('INVALID_ARGUMENT', `bad head aggregation ${JSON.stringify(a)}`);
     for (const [name, part] of Object.entries(s.fusion!)) {
@@ -229,16 +324,29 @@ export class HybridScorer {
     return this.state.fusion ? this.state.fusion.pixel.threshold : this.patchcore.thresholds.pixel;
   }
 
-  /** The head's patch logits of one PatchCore result kept with its embeddings. */
-  headLogits(r: Pick<AnomalyResult, 'embeddings' | 'nnIdx' | 'patchScores'>): Float32Array {
-    if (!this.head || !this.state.head) throw new LoupeError('INVALID_ARGUMENT', 'this hybrid model has no head');
-    if (!r.embeddings || !r.nnIdx || !r.patchScores) throw new LoupeError('INVALID_ARGUMENT', 'head logits need the PatchCore result with its embeddings (keepEmbeddings)');
-    const rows = headInputRows(r.embeddings, r.nnIdx, r.patchScores, this.patchcore.bank, this.state.head.input);
-    return meanLogits(this.head.map((h) => h.patchLogits(rows, r.patchScores!.length)));
+  /** Test-time flips the head reads (none for models before version 3). */
+  get flips(): readonly Flip[] {
+    return this.head ? (this.state.head?.flips ?? []) : [];
   }
 
-  /** The hybrid answer from a PatchCore result kept with its embeddings. */
-  finish(r: AnomalyResult, options: { keepEmbeddings?: boolean } = {}): HybridResult {
+  /** An image decoded for this model: its own view, plus its mirror images when the head reads flips. */
+  prepareViews(image: PreparedImage): PreparedImage {
+    return withFlips(image, this.flips);
+  }
+
+  /** The head's patch logits of one PatchCore result kept with its embeddings (and its mirror images' embeddings). */
+  headLogits(r: Pick<AnomalyResult, 'embeddings' | 'nnIdx' | 'patchScores'>, flipped: readonly Float32Array[] = []): Float32Array {
+    if (!this.head || !this.state.head) throw new LoupeError('INVALID_ARGUMENT', 'this hybrid model has no head');
+    if (!r.embeddings || !r.nnIdx || !r.patchScores) throw new LoupeError('INVALID_ARGUMENT', 'head logits need the PatchCore result with its embeddings (keepEmbeddings)');
+    const n = r.patchScores.length;
+    const rows = headInputRows(r.embeddings, r.nnIdx, r.patchScores, this.patchcore.bank, this.state.head.input);
+    const logitsOf = (x: Float32Array): Float32Array => meanLogits(this.head!.map((h) => h.patchLogits(x, n)));
+    // Flips need an embedding-only head (checkState), whose rows are the embeddings themselves.
+    return flipMeanLogits(logitsOf(rows), flipped.map(logitsOf), this.flips);
+  }
+
+  /** The hybrid answer from a PatchCore result kept with its embeddings (and its mirror images' embeddings). */
+  finish(r: AnomalyResult, options: { keepEmbeddings?: boolean } = {}, flipped: readonly Float32Array[] = []): HybridResult {
     const strip = (x: AnomalyResult): AnomalyResult => {
       if (options.keepEmbeddings) return x;
       const { embeddings: _e, patchScores: _p, nnIdx: _n, ...rest } = x;
@@ -246,7 +354,7 @@ export class HybridScorer {
     };
     const fusion = this.state.fusion;
     if (!this.head || !fusion || !this.state.head) return { ...strip(r), headScore: null, fusedScore: r.rawScore, likeliestDefect: null, typeScores: null };
-    const logits = this.headLogits(r);
+    const logits = this.headLogits(r, flipped);
     const headScore = aggregateLogits(logits, this.state.head.aggregation);
     const fused = fuse(r.rawScore, headScore, fusion.image);
     const ps = r.patchScores!;
@@ -297,17 +405,20 @@ export class HybridScorer {
     return { best: t.classes[best]!, scores: t.classes.map((name, c) => ({ name, score: mean[c]! })) };
   }
 
-  /** Scores images decoded into their views from the engine's taps (see PatchCoreModel.scoreViews). */
+  /**
+   * Scores images decoded into their views (prepareViews) from the engine's taps (see
+   * PatchCoreModel.scoreViews).
+   */
   async scoreViews(images: readonly PreparedImage[], taps: { res3d: Float32Array; res4f: Float32Array }, options: ScoreOptions & { prepareMs?: number; cnnMs?: number } = {}): Promise<HybridResult[]> {
-    const results = await this.patchcore.scoreViews(images, taps, { ...options, keepEmbeddings: this.hasHead || options.keepEmbeddings === true });
-    return results.map((r) => this.finish(r, { keepEmbeddings: options.keepEmbeddings ?? false }));
+    const results = await scoreViewsWithFlips(this.patchcore, images, taps, this.flips, { ...options, keepEmbeddings: this.hasHead || options.keepEmbeddings === true });
+    return results.map((x) => this.finish(x.result, { keepEmbeddings: options.keepEmbeddings ?? false }, x.flipped));
   }
 
   /** Scores images (decode, CNN, PatchCore, head), in input order. */
   async score(engine: PatchCoreEngine, sources: readonly ImageSource[], options: ScoreOptions = {}): Promise<HybridResult[]> {
     const out: HybridResult[] = [];
-    for await (const r of this.patchcore.scoreIter(engine, sources, { ...options, keepEmbeddings: this.hasHead || options.keepEmbeddings === true })) {
-      out.push(this.finish(r, { keepEmbeddings: options.keepEmbeddings ?? false }));
+    for await (const x of scoreWithFlips(this.patchcore, engine, sources, this.flips, { ...options, keepEmbeddings: this.hasHead || options.keepEmbeddings === true })) {
+      out.push(this.finish(x.result, { keepEmbeddings: options.keepEmbeddings ?? false }, x.flipped));
     }
     return out;
   }
@@ -317,7 +428,8 @@ export class HybridScorer {
     const h = this.head?.[0]?.classifier;
     if (!h) return 'none';
     const form = h.kind === 'mlp' ? `MLP ${h.model.hidden}` : 'logistic';
-    return this.head!.length > 1 ? `${form} x${this.head!.length}` : form;
+    const flips = this.flips.length > 0 ? `, test-time ${this.flips.join(' + ')}` : '';
+    return (this.head!.length > 1 ? `${form} x${this.head!.length}` : form) + flips;
   }
 
   /** One line for logs and listings. */

@@ -226,7 +226,14 @@ interface ViewBatch {
  * Decodes `sources` and runs the engine to res4f on them, in batches of about `batchSize` views. The next
  * batch is decoded while the engine runs the current one.
  */
-async function* viewBatches(engine: PatchTapRunner, sources: readonly ImageSource[], config: PatchCoreConfig, options: RunOptions): AsyncGenerator<ViewBatch> {
+export async function* viewBatches(
+  engine: PatchTapRunner,
+  sources: readonly ImageSource[],
+  config: PatchCoreConfig,
+  options: RunOptions,
+  /** Applied to each decoded image before the engine runs (a hybrid head's test-time flips). */
+  transform: (image: PreparedImage) => PreparedImage = (image) => image,
+): AsyncGenerator<ViewBatch> {
   const batchSize = Math.max(1, options.batchSize ?? 8);
   const prepOpts = { tile: config.tile, ...(options.limitInputPixels !== undefined ? { limitInputPixels: options.limitInputPixels } : {}) };
   // Images per chunk: whole-image mode = batchSize; tile mode starts at 1 and adapts to tiles/image.
@@ -236,7 +243,7 @@ async function* viewBatches(engine: PatchTapRunner, sources: readonly ImageSourc
     const t0 = performance.now();
     const images: PreparedImage[] = [];
     // One decode at a time (core's thread policy: the engine owns the cores).
-    for (let i = start; i < Math.min(sources.length, start + count); i++) images.push(await prepareImage(sources[i]!, prepOpts));
+    for (let i = start; i < Math.min(sources.length, start + count); i++) images.push(transform(await prepareImage(sources[i]!, prepOpts)));
     return { images, ms: performance.now() - t0 };
   };
   const handled = <T>(p: Promise<T>): Promise<T> => {
@@ -519,6 +526,8 @@ export class PatchCoreModel {
     options: ScoreOptions & { prepareMs?: number; cnnMs?: number } = {},
   ): Promise<AnomalyResult[]> {
     const views = images.reduce((a, im) => a + im.views, 0);
+    const flipped = images.find((im) => im.flips?.length);
+    if (flipped) throw new LoupeError('INVALID_ARGUMENT', `${flipped.name}: flipped views are a hybrid head's (HybridScorer.scoreViews), not the memory bank's`);
     // Embeddings go into a scratch set of this call's own (a pool: concurrent calls each take one, and a
     // fresh ~5 MB per image would cost more than the whole scoring in allocation and GC).
     const scratch = this.scratchPool.pop() ?? { emb: new Float32Array(0), proj: new Float32Array(0) };
@@ -548,6 +557,11 @@ export class PatchCoreModel {
         mapMs: mapMs * share,
       },
     }));
+  }
+
+  /** The patch embeddings (bank space, [views * 784][d]) of `views` views' taps, in a fresh array. */
+  embedTaps(taps: { res3d: Float32Array; res4f: Float32Array }, views: number): Float32Array {
+    return this.featureExtractor().fromTapsInto(taps.res3d, taps.res4f, views, { emb: new Float32Array(0), proj: new Float32Array(0) });
   }
 
   private extractorCache: PatchFeatureExtractor | undefined;
