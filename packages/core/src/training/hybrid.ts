@@ -41,6 +41,7 @@ import { holdOutValidation, PatchCoreModel } from '../anomaly/patchcore/model.js
 import { EMBEDDING_DIM, PATCH_GRID, PATCHES_PER_IMAGE, SparseRandomProjection, type ProjectionSpec } from '../anomaly/patchcore/feature-extractor.js';
 import {
   aggregateLogits,
+  checkHeadFlips,
   flipMeanLogits,
   fuse,
   HYBRID_FORMAT,
@@ -57,7 +58,7 @@ import {
 } from '../anomaly/hybrid/model.js';
 import { trainSoftmax } from '../anomaly/hybrid/softmax.js';
 import { INPUT_SIZE } from '../model.js';
-import { FLIP_NAMES, type Flip } from '../image/views.js';
+import type { Flip } from '../image/views.js';
 import { oneClassConfig, type TrainingProgress } from './one-class.js';
 import type { BankStorage } from '../anomaly/patchcore/memory-bank.js';
 
@@ -313,11 +314,8 @@ export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining
   if (headInputDim(input, 1) === 0) throw new LoupeError('INVALID_ARGUMENT', 'the head must read some patch feature (embedding, residual or distance)');
   const embeddingOnly = input.embedding && !input.residual && !input.distance;
   // The default flips fit the default (embedding-only) head; a head reading residuals or distances has none.
-  const flips: readonly Flip[] = o.head?.flips ?? (embeddingOnly ? DEFAULT_HYBRID_HEAD.flips : []);
-  if (!(Array.isArray(flips) && flips.every((f) => FLIP_NAMES.includes(f)) && new Set(flips).size === flips.length)) {
-    throw new LoupeError('INVALID_ARGUMENT', `head flips must be distinct names of ${FLIP_NAMES.join(', ')}, got ${JSON.stringify(flips)}`);
-  }
-  if (flips.length > 0 && !embeddingOnly) throw new LoupeError('INVALID_ARGUMENT', 'head flips need a head that reads the embedding only (no residual or distance)');
+  const flips = o.head?.flips ?? (embeddingOnly ? DEFAULT_HYBRID_HEAD.flips : []);
+  checkHeadFlips(flips, input, 'head flips');
 
   // --- Data and split ----------------------------------------------------------------------------
   const { items, dataset } = await labelledItems(o);

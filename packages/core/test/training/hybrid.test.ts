@@ -270,6 +270,12 @@ describe.skipIf(!!skip)('hybrid models (memory bank + supervised head)', () => {
     await expect(m.hybrid.scoreViews([image], await engine.run({ data: image.tensor, batch: 1 }, PATCHCORE_TAPS))).rejects.toThrow(/flips/);
   });
 
+  it('refuses test-time flips it cannot use before reading any image, naming the option', async () => {
+    await expect(trainHybrid({ engine, data: subset.root, head: { flips: ['hflip', 'hflip'] } })).rejects.toThrow(/head flips must be distinct names of hflip, vflip, got \["hflip","hflip"\]/);
+    // A head reading residuals would need the flipped views searched in the bank: no flips by default, refused when asked.
+    await expect(trainHybrid({ engine, data: subset.root, head: { input: { residual: true }, flips: ['vflip'] } })).rejects.toThrow(/head flips need a head that reads the embedding only/);
+  });
+
   it('evaluateOneClass measures a hybrid inspector by the same protocol (balanced accuracy, type accuracy), and calibrate moves its fused thresholds', async () => {
     const inspector = await Inspector.open(t.model, { engine });
     const test: readonly LabelledImage[] = t.split.test;

@@ -105,6 +105,17 @@ export interface HybridResult extends AnomalyResult {
   readonly typeScores: readonly { readonly name: string; readonly score: number }[] | null;
 }
 
+/**
+ * Throws INVALID_ARGUMENT naming `field` unless `flips` are distinct flip names a head reading `input` can
+ * use (flipped views are embedded, never searched in the bank: an embedding-only head).
+ */
+export function checkHeadFlips(flips: unknown, input: HeadInput, field: string): asserts flips is readonly Flip[] {
+  if (!(Array.isArray(flips) && flips.every((f) => FLIP_NAMES.includes(f as Flip)) && new Set(flips).size === flips.length)) {
+    throw new LoupeError('INVALID_ARGUMENT', `${field} must be distinct names of ${FLIP_NAMES.join(', ')}, got ${JSON.stringify(flips)}`);
+  }
+  if (flips.length > 0 && (!input.embedding || input.residual || input.distance)) throw new LoupeError('INVALID_ARGUMENT', `${field} need a head that reads the embedding only (no residual or distance)`);
+}
+
 /** Width of one head input row. */
 export function headInputDim(input: HeadInput, d: number): number {
   return (input.embedding ? d : 0) + (input.residual ? d : 0) + (input.distance ? 1 : 0);
@@ -263,12 +274,9 @@ function checkState(s: HybridState, bankDim: number): void {
       if (h?.inDim !== dim) throw new LoupeError('INVALID_ARGUMENT', `the head reads ${h?.inDim} features per patch; its input gives ${dim}`);
     }
     if (s.head.ensemble !== undefined && !(Array.isArray(s.head.ensemble) && s.version >= 2)) throw new LoupeError('INVALID_ARGUMENT', 'head.ensemble must be a list of heads (version 2)');
-    const flips = s.head.flips;
-    if (flips !== undefined) {
-      if (!(Array.isArray(flips) && s.version >= 3 && flips.every((f) => FLIP_NAMES.includes(f)) && new Set(flips).size === flips.length)) {
-        throw new LoupeError('INVALID_ARGUMENT', `head.flips must be distinct names of ${FLIP_NAMES.join(', ')} (version 3), got ${JSON.stringify(flips)}`);
-      }
-      if (flips.length > 0 && (s.head.input.residual || s.head.input.distance)) throw new LoupeError('INVALID_ARGUMENT', 'head.flips need a head that reads the embedding only');
+    if (s.head.flips !== undefined) {
+      if (s.version < 3) throw new LoupeError('INVALID_ARGUMENT', `head.flips came with version 3 (this file says ${s.version})`);
+      checkHeadFlips(s.head.flips, s.head.input, 'head.flips');
     }
     const a = s.head.aggregation;
     if (!(Number.isInteger(a.topK) && a.topK >= 1 && a.sigma >= 0 && a.sigma <= 28)) throw new LoupeError('INVALID_ARGUMENT', `bad head aggregation ${JSON.stringify(a)}`);
