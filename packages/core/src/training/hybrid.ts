@@ -118,7 +118,8 @@ export interface HybridHeadOptions {
    * Test-time flips: the head's patch logits are averaged over the image and these mirror images of it
    * (the memory bank reads the image alone). Default hflip + vflip, which lifted held-out image AUROC on
    * magnetic tile by +0.006 to +0.015 per split (quality.md, tta) for 3x the network's work per inspected
-   * image; [] inspects at 1x. Needs an embedding-only head (`input`).
+   * image (2.7x slower inspection, docs/benchmarks/hybrid-flips.md); [] inspects at 1x. Needs an
+   * embedding-only head (`input`).
    */
   flips?: readonly Flip[];
 }
