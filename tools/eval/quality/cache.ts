@@ -14,6 +14,7 @@ import {
   createRng,
   decodeFloat16,
   encodeFloat16,
+  flipGrid,
   INPUT_ELEMENTS,
   INPUT_SIZE,
   loadAddon,
@@ -92,15 +93,9 @@ async function viewTensor(path: string, view: ViewName): Promise<Float32Array> {
   }
   const t = (await prepareImage(path)).tensor;
   if (view === 'base') return t;
-  const out = new Float32Array(t.length);
+  // Core's flipGrid, as the hybrid's test-time flips use it; the half turn is both flips.
   const S = INPUT_SIZE;
-  for (let y = 0; y < S; y++)
-    for (let x = 0; x < S; x++) {
-      const sy = view === 'vflip' || view === 'hvflip' ? S - 1 - y : y;
-      const sx = view === 'hflip' || view === 'hvflip' ? S - 1 - x : x;
-      for (let c = 0; c < 3; c++) out[(y * S + x) * 3 + c] = t[(sy * S + sx) * 3 + c]!;
-    }
-  return out;
+  return view === 'hvflip' ? flipGrid(flipGrid(t, S, S, 3, 'hflip'), S, S, 3, 'vflip') : flipGrid(t, S, S, 3, view);
 }
 
 // Node's readFileSync/writeFileSync stop at 2 GiB; the up448 taps of magnetic tile are 6.5 GB.

@@ -155,12 +155,9 @@ export interface AggConfig {
   tta?: ('hflip' | 'vflip' | 'hvflip')[];
 }
 
-/** A 28 x 28 logit grid of a flipped view, flipped back onto the image. */
+/** A 28 x 28 logit grid of a flipped view, flipped back onto the image (core's flipGrid; the half turn is both flips). */
 function unflip(l: Float32Array, how: 'hflip' | 'vflip' | 'hvflip'): Float32Array {
-  const out = new Float32Array(784);
-  const v = how !== 'hflip', h = how !== 'vflip';
-  for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) out[y * 28 + x] = l[(v ? 27 - y : y) * 28 + (h ? 27 - x : x)]!;
-  return out;
+  return how === 'hvflip' ? flipGrid(flipGrid(l, 28, 28, 1, 'hflip'), 28, 28, 1, 'vflip') : flipGrid(l, 28, 28, 1, how);
 }
 
 export async function hybridVariant(ctx: SeedContext, head: HeadConfig, agg: AggConfig = { topK: 1, sigma: 0 }): Promise<HybridMetrics> {
@@ -298,7 +295,7 @@ EXPERIMENTS['aggregation'] = async (env) => {
 // ------------------------------------------------------------------------------------------------
 // Fusion: out-of-fold (k-fold over the labelled defects) choice of the head's weight and of the threshold.
 
-import { auroc, balancedThreshold, f1OptimalThreshold, groupKFold } from '../../../packages/core/src/internal.js';
+import { auroc, balancedThreshold, f1OptimalThreshold, flipGrid, groupKFold } from '../../../packages/core/src/internal.js';
 import { HeadFeatures } from './explore.js';
 
 const WEIGHTS = [0.5, 1, 2, 4];
