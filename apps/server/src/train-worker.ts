@@ -8,7 +8,7 @@
 // away, the worker removes that folder and exits (it never outlives its server for long, nor publishes).
 import { rmSync } from 'node:fs';
 
-import { configureThreads, Engine, saveModel, trainClassifier, trainHybrid, trainOneClass, type LoupeModel, type SvmLayer, type TrainingProgress } from '@loupe/core';
+import { configureThreads, Engine, saveModel, trainClassifier, trainHybrid, trainOneClass, type LoupeModel, type Flip, type SvmLayer, type TrainingProgress } from '@loupe/core';
 
 export interface TrainJob {
   kind: 'svm' | 'one-class' | 'hybrid';
@@ -26,7 +26,7 @@ export interface TrainJob {
   /** Unset fields: core's defaults. */
   svm: { layer: SvmLayer; lambda?: number | undefined; epochs?: number | undefined; seed: number };
   oneClass: { coresetRatio?: number | undefined; seed: number; validationFraction?: number | undefined; thresholdQuantile?: number | undefined };
-  hybrid: { coresetRatio?: number | undefined; seed: number; validationFraction?: number | undefined; shots?: number | undefined };
+  hybrid: { coresetRatio?: number | undefined; seed: number; validationFraction?: number | undefined; shots?: number | undefined; flips?: Flip[] | undefined };
 }
 
 export type WorkerMessage =
@@ -80,6 +80,7 @@ async function train(job: TrainJob): Promise<number> {
       ...(h.coresetRatio !== undefined ? { coresetRatio: h.coresetRatio } : {}),
       ...(h.validationFraction !== undefined ? { validationFraction: h.validationFraction } : {}),
       ...(h.shots !== undefined ? { shots: h.shots } : {}),
+      ...(h.flips !== undefined ? { head: { flips: h.flips } } : {}),
       seed: h.seed,
       category: job.name,
       batchSize: 8,

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { status as Status } from '@grpc/grpc-js';
-import { checkClassifierOptions, checkOneClassOptions, findGoodClass, SVM_LAYERS, writeFileAtomic, type SvmLayer } from '@loupe/core';
+import { checkClassifierOptions, checkHybridHeadOptions, checkOneClassOptions, findGoodClass, type Flip, SVM_LAYERS, writeFileAtomic, type SvmLayer } from '@loupe/core';
 
 import { ModelKind, type TrainRequest } from '@loupe/client/gen/loupe/v1/inspection';
 import type { Logger } from './log.js';
@@ -119,7 +119,14 @@ function coreOptions(req: TrainRequest): Pick<TrainJob, 'svm' | 'oneClass' | 'hy
   return {
     svm: { layer: (s?.layer || 'fc1000') as SvmLayer, lambda: set(s?.lambda), epochs: set(s?.epochs), seed: s?.seed ?? 0 },
     oneClass: { coresetRatio: set(o?.coresetRatio), seed: o?.seed ?? 0, validationFraction: set(o?.validationFraction), thresholdQuantile: set(o?.thresholdQuantile) },
-    hybrid: { coresetRatio: set(h?.coresetRatio), seed: h?.seed ?? 0, validationFraction: set(h?.validationFraction), shots: set(h?.shots) },
+    hybrid: {
+      coresetRatio: set(h?.coresetRatio),
+      seed: h?.seed ?? 0,
+      validationFraction: set(h?.validationFraction),
+      shots: set(h?.shots),
+      // no_flips: none; an empty list: core's default. Names are core's to check.
+      flips: h?.noFlips ? [] : h?.flips.length ? (h.flips as Flip[]) : undefined,
+    },
   };
 }
 
@@ -190,6 +197,13 @@ export class Trainer {
           ? [
               ['hybrid.coreset_ratio', () => checkOneClassOptions({ coresetRatio: hybrid.coresetRatio })],
               ['hybrid.validation_fraction', () => checkOneClassOptions({ validationFraction: hybrid.validationFraction })],
+              [
+                'hybrid.flips',
+                () => {
+                  if (req.hybrid?.noFlips && req.hybrid.flips.length > 0) throw new Error('give flips or no_flips, not both');
+                  checkHybridHeadOptions(hybrid.flips !== undefined ? { flips: hybrid.flips } : {});
+                },
+              ],
             ]
           : [
               ['one_class.coreset_ratio', () => checkOneClassOptions({ coresetRatio: oneClass.coresetRatio })],

@@ -82,14 +82,14 @@ describe.skipIf(!fixtures)('hybrid models through the server', () => {
     expect(flagged).toBeGreaterThanOrEqual(6);
   });
 
-  it('Train with kind HYBRID: labelled images and masks, the good label required; a head-less one says so', async () => {
+  it('Train with kind HYBRID: labelled images and masks, test-time flips, the good label required; a head-less one says so', async () => {
     const images = [
       ...bottleImages('train/good', 14, 60).map((f) => ({ image: read(f), label: 'good', name: f, mask: Buffer.alloc(0) })),
       ...bottleImages('test/broken_large', 3, 5).map((f) => ({ image: read(f), label: 'broken_large', name: f, mask: read(maskOf(f)) })),
     ];
     const stages: string[] = [];
     const m = await c.train(
-      { name: 'remote-hybrid', kind: ModelKind.MODEL_KIND_HYBRID, images, load: true, hybrid: { coresetRatio: 0.05, seed: 0, validationFraction: 0.25, shots: 0 } },
+      { name: 'remote-hybrid', kind: ModelKind.MODEL_KIND_HYBRID, images, load: true, hybrid: { coresetRatio: 0.05, seed: 0, validationFraction: 0.25, shots: 0, flips: ['vflip'], noFlips: false } },
       (p) => stages.push(p.stage),
     );
     expect(m.kind).toBe(ModelKind.MODEL_KIND_HYBRID);
@@ -100,8 +100,18 @@ describe.skipIf(!fixtures)('hybrid models through the server', () => {
     if (file.kind !== 'hybrid') throw new Error('unreachable');
     expect(file.hybrid.state.training).toMatchObject({ defectImages: 3, maskedDefects: 3 });
     expect(file.category).toBe('remote-hybrid');
+    // The flips asked for.
+    expect(file.hybrid.flips).toEqual(['vflip']);
     const [broken] = bottleImages('test/broken_large', 1, 15);
     expect((await c.inspectOne({ id: 'b', image: read(broken!), model: 'remote-hybrid' })).result!.verdict).toBe(Verdict.VERDICT_ANOMALOUS);
+
+    // Flips core does not know, or flips beside no_flips: refused before anything is trained, naming the field.
+    const hybrid = { coresetRatio: 0.05, seed: 0, validationFraction: 0.25, shots: 0 };
+    const rot = await grpcError(c.train({ name: 'x', kind: ModelKind.MODEL_KIND_HYBRID, images, hybrid: { ...hybrid, flips: ['rot90'], noFlips: false } }));
+    expect(rot.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(rot.details).toMatch(/hybrid\.flips: head flips must be distinct names of hflip, vflip, got \["rot90"\]/);
+    const both = await grpcError(c.train({ name: 'x', kind: ModelKind.MODEL_KIND_HYBRID, images, hybrid: { ...hybrid, flips: ['hflip'], noFlips: true } }));
+    expect(both.details).toMatch(/hybrid\.flips: give flips or no_flips, not both/);
 
     // No label naming the good parts, and a mask on a good image: refused before anything is trained.
     const noGood = await grpcError(c.train({ name: 'x', kind: ModelKind.MODEL_KIND_HYBRID, images: images.map((i) => ({ ...i, label: i.label === 'good' ? 'fine' : i.label })) }));

@@ -95,7 +95,7 @@ export { renderHeatmapPng, renderMaskPng, type HeatmapRenderOptions } from './an
 // --- Training and calibration ----------------------------------------------------------------------------
 export { checkOneClassOptions, DEFAULT_TILE, MIN_CALIBRATION_IMAGES, trainOneClass, type OneClassTraining, type TrainingProgress, type TrainingStage, type TrainOneClassOptions } from './training/one-class.js';
 export { checkClassifierOptions, samplesByLabel, trainClassifier, type ClassifierTraining, type HeldOutFigures, type HoldOut, type TrainClassifierOptions } from './training/classifier.js';
-export { DEFAULT_HYBRID_HEAD, trainHybrid, type HybridHeadOptions, type HybridImage, type HybridTraining, type TrainHybridOptions } from './training/hybrid.js';
+export { checkHybridHeadOptions, DEFAULT_HYBRID_HEAD, trainHybrid, type HybridHeadOptions, type ResolvedHybridHead, type HybridImage, type HybridTraining, type TrainHybridOptions } from './training/hybrid.js';
 export { calibrate, type CalibrateOptions, type Calibration, type CalibrationReport } from './training/calibrate.js';
 export type { ImageSet } from './training/images.js';
 export {

@@ -295,28 +295,48 @@ export function balancedThreshold(good: readonly number[], defects: readonly num
   return cands[at[at.length >> 1]!]!;
 }
 
-/** Trains a hybrid model (see the file header); save it with saveModel. */
-export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining> {
-  const t0 = performance.now();
-  const progress = o.onProgress;
-  const seed = o.seed ?? 0;
-  const h = { ...DEFAULT_HYBRID_HEAD, ...(o.head ?? {}) };
-  const input: HeadInput = { ...DEFAULT_HYBRID_HEAD.input, ...(o.head?.input ?? {}) };
-  const aggregation: HeadAggregation = { ...DEFAULT_HYBRID_HEAD.aggregation, ...(o.head?.aggregation ?? {}) };
-  if (o.split !== undefined && !(o.split === 0 || (o.split > 0 && o.split < 1))) throw new LoupeError('INVALID_ARGUMENT', `split must be in (0, 1) (or 0: none), got ${o.split}`);
-  if (o.shots !== undefined && !(Number.isInteger(o.shots) && o.shots >= 1)) throw new LoupeError('INVALID_ARGUMENT', `shots must be an integer >= 1, got ${o.shots}`);
+/** The head options with core's defaults filled in, checked. */
+export interface ResolvedHybridHead {
+  readonly h: Required<Omit<HybridHeadOptions, 'input' | 'aggregation' | 'epochs' | 'flips'>>;
+  readonly input: HeadInput;
+  readonly aggregation: HeadAggregation;
+  readonly epochs: number;
+  readonly flips: readonly Flip[];
+  /** The head reads the embedding alone (no residual or distance). */
+  readonly embeddingOnly: boolean;
+}
+
+/**
+ * Fills in the head options' defaults and checks them (before any image is read); throws INVALID_ARGUMENT
+ * naming the option. trainHybrid calls it; a server checks a request's options with it.
+ */
+export function checkHybridHeadOptions(head: HybridHeadOptions = {}): ResolvedHybridHead {
+  const h: ResolvedHybridHead['h'] = { ...DEFAULT_HYBRID_HEAD, ...head };
+  const input: HeadInput = { ...DEFAULT_HYBRID_HEAD.input, ...(head.input ?? {}) };
+  const aggregation: HeadAggregation = { ...DEFAULT_HYBRID_HEAD.aggregation, ...(head.aggregation ?? {}) };
   if (!(Number.isInteger(h.projectionDim) && h.projectionDim >= 0)) throw new LoupeError('INVALID_ARGUMENT', `head projectionDim must be an integer >= 0, got ${h.projectionDim}`);
   if (h.weight !== 'auto' && !(h.weight >= 0 && Number.isFinite(h.weight))) throw new LoupeError('INVALID_ARGUMENT', `head weight must be 'auto' or a number >= 0, got ${String(h.weight)}`);
   if (h.classifier !== 'mlp' && h.classifier !== 'logistic') throw new LoupeError('INVALID_ARGUMENT', `head classifier must be 'mlp' or 'logistic', got ${String(h.classifier)}`);
   if (!(Number.isInteger(h.hidden) && h.hidden >= 1 && h.hidden <= 4096)) throw new LoupeError('INVALID_ARGUMENT', `head hidden must be an integer in [1, 4096], got ${String(h.hidden)}`);
-  const epochs = o.head?.epochs ?? EPOCHS[h.classifier];
+  const epochs = head.epochs ?? EPOCHS[h.classifier];
   if (!(Number.isInteger(h.members) && h.members >= 1 && h.members <= 16)) throw new LoupeError('INVALID_ARGUMENT', `head members must be an integer in [1, 16], got ${String(h.members)}`);
   if (!(Number.isInteger(epochs) && epochs >= 1)) throw new LoupeError('INVALID_ARGUMENT', `head epochs must be an integer >= 1, got ${String(epochs)}`);
   if (headInputDim(input, 1) === 0) throw new LoupeError('INVALID_ARGUMENT', 'the head must read some patch feature (embedding, residual or distance)');
   const embeddingOnly = input.embedding && !input.residual && !input.distance;
   // The default flips fit the default (embedding-only) head; a head reading residuals or distances has none.
-  const flips = o.head?.flips ?? (embeddingOnly ? DEFAULT_HYBRID_HEAD.flips : []);
+  const flips = head.flips ?? (embeddingOnly ? DEFAULT_HYBRID_HEAD.flips : []);
   checkHeadFlips(flips, input, 'head flips');
+  return { h, input, aggregation, epochs, flips, embeddingOnly };
+}
+
+/** Trains a hybrid model (see the file header); save it with saveModel. */
+export async function trainHybrid(o: TrainHybridOptions): Promise<HybridTraining> {
+  const t0 = performance.now();
+  const progress = o.onProgress;
+  const seed = o.seed ?? 0;
+  if (o.split !== undefined && !(o.split === 0 || (o.split > 0 && o.split < 1))) throw new LoupeError('INVALID_ARGUMENT', `split must be in (0, 1) (or 0: none), got ${o.split}`);
+  if (o.shots !== undefined && !(Number.isInteger(o.shots) && o.shots >= 1)) throw new LoupeError('INVALID_ARGUMENT', `shots must be an integer >= 1, got ${o.shots}`);
+  const { h, input, aggregation, epochs, flips, embeddingOnly } = checkHybridHeadOptions(o.head);
 
   // --- Data and split ----------------------------------------------------------------------------
   const { items, dataset } = await labelledItems(o);

@@ -414,6 +414,13 @@ export interface HybridOptions {
   validationFraction: number;
   /** At most this many labelled defects per type train the head (default all). */
   shots: number;
+  /**
+   * Test-time flips the head reads, names of "hflip", "vflip"; empty: the
+   * default, both. Each flip is one more network run per inspected image.
+   */
+  flips: string[];
+  /** No test-time flips: inspection at 1x the network's work per image (flips must then be empty). */
+  noFlips: boolean;
 }
 
 /** TrainResponse is a progress report or, last, the trained model. */
@@ -2469,7 +2476,7 @@ export const OneClassOptions: MessageFns<OneClassOptions> = {
 };
 
 function createBaseHybridOptions(): HybridOptions {
-  return { coresetRatio: 0, seed: 0, validationFraction: 0, shots: 0 };
+  return { coresetRatio: 0, seed: 0, validationFraction: 0, shots: 0, flips: [], noFlips: false };
 }
 
 export const HybridOptions: MessageFns<HybridOptions> = {
@@ -2485,6 +2492,12 @@ export const HybridOptions: MessageFns<HybridOptions> = {
     }
     if (message.shots !== 0) {
       writer.uint32(32).uint32(message.shots);
+    }
+    for (const v of message.flips) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.noFlips !== false) {
+      writer.uint32(48).bool(message.noFlips);
     }
     return writer;
   },
@@ -2534,6 +2547,22 @@ export const HybridOptions: MessageFns<HybridOptions> = {
             message.shots = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.flips.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.noFlips = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2560,6 +2589,12 @@ export const HybridOptions: MessageFns<HybridOptions> = {
         ? globalThis.Number(object.validation_fraction)
         : 0,
       shots: isSet(object.shots) ? globalThis.Number(object.shots) : 0,
+      flips: globalThis.Array.isArray(object?.flips) ? object.flips.map((e: any) => globalThis.String(e)) : [],
+      noFlips: isSet(object.noFlips)
+        ? globalThis.Boolean(object.noFlips)
+        : isSet(object.no_flips)
+        ? globalThis.Boolean(object.no_flips)
+        : false,
     };
   },
 
@@ -2577,6 +2612,12 @@ export const HybridOptions: MessageFns<HybridOptions> = {
     if (message.shots !== 0) {
       obj.shots = Math.round(message.shots);
     }
+    if (message.flips?.length) {
+      obj.flips = message.flips;
+    }
+    if (message.noFlips !== false) {
+      obj.noFlips = message.noFlips;
+    }
     return obj;
   },
 
@@ -2589,6 +2630,8 @@ export const HybridOptions: MessageFns<HybridOptions> = {
     message.seed = object.seed ?? 0;
     message.validationFraction = object.validationFraction ?? 0;
     message.shots = object.shots ?? 0;
+    message.flips = object.flips?.map((e) => e) || [];
+    message.noFlips = object.noFlips ?? false;
     return message;
   },
 };
