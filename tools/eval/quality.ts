@@ -47,7 +47,7 @@ const { values: args, positionals } = parseArgs({
 });
 
 /** The command that produced quality-explore.json (every experiment, every category). */
-const EXPLORE_COMMAND = 'npx vite-node tools/eval/quality.ts -- explore gap,aggregation,baseline,head,fusion,head2,head3,mlp,ensemble,ensemble2,flips,neighbourhood,neighbourhood2,tiles,context,tta,tta2 (tiles, tta2: --categories magnetic_tile)';
+const EXPLORE_COMMAND = 'npx vite-node tools/eval/quality.ts -- explore gap,aggregation,baseline,head,fusion,head2,head3,mlp,ensemble,ensemble2,flips,neighbourhood,neighbourhood2,tiles,context,tta,tta2 (tiles, tta2: --categories magnetic_tile); then explore bankflips --seeds 5,6,7,8,9 (splits apart from the table\'s)';
 
 /** What the experiments showed (written from quality-explore.json; kept here so the page regenerates). */
 const FINDINGS: string[] = [

@@ -1,7 +1,7 @@
 // The experiments of `quality.ts explore`, by name. Each records mean +- sd over the split seeds per
 // category and variant (quality-explore.json), and logs them.
 import type { Env } from '../quality.js';
-import { embed } from './cache.js';
+import { D, P, embed, native } from './cache.js';
 import {
   DEFAULT_HEAD,
   headLogitsOf,
@@ -153,6 +153,47 @@ export interface AggConfig {
   sigma: number;
   /** Test-time flips: the head's patch logits averaged over the image and these flips of it (flipped back); ctx.tta holds their taps. */
   tta?: ('hflip' | 'vflip' | 'hvflip')[];
+  /** The memory bank reads the flips too (their views are computed for the head anyway): see bankFlips. */
+  bankTta?: boolean;
+}
+
+/** ctx with the bank's k-NN of a flipped view of the test and validation images (patch grids in the view's frame). */
+async function flipBank(ctx: SeedContext, a: 'hflip' | 'vflip' | 'hvflip'): Promise<SeedContext> {
+  const store = ctx.tta![a]!;
+  const index = await (await native()).createKnnIndex(ctx.bs.bank, ctx.bs.n, D, { threads: 2 });
+  const dist: Float32Array[] = [];
+  const idx: Int32Array[] = [];
+  for (const i of [...ctx.test, ...ctx.valItems]) {
+    const r = await index.search(embed(store, i, ctx.f), P, ctx.bs.k);
+    dist[i] = Float32Array.from(r.dist, (d) => Math.sqrt(Math.max(0, d)));
+    idx[i] = r.idx;
+  }
+  return { ...ctx, store, bs: { ...ctx.bs, dist, idx } };
+}
+
+/**
+ * The bank's image score with test-time flips, two ways: the mean of the image's and its flips' reweighted
+ * scores ('mean'), and the max of their patch distance maps averaged after flipping back ('map'); with the map.
+ */
+async function bankFlips(ctx: SeedContext, flips: readonly ('hflip' | 'vflip' | 'hvflip')[], items: readonly number[], pc: Map<number, number>) {
+  const fc = await Promise.all(flips.map((a) => flipBank(ctx, a)));
+  const mean = new Map<number, number>();
+  const map = new Map<number, number>();
+  const maps = new Map<number, Float32Array>();
+  for (const i of items) {
+    let s = pc.get(i)!;
+    const m = Float32Array.from(patchScores(ctx, i));
+    for (let f = 0; f < flips.length; f++) {
+      s += await reweighted(fc[f]!, i);
+      const u = unflip(patchScores(fc[f]!, i), flips[f]!);
+      for (let p = 0; p < P; p++) m[p] = m[p]! + u[p]!;
+    }
+    for (let p = 0; p < P; p++) m[p] = m[p]! / (1 + flips.length);
+    mean.set(i, s / (1 + flips.length));
+    map.set(i, maxOf(m));
+    maps.set(i, m);
+  }
+  return { mean, map, maps };
 }
 
 /** A 28 x 28 logit grid of a flipped view, flipped back onto the image (core's flipGrid; the half turn is both flips). */
@@ -201,6 +242,18 @@ export async function hybridVariant(ctx: SeedContext, head: HeadConfig, agg: Agg
   out['fusedW8'] = imageAuroc(ctx, (i) => fuse8(pc.get(i)!, hs.get(i)!));
   const fuseH = zFuse(val.map((i) => pc.get(i)!), val.map((i) => hs.get(i)!), 0.5);
   out['fusedW05'] = imageAuroc(ctx, (i) => fuseH(pc.get(i)!, hs.get(i)!));
+  if (agg.bankTta && agg.tta?.length) {
+    const bf = await bankFlips(ctx, agg.tta, [...ctx.test, ...val], pc);
+    out['oneClassMax'] = imageAuroc(ctx, (i) => maxOf(patchScores(ctx, i)));
+    for (const [name, sc] of [['Mean', bf.mean], ['Map', bf.map]] as const) {
+      out[`oneClass${name}`] = imageAuroc(ctx, (i) => sc.get(i)!);
+      for (const w of [1, 2, 4, 8]) {
+        const fz = zFuse(val.map((i) => sc.get(i)!), val.map((i) => hs.get(i)!), w);
+        out[`fused${name}W${w}`] = imageAuroc(ctx, (i) => fz(sc.get(i)!, hs.get(i)!));
+      }
+    }
+    out['oneClassPixelMap'] = await pixelAuroc(ctx, (i) => toMap(ctx, bf.maps.get(i)!));
+  }
   // Patch-level fusion: z of patch distances and patch logits on the validation images' patches, map max.
   const pst = (xs: number[]): [number, number] => {
     const m = xs.reduce((s, x) => s + x, 0) / xs.length;
@@ -521,4 +574,12 @@ EXPERIMENTS['tta2'] = (env) =>
   runHybridVariants(env, 'tta2', {
     ttaHVR: { head: CORE_HEAD, agg: { topK: 1, sigma: 0, tta: ['hflip', 'vflip', 'hvflip'] } },
     ttaHVtop3: { head: CORE_HEAD, agg: { topK: 3, sigma: 0, tta: ['hflip', 'vflip'] } },
+  });
+
+/** The bank with test-time flips too (the head's flips are computed anyway, so only k-NN is added); and five heads. */
+EXPERIMENTS['bankflips'] = (env) =>
+  runHybridVariants(env, 'bankflips', {
+    ttaHVbank: { head: CORE_HEAD, agg: { topK: 1, sigma: 0, tta: ['hflip', 'vflip'], bankTta: true } },
+    ttaHVx5: { head: { ...CORE_HEAD, ensemble: 5 }, agg: { topK: 1, sigma: 0, tta: ['hflip', 'vflip'] } },
+    ttaHVx5bank: { head: { ...CORE_HEAD, ensemble: 5 }, agg: { topK: 1, sigma: 0, tta: ['hflip', 'vflip'], bankTta: true } },
   });

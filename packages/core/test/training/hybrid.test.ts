@@ -198,10 +198,11 @@ describe.skipIf(!!skip)('hybrid models (memory bank + supervised head)', () => {
       expect(await loadModel(f).catch((e: unknown) => e)).toMatchObject({ code: 'MODEL_CORRUPT', field: 'hybrid' });
     }
     expect(head.mlp!.hidden).toBe(DEFAULT_HYBRID_HEAD.hidden);
-    // Two more members, each on its own projection.
+    // Four more members, each on its own projection.
     const members = [head, ...t.model.hybrid.state.head!.ensemble!];
-    expect(members.length).toBe(3);
-    expect(new Set(members.map((m) => m.projection!.seed)).size).toBe(3);
+    expect(members.length).toBe(DEFAULT_HYBRID_HEAD.members);
+    expect(DEFAULT_HYBRID_HEAD.members).toBe(5);
+    expect(new Set(members.map((m) => m.projection!.seed)).size).toBe(5);
     expect(head.logistic).toBeUndefined();
     const d = head.mlp!.d;
     const logistic = { d, b: 0, w: new Array(d).fill(0).map((_, j) => (j === 0 ? 1 : 0)), mean: new Array(d).fill(0), std: new Array(d).fill(1) };
