@@ -98,7 +98,8 @@ export interface HybridHeadOptions {
    * Heads whose patch logits are averaged, each on its own projection seed; default DEFAULT_HYBRID_HEAD.members.
    * One random projection decides a lot: on one split, three seeds gave 0.924-0.949 held-out AUROC (quality.md, ensemble).
    * Five rather than three (with test-time flips) lifted fused image AUROC on splits kept apart from the table's
-   * (seeds 5-9): magnetic tile +0.003, KolektorSDD +0.005, each on four splits of five (quality.md, bankflips).
+   * (seeds 5-9): magnetic tile +0.003, KolektorSDD +0.005, each on four splits of five (quality.md, bankflips),
+   * for 1.24x the inspection time of three (docs/benchmarks/hybrid-flips.md).
    */
   members?: number;
   l2?: number;
